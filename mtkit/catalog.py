@@ -1,0 +1,109 @@
+"""What is installed: component listings, config field tables and the recipe JSON Schema.
+
+Reads config classes only, so none of this imports torch.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from pydantic_core import PydanticUndefined
+
+from mtkit.recipe import Recipe
+from mtkit.registry import ComponentEntry, Registry
+
+__all__ = ["component_fields", "listing", "recipe_schema"]
+
+
+def _entry_json(entry: ComponentEntry) -> dict[str, Any]:
+    return {
+        "kind": entry.kind,
+        "name": entry.name,
+        "plugin": entry.plugin.name,
+        "distribution": entry.plugin.distribution,
+        "version": entry.plugin.version,
+        "summary": entry.summary,
+    }
+
+
+def listing(registry: Registry, kind: str | None = None) -> dict[str, Any]:
+    """Components (optionally of one kind) and every plugin with its load status."""
+    return {
+        "components": [_entry_json(e) for e in registry.list(kind)],
+        "plugins": [
+            {
+                "name": p.name,
+                "distribution": p.distribution,
+                "version": p.version,
+                "status": p.status,
+                "error": p.error,
+                "components": [f"{k}:{n}" for k, n in p.components],
+            }
+            for p in registry.plugins
+        ],
+    }
+
+
+def _type_name(annotation: Any) -> str:
+    text = getattr(annotation, "__name__", None) if isinstance(annotation, type) else None
+    return text or str(annotation).replace("typing.", "")
+
+
+def component_fields(entry: ComponentEntry) -> list[dict[str, str]]:
+    """One row per config field: name, type, default, constraints and description."""
+    rows = []
+    for name, field in entry.config_class.model_fields.items():
+        if field.default is not PydanticUndefined:
+            default = repr(field.default)
+        elif field.default_factory is not None:
+            default = repr(field.default_factory())  # type: ignore[call-arg]
+        else:
+            default = "(required)"
+        constraints = ", ".join(str(m) for m in field.metadata)
+        rows.append(
+            {
+                "field": name,
+                "type": _type_name(field.annotation),
+                "default": default,
+                "constraints": constraints,
+                "description": field.description or "",
+            }
+        )
+    return rows
+
+
+def _component_schema(registry: Registry, kind: str) -> dict[str, Any]:
+    options = []
+    for entry in registry.list(kind):
+        schema = copy.deepcopy(entry.config_class.model_json_schema())
+        schema.setdefault("properties", {})["type"] = {"const": entry.name, "description": entry.summary}
+        schema["required"] = ["type", *schema.get("required", [])]
+        schema["additionalProperties"] = False
+        schema["title"] = f"{kind}: {entry.name}"
+        options.append(schema)
+    return {"anyOf": options} if options else {"type": "object"}
+
+
+def recipe_schema(registry: Registry) -> dict[str, Any]:
+    """JSON Schema of a recipe with every component table spelled out per registered type."""
+    schema = Recipe.model_json_schema()
+    defs = schema.setdefault("$defs", {})
+    for kind in ("backbone", "adapter", "combiner", "scheduler", "dataset", "head", "metric"):
+        defs[f"{kind}_component"] = _component_schema(registry, kind)
+
+    def ref(kind: str) -> dict[str, str]:
+        return {"$ref": f"#/$defs/{kind}_component"}
+
+    props = schema["properties"]
+    props["backbone"] = ref("backbone")
+    props["adapters"] = {"type": "object", "additionalProperties": ref("adapter"), "description": props["adapters"].get("description", "")}
+    props["combiner"] = {"anyOf": [ref("combiner"), {"type": "null"}]}
+    props["scheduler"] = ref("scheduler")
+    task = defs["TaskSection"]["properties"]
+    task["dataset"], task["head"] = ref("dataset"), ref("head")
+    task["metrics"] = {"type": "array", "items": {"anyOf": [{"type": "string"}, ref("metric")]}}
+    defs["PhaseSection"]["properties"]["scheduler"] = {"anyOf": [ref("scheduler"), {"type": "null"}]}
+    defs.pop("ComponentTable", None)
+    schema["title"] = "mtkit recipe"
+    return schema

@@ -1,0 +1,216 @@
+"""The `mtkit` command line: the only module that prints to the terminal or exits.
+
+Each command is a thin wrapper over a plain function. A user error (bad recipe, unknown
+component, missing file or package) prints one message to stderr and exits 2, no traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mtkit.errors import MtkitError, RecipeError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Multi-task learning with parameter-efficient adapters.")
+out = Console()
+err = Console(stderr=True)
+T = TypeVar("T")
+
+
+def fail(message: str) -> NoReturn:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def guarded(fn: Callable[[], T]) -> T:
+    """Run a command body, turning user errors into one message and exit code 2."""
+    try:
+        return fn()
+    except RecipeError as exc:
+        if len(exc.problems) == 1:
+            fail(exc.problems[0])
+        fail(f"{len(exc.problems)} problems:\n" + "\n".join(f"  - {p}" for p in exc.problems))
+    except MtkitError as exc:
+        fail(str(exc))
+
+
+def _registry() -> Any:
+    from mtkit.registry import load_registry
+
+    return load_registry()
+
+
+# --- listing ---------------------------------------------------------------------------------
+
+
+@app.command("list-components")
+def list_components(
+    kind: Annotated[str | None, typer.Option(help="Only this kind (backbone, adapter, combiner, head, scheduler, dataset, metric).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """List registered components with their plugin, and plugins that failed to load."""
+    from mtkit.catalog import listing
+    from mtkit.config import KINDS
+
+    if kind is not None and kind not in KINDS:
+        fail(f"--kind {kind!r} is not a component kind (known: {', '.join(sorted(KINDS))})")
+    data = guarded(lambda: listing(_registry(), kind))
+    if as_json:
+        print(json.dumps(data, indent=2))
+        return
+    table = Table("kind", "name", "plugin", "summary", box=None, header_style="bold")
+    for c in data["components"]:
+        table.add_row(c["kind"], c["name"], f"{c['plugin']} ({c['distribution']} {c['version']})".replace(" ( )", ""), c["summary"])
+    out.print(table)
+    for p in data["plugins"]:
+        if p["status"] != "ok":
+            err.print(f"[yellow]plugin {p['name']} ({p['distribution']} {p['version']}): {p['status']}[/] {p['error'] or ''}", highlight=False)
+
+
+@app.command()
+def show(kind: Annotated[str, typer.Argument(help="Component kind.")], name: Annotated[str, typer.Argument(help="Registered name.")]) -> None:
+    """Show a component's config fields: type, default, constraints and description."""
+    from mtkit.catalog import component_fields
+
+    entry = guarded(lambda: _registry().get(kind, name))
+    out.print(f"[bold]{kind} {name}[/]  ({entry.plugin.label()})\n{entry.summary}\n", highlight=False)
+    table = Table("field", "type", "default", "constraints", "description", header_style="bold")
+    for row in component_fields(entry):
+        table.add_row(*row.values())
+    out.print(table)
+
+
+@app.command()
+def validate(recipes: Annotated[list[Path], typer.Argument(help="Recipe files.")]) -> None:
+    """Validate recipes (structure and every component's params) without building models."""
+    from mtkit.recipe import load_recipe
+
+    failed = []
+    for path in recipes:
+        try:
+            load_recipe(path, registry=_registry())
+            out.print(f"[green]ok[/] {path}", highlight=False)
+        except MtkitError as exc:
+            failed.append(exc)
+            err.print(str(exc), highlight=False, soft_wrap=True)
+    if failed:
+        fail(f"{len(failed)} of {len(recipes)} recipe(s) invalid")
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of recipes (for editor completion and checks)."""
+    from mtkit.catalog import recipe_schema
+
+    print(json.dumps(guarded(lambda: recipe_schema(_registry())), indent=2))
+
+
+# --- runs ------------------------------------------------------------------------------------
+
+
+class _Progress:
+    """Rich progress bars and evaluation tables for `mtkit run`."""
+
+    def __init__(self) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"), TimeRemainingColumn(), console=err
+        )
+        self.task: Any = None
+
+    def phase_started(self, name: str, steps: int, start: int) -> None:
+        if self.task is not None:
+            self.progress.remove_task(self.task)
+        self.progress.start()
+        self.task = self.progress.add_task(f"phase {name}", total=steps, completed=start, info="")
+
+    def step_done(self, step: int, logs: Mapping[str, float]) -> None:
+        self.progress.update(self.task, completed=step, info=f"loss {logs['loss']:.4f}")
+
+    def evaluated(self, phase: str, routing: str, scores: Mapping[str, Mapping[str, float]]) -> None:
+        self.progress.stop()
+        table = Table(title=f"{phase} ({routing} routing)", header_style="bold")
+        metrics = sorted({m for s in scores.values() for m in s})
+        table.add_column("task")
+        for m in metrics:
+            table.add_column(m, justify="right")
+        for task, values in scores.items():
+            table.add_row(task, *(f"{values[m]:.4f}" if m in values else "" for m in metrics))
+        err.print(table)
+
+
+@app.command()
+def run(
+    recipe: Annotated[Path, typer.Argument(help="Recipe file (TOML, or a run directory's recipe.json).")],
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a recipe value: key.path=value (repeatable).")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the run directory from its last checkpoint.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing run directory.")] = False,
+) -> None:
+    """Train and evaluate a recipe; everything lands in its run directory."""
+    import datasets
+
+    from mtkit.runs import run_recipe
+
+    datasets.disable_progress_bars()  # rich shows the progress that matters
+    run_dir = guarded(lambda: run_recipe(recipe, set_ or [], resume=resume, overwrite=overwrite, callbacks=_Progress()))
+    out.print(f"run directory: {run_dir.path}  (report: {run_dir.path / 'report.md'})", highlight=False)
+
+
+@app.command("eval")
+def eval_(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")],
+    task: Annotated[list[str] | None, typer.Option(help="Only these tasks (repeatable).")] = None,
+    routing: Annotated[str | None, typer.Option(help="oracle or learned (default: the last phase's).")] = None,
+) -> None:
+    """Re-evaluate a finished run on its held-out splits."""
+    from mtkit.runs import evaluate_run
+
+    scores = guarded(lambda: evaluate_run(run_dir, tasks=task, routing=routing))
+    print(json.dumps(scores, indent=2))
+
+
+@app.command()
+def predict(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")],
+    texts: Annotated[list[str] | None, typer.Argument(help="Inputs to predict.")] = None,
+    file: Annotated[Path | None, typer.Option(help="Read inputs from this file, one per line.")] = None,
+    task: Annotated[str | None, typer.Option(help="Task whose head predicts (default: every task).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Predict new inputs with a finished run."""
+    from mtkit.runs import predict_texts
+
+    def body() -> list[dict[str, Any]]:
+        inputs = list(texts or [])
+        if file is not None:
+            if not file.is_file():
+                raise MtkitError(f"{file}: no such file; pass a text file with one input per line")
+            inputs += [line for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+        if not inputs:
+            raise MtkitError("no inputs; pass texts as arguments or --file FILE")
+        return predict_texts(run_dir, inputs, task=task)
+
+    results = guarded(body)
+    if as_json:
+        print(json.dumps(results, indent=2))
+        return
+    for item in results:
+        out.print(f"[bold]{item['input']}[/]", highlight=False)
+        for task_name, pred in item["predictions"].items():
+            out.print(f"  {task_name}: {pred['prediction']!r}" + (f"  routing {pred['routing']}" if pred.get("routing") else ""), highlight=False)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted; the last checkpoint is intact (resume with --resume)")
+        sys.exit(130)

@@ -1,0 +1,64 @@
+"""Base classes for component configs. Pydantic only: importing this never imports torch."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["KINDS", "AdapterConfig", "ComponentConfig", "DatasetConfig", "Kind", "RepresentationSource"]
+
+Kind = Literal["backbone", "adapter", "combiner", "head", "scheduler", "dataset", "metric"]
+KINDS: tuple[Kind, ...] = ("backbone", "adapter", "combiner", "head", "scheduler", "dataset", "metric")
+
+
+class ComponentConfig(BaseModel):
+    """Params of one component as written beside `type` in a recipe table.
+
+    Unknown keys are rejected and configs are immutable once validated.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AdapterConfig(ComponentConfig):
+    """Fields every adapter shares: which Linear sites of the backbone it attaches to."""
+
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["query", "value"],
+        min_length=1,
+        description="Linear sites to adapt: a pattern matches a site whose dotted name ends with it "
+        "(`query`, `attention.output.dense`); a pattern starting with `re:` is a regular expression "
+        "searched in the full name.",
+    )
+    layers: list[int] | None = Field(
+        default=None,
+        description="Only adapt sites inside these backbone layers (0-based); all layers if unset.",
+    )
+
+
+class DatasetConfig(ComponentConfig):
+    """Fields every dataset shares: how train and evaluation splits are made and capped."""
+
+    test_size: float = Field(
+        default=0.1, gt=0, lt=1, description="Share of examples held out when the source has no test split."
+    )
+    split_seed: int = Field(default=0, ge=0, description="Seed of the held-out split (recorded in the run).")
+    max_train_examples: int | None = Field(
+        default=None, gt=0, description="Keep at most this many training examples (a seeded sample)."
+    )
+    max_eval_examples: int | None = Field(
+        default=None, gt=0, description="Keep at most this many held-out examples (a seeded sample)."
+    )
+
+
+RepresentationSource = Annotated[
+    str,
+    Field(
+        pattern=r"^(embeddings|frozen_pass|layer:\d+)$",
+        description="Where the input representation comes from: `embeddings` (mean-pooled input embeddings, "
+        "no extra pass), `layer:N` (mean-pooled hidden state after layer N; adapters then act from layer N+1 "
+        "on, still one pass) or `frozen_pass` (a separate pass of the frozen backbone, as in the DYNAMO and "
+        "TaskWeaver papers, about twice the cost).",
+    ),
+]

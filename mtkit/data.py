@@ -1,0 +1,146 @@
+"""Task data: seeded splits, row checks, tokenization through `datasets.map`, and batch plans.
+
+A batch plan is a pure function of (seed, phase, step): which task (or tasks) each step draws
+from and which examples it takes. Resuming a run replays the plan, so a resumed run sees exactly
+the batches an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import datasets
+import torch
+
+from mtkit.config import DatasetConfig
+from mtkit.errors import MtkitError
+from mtkit.interfaces import DatasetSource, Head, Scheduler
+
+__all__ = ["BatchPlan", "TaskData", "plan_batches", "prepare_task_data"]
+
+
+@dataclass
+class TaskData:
+    name: str
+    train: datasets.Dataset  # encoded
+    eval: datasets.Dataset  # encoded
+    split: dict[str, Any]  # sizes and seeds, recorded in the run directory
+
+
+def _split(
+    source: DatasetSource, loaded: datasets.DatasetDict, config: DatasetConfig, task: str
+) -> tuple[datasets.Dataset, datasets.Dataset, dict[str, Any]]:
+    if "train" not in loaded:
+        raise MtkitError(f"task {task!r}: dataset {source.name!r} returned no 'train' split (got {sorted(loaded)})")
+    train = loaded["train"]
+    how = "source"
+    if "test" in loaded:
+        test = loaded["test"]
+    else:
+        if len(train) < 2:
+            raise MtkitError(f"task {task!r}: dataset {source.name!r} has {len(train)} example(s); a held-out split needs at least 2")
+        stratify = "label" if isinstance(train.features.get("label"), datasets.ClassLabel) else None
+        parts = train.train_test_split(test_size=config.test_size, seed=config.split_seed, stratify_by_column=stratify)
+        train, test = parts["train"], parts["test"]
+        how = f"train_test_split(test_size={config.test_size}, seed={config.split_seed}, stratify={stratify})"
+    full = {"train": len(train), "test": len(test)}
+    if config.max_train_examples is not None and len(train) > config.max_train_examples:
+        train = train.shuffle(seed=config.split_seed).select(range(config.max_train_examples))
+    if config.max_eval_examples is not None and len(test) > config.max_eval_examples:
+        test = test.shuffle(seed=config.split_seed).select(range(config.max_eval_examples))
+    for split_name, split in (("train", train), ("test", test)):
+        if len(split) == 0:
+            raise MtkitError(f"task {task!r}: the {split_name} split of dataset {source.name!r} is empty; check its files and filters")
+    info = {"dataset": source.name, "split": how, "split_seed": config.split_seed, "available": full, "train": len(train), "test": len(test)}
+    return train, test, info
+
+
+def _check_rows(split: datasets.Dataset, head: Head, task: str, split_name: str) -> None:
+    for i, example in enumerate(split):
+        problem = head.validate_example(example)
+        if problem is not None:
+            raise MtkitError(f"task {task!r}, {split_name} row {i}: {problem}")
+
+
+def prepare_task_data(
+    task: str, source: DatasetSource, loaded: datasets.DatasetDict, head: Head, tokenizer: Any, max_length: int
+) -> TaskData:
+    """Split, check and encode one task's loaded examples."""
+    train, test, info = _split(source, loaded, source.config, task)
+    _check_rows(train, head, task, "train")
+    _check_rows(test, head, task, "test")
+
+    def encode(examples: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        return head.encode(examples, tokenizer, max_length)
+
+    # An explicit fingerprint: hashing the head (a module with random weights) would defeat caching.
+    key = json.dumps([task, head.name, head.config.model_dump(mode="json"), getattr(tokenizer, "name_or_path", ""), max_length])
+    encoded = [
+        split.map(
+            encode,
+            batched=True,
+            desc=f"encoding {task}/{name}",
+            new_fingerprint=hashlib.sha256(f"{split._fingerprint}{key}".encode()).hexdigest()[:16],
+        )
+        for name, split in (("train", train), ("test", test))
+    ]
+    return TaskData(task, encoded[0], encoded[1], info)
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """For every step of a phase, the (task index, example indices) pieces its batch is made of."""
+
+    steps: list[list[tuple[int, list[int]]]]
+
+
+def _generator(*parts: int) -> torch.Generator:
+    seed = 0
+    for part in parts:
+        seed = (seed * 1_000_003 + part) % (2**63 - 1)
+    return torch.Generator().manual_seed(seed)
+
+
+class _Stream:
+    """An endless stream of example indices of one task: a fresh seeded permutation per epoch."""
+
+    def __init__(self, size: int, seed: int, phase: int, task: int) -> None:
+        self.size, self.key = size, (seed, phase, task)
+        self.epoch, self.order, self.pos = 0, self._permutation(0), 0
+
+    def _permutation(self, epoch: int) -> list[int]:
+        return torch.randperm(self.size, generator=_generator(*self.key, epoch)).tolist()
+
+    def take(self, count: int) -> list[int]:
+        out: list[int] = []
+        while len(out) < count:
+            if self.pos == self.size:
+                self.epoch, self.pos = self.epoch + 1, 0
+                self.order = self._permutation(self.epoch)
+            n = min(count - len(out), self.size - self.pos)
+            out += self.order[self.pos : self.pos + n]
+            self.pos += n
+        return out
+
+
+def plan_batches(
+    scheduler: Scheduler, task_sizes: Sequence[int], *, steps: int, batch_size: int, mixed: bool, seed: int, phase: int
+) -> BatchPlan:
+    """Draw every step's tasks from the scheduler and its examples from per-task streams."""
+    streams = [_Stream(size, seed, phase, t) for t, size in enumerate(task_sizes)]
+    rng = _generator(seed, phase, 7919)
+    plan = []
+    for step in range(steps):
+        probs = torch.tensor(scheduler.probabilities(step, steps), dtype=torch.float64)
+        if mixed:
+            draws = torch.multinomial(probs, batch_size, replacement=True, generator=rng)
+            counts = torch.bincount(draws, minlength=len(task_sizes)).tolist()
+        else:
+            counts = [0] * len(task_sizes)
+            counts[int(torch.multinomial(probs, 1, generator=rng))] = batch_size
+        plan.append([(t, streams[t].take(n)) for t, n in enumerate(counts) if n > 0])
+    return BatchPlan(plan)

@@ -1,0 +1,71 @@
+"""Evaluation of every task on its held-out split, under a routing mode."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from mtkit.data import TaskData
+from mtkit.interfaces import Metric
+from mtkit.model import MultiTaskModel
+
+__all__ = ["TaskEvaluation", "evaluate"]
+
+
+@dataclass
+class TaskEvaluation:
+    scores: dict[str, float]
+    predictions: list[Any]
+    references: list[Any]
+    routing: Tensor | None = None  # (N, K) per-sample adapter weights when the combiner logs them
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def move(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
+    return {k: v.to(device) if isinstance(v, Tensor) else v for k, v in batch.items()}
+
+
+@torch.no_grad()
+def evaluate(
+    model: MultiTaskModel,
+    tasks: Mapping[str, TaskData],
+    metrics: Mapping[str, Sequence[Metric]],
+    *,
+    routing: str,
+    batch_size: int,
+    device: torch.device,
+    only: Sequence[str] | None = None,
+) -> dict[str, TaskEvaluation]:
+    """Predict every held-out example and score it with the task's metrics."""
+    was_training = model.training
+    model.eval()
+    tokenizer = model.backbone.tokenizer
+    results: dict[str, TaskEvaluation] = {}
+    try:
+        with model.routing(routing):
+            for name, data in tasks.items():
+                if only is not None and name not in only:
+                    continue
+                head = model.heads[name]
+                view = model.for_task(name)
+                predictions: list[Any] = []
+                references: list[Any] = []
+                model.ctx.routing_log = []
+                for start in range(0, len(data.eval), batch_size):
+                    features = data.eval[start : start + batch_size]
+                    batch = move(head.collate(features, tokenizer), device)
+                    predictions += head.predict(view, batch)
+                    references += head.references(batch)
+                scores: dict[str, float] = {}
+                for metric in metrics[name]:
+                    scores.update(metric.compute(predictions, references))
+                log = model.ctx.routing_log
+                results[name] = TaskEvaluation(scores, predictions, references, torch.cat(log) if log else None)
+                model.ctx.routing_log = []
+    finally:
+        model.train(was_training)
+    return results

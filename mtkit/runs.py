@@ -1,0 +1,173 @@
+"""Whole-run operations behind the CLI: run a recipe, reopen a run directory, predict, evaluate."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mtkit.checkpoint import load_tensors, save_tensors
+from mtkit.errors import MtkitError
+from mtkit.recipe import Recipe, load_recipe, validate_recipe
+from mtkit.registry import Registry, load_registry
+from mtkit.rundir import RunDir
+
+__all__ = ["LoadedRun", "evaluate_run", "load_run", "predict_texts", "run_recipe"]
+
+
+def _accelerator(recipe: Recipe) -> Any:
+    from accelerate import Accelerator
+
+    if recipe.run.threads:
+        import torch
+
+        torch.set_num_threads(recipe.run.threads)
+    return Accelerator(cpu=recipe.run.device == "cpu", mixed_precision=recipe.run.mixed_precision)
+
+
+def run_recipe(
+    path: str | Path,
+    overrides: Sequence[str] = (),
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    callbacks: Any = None,
+    registry: Registry | None = None,
+) -> RunDir:
+    """Validate, build, train and evaluate a recipe; return its finished run directory."""
+    registry = registry or load_registry()
+    recipe, configs, raw = load_recipe(path, overrides, registry)
+    out = Path(recipe.run.output_dir or os.path.join("runs", recipe.run.name))
+    if resume and (out / "recipe.json").is_file():
+        saved = RunDir(out).read_json("recipe.json")
+        if saved != raw:
+            raise MtkitError(f"{out}: --resume with a recipe that differs from the one the run started with; resume with the same recipe and --set values")
+    run_dir = RunDir.create(out, resume=resume, overwrite=overwrite)
+    run_dir.write_json("recipe.json", raw)
+
+    from mtkit.build import build_run
+    from mtkit.train import Trainer
+
+    accelerator = _accelerator(recipe)
+    built = build_run(recipe, configs, registry, str(path))
+    run_dir.write_json("data.json", {"seed": recipe.run.seed, "tasks": {n: d.split for n, d in built.tasks.items()}})
+    run_dir.write_json("tasks.json", {n: {"labels": list(i.label_names) if i.label_names else None} for n, i in built.task_infos.items()})
+    trainer = Trainer(built, run_dir, accelerator, callbacks)
+    results = trainer.run(resume=resume)
+    save_tensors(run_dir.path / "model.safetensors", trainer.model_state())
+    run_dir.write_json("results.json", results)
+    extra = _after_run(run_dir, built, trainer)
+    from mtkit.report import write_report
+
+    write_report(run_dir, raw, results, extra)
+    return run_dir
+
+
+def _after_run(run_dir: RunDir, built: Any, trainer: Any) -> list[str]:
+    """Routing analysis when the final evaluation logged routing weights."""
+    if not any(e.routing is not None for e in trainer.final.values()):
+        return []
+    from mtkit.analysis import write_routing_analysis
+
+    return write_routing_analysis(run_dir, built.model, trainer.final)
+
+
+@dataclass
+class LoadedRun:
+    run_dir: RunDir
+    recipe: Recipe
+    model: Any
+
+
+def load_run(path: str | Path, registry: Registry | None = None) -> LoadedRun:
+    """Rebuild a finished run's model from its directory alone (no training data needed)."""
+    from mtkit.build import build_model
+    from mtkit.interfaces import TaskInfo
+
+    registry = registry or load_registry()
+    run_dir = RunDir.open(Path(path))
+    raw = run_dir.read_json("recipe.json")
+    recipe, configs = validate_recipe(raw, registry, str(run_dir.path / "recipe.json"))
+    labels = run_dir.read_json("tasks.json")
+    infos = {
+        name: TaskInfo(name, i, tuple(labels[name]["labels"]) if labels[name]["labels"] else None)
+        for i, name in enumerate(recipe.tasks)
+    }
+    model = build_model(recipe, configs, registry, infos, str(run_dir.path))
+    missing, unexpected = model.load_state_dict(load_tensors(run_dir.path / "model.safetensors"), strict=False)
+    if unexpected or any(not k.startswith("backbone.") for k in missing):
+        raise MtkitError(f"{run_dir.path}/model.safetensors does not match the recipe's model (unexpected: {unexpected[:3]})")
+    model.eval()
+    return LoadedRun(run_dir, recipe, model)
+
+
+def _final_routing(recipe: Recipe) -> str:
+    return recipe.phases[-1].routing
+
+
+def evaluate_run(
+    path: str | Path, *, tasks: Sequence[str] | None = None, routing: str | None = None, registry: Registry | None = None
+) -> dict[str, dict[str, float]]:
+    """Scores of a finished run on its held-out splits (rebuilt from the recorded seeds)."""
+    import torch
+
+    from mtkit.build import build_metrics, encode_tasks, load_sources
+    from mtkit.evaluate import evaluate
+
+    registry = registry or load_registry()
+    loaded_run = load_run(path, registry)
+    recipe = loaded_run.recipe
+    unknown = sorted(set(tasks or []) - set(recipe.tasks))
+    if unknown:
+        raise MtkitError(f"--task {', '.join(unknown)}: not a task of this run (tasks: {', '.join(recipe.tasks)})")
+    if routing not in (None, "oracle", "learned"):
+        raise MtkitError(f"--routing {routing!r}: use oracle or learned")
+    configs = validate_recipe(loaded_run.run_dir.read_json("recipe.json"), registry, str(path))[1]
+    sources, loaded, _ = load_sources(recipe, configs, registry, str(path))
+    data = encode_tasks(recipe, loaded_run.model, sources, loaded, list(tasks) if tasks else None)
+    results = evaluate(
+        loaded_run.model,
+        data,
+        build_metrics(recipe, configs, registry),
+        routing=routing or _final_routing(recipe),
+        batch_size=recipe.run.eval_batch_size,
+        device=torch.device("cpu"),
+    )
+    return {task: result.scores for task, result in results.items()}
+
+
+def predict_texts(
+    path: str | Path, texts: Sequence[str], *, task: str | None = None, registry: Registry | None = None
+) -> list[dict[str, Any]]:
+    """Each input's prediction per task (or for one task), with the routing weights that produced it."""
+    import torch
+
+    from mtkit.evaluate import move
+
+    loaded_run = load_run(path, registry)
+    model, recipe = loaded_run.model, loaded_run.recipe
+    if task is not None and task not in recipe.tasks:
+        raise MtkitError(f"--task {task!r}: not a task of this run (tasks: {', '.join(recipe.tasks)})")
+    tokenizer = model.backbone.tokenizer
+    results: list[dict[str, Any]] = [{"input": text, "predictions": {}} for text in texts]
+    routing = _final_routing(recipe)
+    with torch.no_grad(), model.routing(routing):
+        for name in [task] if task else list(recipe.tasks):
+            head = model.heads[name]
+            examples = [head.example_from_text(text) for text in texts]
+            columns = {key: [e[key] for e in examples] for key in examples[0]}
+            encoded = head.encode(columns, tokenizer, recipe.tasks[name].max_length or recipe.run.max_length)
+            batch = move(head.collate(encoded, tokenizer), torch.device("cpu"))
+            model.ctx.routing_log = []
+            predictions = head.predict(model.for_task(name), batch)
+            weights = torch.cat(model.ctx.routing_log) if model.ctx.routing_log else None
+            labels = head.task.label_names
+            for i, prediction in enumerate(predictions):
+                shown = labels[prediction] if labels and isinstance(prediction, int) else prediction
+                entry: dict[str, Any] = {"prediction": shown}
+                if weights is not None and routing == "learned":
+                    entry["routing"] = {a: round(float(w), 4) for a, w in zip(model.adapter_names, weights[i], strict=True)}
+                results[i]["predictions"][name] = entry
+    return results

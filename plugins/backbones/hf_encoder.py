@@ -1,0 +1,57 @@
+"""`hf_encoder`: any Hugging Face AutoModel encoder (BERT, RoBERTa, MiniLM, ...)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import Tensor, nn
+from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+from mtkit import Backbone, BackboneOutput
+
+from .config import HfEncoderBackboneConfig
+from ._hub import load_error, resolve_model
+
+
+def find_layers(model: nn.Module, count: int) -> nn.ModuleList:
+    """The ModuleList of transformer blocks: the first one holding `count` modules."""
+    for module in model.modules():
+        if isinstance(module, nn.ModuleList) and len(module) == count:
+            return module
+    raise ValueError(f"{type(model).__name__}: no list of {count} layers found")
+
+
+class HfEncoderBackbone(Backbone):
+    """A Hugging Face encoder (AutoModel) by hub id, local path or packaged alias."""
+
+    name = "hf_encoder"
+    config_class = HfEncoderBackboneConfig
+
+    def __init__(self, config: HfEncoderBackboneConfig) -> None:
+        super().__init__()
+        self.config = config
+        source = resolve_model(config.model)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(source, revision=config.revision)
+            if config.random_init:
+                model_config = AutoConfig.from_pretrained(source, revision=config.revision, **config.config_overrides)
+                self.model = AutoModel.from_config(model_config)
+            else:
+                self.model = AutoModel.from_pretrained(source, revision=config.revision, **config.config_overrides)
+        except (OSError, ValueError) as exc:
+            raise load_error(config.model, exc) from None
+        self._layers = find_layers(self.model, self.model.config.num_hidden_layers)
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    def layers(self) -> Sequence[nn.Module]:
+        return self._layers
+
+    def embeddings(self) -> nn.Module:
+        return getattr(self.model, "embeddings", None) or self.model.get_input_embeddings()
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> BackboneOutput:
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask)
+        return BackboneOutput(hidden=out.last_hidden_state)

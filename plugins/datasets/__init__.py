@@ -1,0 +1,15 @@
+"""Built-in datasets: generic loaders and the packaged real corpora."""
+
+from __future__ import annotations
+
+from mtkit import Register, hookimpl
+
+from .config import BbcNewsDatasetConfig, RottenTomatoesDatasetConfig
+
+MTKIT_PLUGIN_API = 1
+
+
+@hookimpl
+def mtkit_register_components(register: Register) -> None:
+    register("mtkit_datasets.packaged:RottenTomatoesDataset", kind="dataset", name="rotten_tomatoes", config=RottenTomatoesDatasetConfig)
+    register("mtkit_datasets.packaged:BbcNewsDataset", kind="dataset", name="bbc_news", config=BbcNewsDatasetConfig)

@@ -1,0 +1,14 @@
+"""Built-in task heads."""
+
+from __future__ import annotations
+
+from mtkit import Register, hookimpl
+
+from .config import ClassificationHeadConfig
+
+MTKIT_PLUGIN_API = 1
+
+
+@hookimpl
+def mtkit_register_components(register: Register) -> None:
+    register("mtkit_heads.classification:ClassificationHead", kind="head", name="classification", config=ClassificationHeadConfig)

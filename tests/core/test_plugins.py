@@ -1,0 +1,116 @@
+"""Third-party plugins really installed with pip (into a --target folder on PYTHONPATH)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.core.test_cli import mtkit
+
+
+def install_plugin(tmp_path: Path, dist: str, module: str, source: str) -> Path:
+    """Build and pip-install a one-module plugin distribution; returns the site folder."""
+    project = tmp_path / dist
+    (project / module).mkdir(parents=True)
+    (project / module / "__init__.py").write_text(textwrap.dedent(source))
+    (project / "pyproject.toml").write_text(
+        textwrap.dedent(
+            f"""
+            [build-system]
+            requires = ["setuptools>=68"]
+            build-backend = "setuptools.build_meta"
+            [project]
+            name = "{dist}"
+            version = "0.3.1"
+            [project.entry-points.mtkit]
+            {module} = "{module}"
+            [tool.setuptools]
+            packages = ["{module}"]
+            """
+        )
+    )
+    site = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index", "--target", str(site), str(project)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    return site
+
+
+BROKEN = """
+raise ImportError("this plugin needs libfoo, which is not installed")
+"""
+
+GOOD = """
+from mtkit import ComponentConfig, hookimpl
+
+class ShoutConfig(ComponentConfig):
+    '''Exact match of upper-cased strings.'''
+
+@hookimpl
+def mtkit_register_components(register):
+    register("mtkit_shout.metric:ShoutMetric", kind="metric", name="shout_match", config=ShoutConfig)
+"""
+
+OLD_API = """
+MTKIT_PLUGIN_API = 0
+from mtkit import hookimpl
+
+@hookimpl
+def mtkit_register_components(register):
+    pass
+"""
+
+
+@pytest.fixture(scope="module")
+def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> str:
+    tmp = tmp_path_factory.mktemp("plugins")
+    install_plugin(tmp, "mtkit-broken", "mtkit_broken", BROKEN)
+    install_plugin(tmp, "mtkit-shout", "mtkit_shout", GOOD)
+    install_plugin(tmp, "mtkit-old", "mtkit_old", OLD_API)
+    return str(tmp / "site")
+
+
+def _plugins(result: subprocess.CompletedProcess[str]) -> dict[str, dict[str, object]]:
+    assert result.returncode == 0, result.stderr
+    return {p["name"]: p for p in json.loads(result.stdout)["plugins"]}
+
+
+def test_plugins_broken_import_is_reported_and_skipped(plugin_site: str) -> None:
+    result = mtkit("list-components", "--json", env={"PYTHONPATH": plugin_site})
+    plugins = _plugins(result)
+    broken = plugins["mtkit_broken"]
+    assert broken["status"] == "failed" and broken["distribution"] == "mtkit-broken" and broken["version"] == "0.3.1"
+    assert "this plugin needs libfoo" in str(broken["error"])
+    assert plugins["mtkit_shout"]["status"] == "ok" and plugins["mtkit_shout"]["components"] == ["metric:shout_match"]
+    names = {c["name"] for c in json.loads(result.stdout)["components"]}
+    assert {"lora", "hf_encoder", "shout_match"} <= names
+    text = mtkit("list-components", env={"PYTHONPATH": plugin_site})
+    assert text.returncode == 0 and "shout_match" in text.stdout
+    assert "plugin mtkit_broken (mtkit-broken 0.3.1): failed" in text.stderr
+
+
+def test_plugins_incompatible_api_is_reported_and_skipped(plugin_site: str) -> None:
+    old = _plugins(mtkit("list-components", "--json", env={"PYTHONPATH": plugin_site}))["mtkit_old"]
+    assert old["status"] == "incompatible" and "plugin API 0 is not supported" in str(old["error"])
+
+
+def test_plugins_can_be_disabled_by_name_or_all_third_party(plugin_site: str) -> None:
+    by_name = _plugins(mtkit("list-components", "--json", env={"PYTHONPATH": plugin_site, "MTKIT_DISABLE_PLUGINS": "mtkit_broken"}))
+    assert by_name["mtkit_broken"]["status"] == "disabled" and by_name["mtkit_shout"]["status"] == "ok"
+    third = _plugins(mtkit("list-components", "--json", env={"PYTHONPATH": plugin_site, "MTKIT_DISABLE_PLUGINS": "third-party"}))
+    assert {n for n, p in third.items() if p["status"] == "disabled"} == {"mtkit_broken", "mtkit_shout", "mtkit_old"}
+    assert all(p["status"] == "ok" for p in third.values() if p["distribution"] == "mtkit")
+
+
+def test_plugins_strict_mode_turns_a_failure_into_an_error(plugin_site: str) -> None:
+    result = mtkit("list-components", env={"PYTHONPATH": plugin_site, "MTKIT_STRICT_PLUGINS": "1"})
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "mtkit_broken (mtkit-broken 0.3.1) failed" in result.stderr or "mtkit_broken" in result.stderr
