@@ -11,6 +11,8 @@ import difflib
 import json
 import re
 import tomllib
+import types
+import typing
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -249,23 +251,29 @@ def _pydantic_problems(exc: ValidationError, source: str, prefix: str, model: ty
     return problems
 
 
-def _allowed_keys(model: type[BaseModel] | None, loc: Sequence[int | str]) -> list[str]:
-    """Field names of the sub-model at `loc`, walking dicts and lists by their annotations."""
-    import typing
+def _unwrap_optional(annotation: Any) -> Any:
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return annotation
 
+
+def _allowed_keys(model: type[BaseModel] | None, loc: Sequence[int | str]) -> list[str]:
+    """Field names of the sub-model at `loc`, walking fields, list items and dict values."""
     current: Any = model
     for part in loc:
-        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+        current = _unwrap_optional(current)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(str(part))
+            if field is None:
+                return []
+            current = field.annotation
+        elif typing.get_origin(current) in (list, dict):
+            current = typing.get_args(current)[-1]
+        else:
             return []
-        field = current.model_fields.get(str(part))
-        if field is None:
-            return []
-        current = field.annotation
-        while typing.get_origin(current) in (list, dict, typing.Union, type(int | None)):
-            args = [a for a in typing.get_args(current) if a is not type(None)]
-            current = args[-1] if args else None
-            if isinstance(part, int) or typing.get_origin(current) is None:
-                break
+    current = _unwrap_optional(current)
     if isinstance(current, type) and issubclass(current, BaseModel) and current is not ComponentTable:
         return list(current.model_fields)
     return []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -63,6 +64,13 @@ class RunDir:
     def log(self, record: dict[str, Any]) -> None:
         with (self.path / "metrics.jsonl").open("a", encoding="utf-8") as f:
             f.write(json.dumps({"time": round(time.time(), 3), **record}) + "\n")
+
+    def truncate_logs(self, global_step: int) -> None:
+        """Drop log records written after `global_step` (a resumed run writes them again)."""
+        kept = [r for r in self.logs() if r.get("global_step", 0) <= global_step]
+        tmp = self.path / "metrics.jsonl.tmp"
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
+        os.replace(tmp, self.path / "metrics.jsonl")
 
     def logs(self) -> list[dict[str, Any]]:
         file = self.path / "metrics.jsonl"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -125,6 +126,7 @@ class Trainer:
             start_phase, start_step = state["phase"], state["step"]
             self.results = state["results"]
             optimizer_files = folder if start_step > 0 else None
+            self.run_dir.truncate_logs(state["global_step"])
         global_step = sum(p.steps for p in self.recipe.phases[:start_phase]) + start_step
         for index in range(start_phase, len(self.recipe.phases)):
             phase = self.recipe.phases[index]
@@ -152,8 +154,10 @@ class Trainer:
                 ckpt.load_tensors(optimizer_files / "optimizer.safetensors"),
                 ckpt.json.loads((optimizer_files / "optimizer.json").read_text()),
             )
-            for _ in range(first):
-                schedule.step()
+            with warnings.catch_warnings():  # stepping the schedule to where the run stopped, before any optimizer step
+                warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step()`")
+                for _ in range(first):
+                    schedule.step()
         train_model, optimizer = acc.prepare(model, optimizer)
         names = list(self.built.tasks)
         scheduler = build_scheduler(self.built.registry, phase.scheduler or recipe.scheduler, [len(self.built.tasks[n].train) for n in names])
@@ -193,7 +197,7 @@ class Trainer:
             optimizer.zero_grad(set_to_none=True)
             global_step += 1
             done = step + 1
-            logs = {"loss": float(loss.detach()), "lr": schedule.get_last_lr()[0]}
+            logs = {"loss": float(loss.detach()), "lr": phase.lr * lr_lambda(phase)(step)}
             logs.update({f"aux/{k}": float(v.detach()) for k, v in aux.items()})
             if grad_norm is not None:
                 logs["grad_norm"] = float(grad_norm)
@@ -207,7 +211,7 @@ class Trainer:
             if recipe.run.checkpoint_every and done % recipe.run.checkpoint_every == 0 and done < phase.steps:
                 self._checkpoint(global_step, optimizer, index, done)
         if phase.evaluate:
-            evaluations = self._evaluate(phase.name, phase.routing)
+            evaluations = self._evaluate(phase.name, phase.routing, global_step)
             if index == len(recipe.phases) - 1:
                 self.final = evaluations
         self._checkpoint(global_step, None, index + 1, 0)
@@ -223,7 +227,7 @@ class Trainer:
             if isinstance(value, int | float) and key not in {"step", "global_step"}:
                 self.writer.add_scalar(f"{record.get('phase', 'eval')}/{key}", value, global_step)
 
-    def _evaluate(self, phase: str, routing: str) -> dict[str, TaskEvaluation]:
+    def _evaluate(self, phase: str, routing: str, global_step: int) -> dict[str, TaskEvaluation]:
         run = self.recipe.run
         evaluations = evaluate(
             self.model, self.built.tasks, self.built.metrics, routing=routing, batch_size=run.eval_batch_size, device=self.accelerator.device
@@ -231,15 +235,16 @@ class Trainer:
         scores = {task: e.scores for task, e in evaluations.items()}
         self.results.setdefault(phase, {})[routing] = scores
         for task, values in scores.items():
-            self.run_dir.log({"event": "eval", "phase": phase, "routing": routing, "task": task, **values})
+            self.run_dir.log({"event": "eval", "phase": phase, "routing": routing, "task": task, "global_step": global_step, **values})
         self.callbacks.evaluated(phase, routing, scores)
         return evaluations
 
     def _final_evaluation(self) -> None:
         """After learned routing, also score oracle routing so the two can be compared."""
         last = self.recipe.phases[-1]
-        if not last.evaluate:
-            self.final = self._evaluate(last.name, last.routing)
+        total = sum(p.steps for p in self.recipe.phases)
+        if not self.final:
+            self.final = self._evaluate(last.name, last.routing, total)
         has_adapters = bool(self.model.adapter_names)
         if last.routing == "learned" and has_adapters and "oracle" not in self.results.get(last.name, {}):
-            self._evaluate(last.name, "oracle")
+            self._evaluate(last.name, "oracle", total)

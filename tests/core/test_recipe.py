@@ -15,7 +15,7 @@ def test_recipe_tiny_recipe_validates(tiny_recipe: dict[str, Any], registry: Reg
     recipe, configs = validate_recipe(tiny_recipe, registry, "tiny.toml")
     assert recipe.adapter_for_task("topic") == "topic"
     assert configs["adapters.sentiment"].rank == 4  # type: ignore[attr-defined]
-    assert set(configs) >= {"backbone", "combiner", "scheduler", "tasks.topic.dataset", "tasks.topic.metrics.0"}
+    assert set(configs) >= {"backbone", "combiner", "tasks.topic.dataset", "tasks.topic.metrics.0"}
 
 
 def test_recipe_reports_all_problems_with_key_paths(tiny_recipe: dict[str, Any], registry: Registry) -> None:

@@ -1,0 +1,189 @@
+"""Training end to end on a tiny random BERT and small samples of the real corpora."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from mtkit.checkpoint import load_latest, save_checkpoint
+from mtkit.data import plan_batches
+from mtkit.recipe import PhaseSection
+from mtkit.runs import run_recipe
+from mtkit.train import lr_lambda, temperature_at
+from mtkit_schedulers.config import ProportionalSchedulerConfig, RoundRobinSchedulerConfig
+from mtkit_schedulers.schedulers import ProportionalScheduler, RoundRobinScheduler
+from tests.conftest import ROOT, write_toml
+
+
+def _run(tmp_path: Path, recipe: dict[str, Any], name: str, **kwargs: Any) -> Path:
+    recipe = copy.deepcopy(recipe)
+    recipe["run"]["output_dir"] = str(tmp_path / name)
+    path = write_toml(tmp_path / f"{name}.toml", recipe)
+    return run_recipe(path, **kwargs).path
+
+
+def test_train_tiny_run_writes_complete_run_directory(tmp_path: Path, tiny_recipe: dict[str, Any]) -> None:
+    out = _run(tmp_path, tiny_recipe, "run")
+    for name in ("recipe.json", "data.json", "tasks.json", "metrics.jsonl", "results.json", "model.safetensors", "report.md", "training_curves.png"):
+        assert (out / name).is_file(), name
+    assert any((out / "tensorboard").iterdir())
+    data = json.loads((out / "data.json").read_text())
+    assert data["tasks"]["sentiment"]["train"] == 64 and data["tasks"]["sentiment"]["test"] == 24
+    assert data["tasks"]["topic"]["available"] == {"train": 2002, "test": 223}
+    results = json.loads((out / "results.json").read_text())
+    assert set(results) == {"adapters", "heads"}
+    assert set(results["heads"]["oracle"]) == {"sentiment", "topic"}
+    assert 0.0 <= results["heads"]["oracle"]["sentiment"]["accuracy"] <= 1.0
+    weights = load_file(str(out / "model.safetensors"))
+    assert weights and not any(k.startswith("backbone.") for k in weights)  # the frozen backbone is not copied
+    assert any(k.startswith("adapters.topic.lora_b") for k in weights)
+    train = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if '"train"' in line]
+    assert [r["global_step"] for r in train] == [2, 4, 5, 7, 9]
+    report = (out / "report.md").read_text()
+    assert "| sentiment | rotten_tomatoes | 64 | 24 |" in report and "## Phase `heads` (oracle routing)" in report
+
+
+def test_train_same_seed_gives_identical_runs(tmp_path: Path, tiny_recipe: dict[str, Any]) -> None:
+    first = load_file(str(_run(tmp_path, tiny_recipe, "a") / "model.safetensors"))
+    second = load_file(str(_run(tmp_path, tiny_recipe, "b") / "model.safetensors"))
+    assert first.keys() == second.keys()
+    for key in first:
+        assert torch.equal(first[key], second[key]), key
+
+
+class _Crash(Exception):
+    pass
+
+
+class _CrashAt:
+    """Callbacks that crash the run at a given step of a given phase (like a kill mid-run)."""
+
+    def __init__(self, phase: str, step: int) -> None:
+        self.phase, self.step, self.current = phase, step, ""
+
+    def phase_started(self, name: str, steps: int, start: int) -> None:
+        self.current = name
+
+    def step_done(self, step: int, logs: Mapping[str, float]) -> None:
+        if self.current == self.phase and step == self.step:
+            raise _Crash
+
+    def evaluated(self, phase: str, routing: str, scores: Mapping[str, Mapping[str, float]]) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("phase", "step"), [("adapters", 4), ("heads", 3)])
+def test_train_resume_after_crash_matches_uninterrupted_run(tmp_path: Path, tiny_recipe: dict[str, Any], phase: str, step: int) -> None:
+    reference = _run(tmp_path, tiny_recipe, "reference")
+    with pytest.raises(_Crash):
+        _run(tmp_path, tiny_recipe, "crashed", callbacks=_CrashAt(phase, step))
+    assert not (tmp_path / "crashed" / "results.json").exists()
+    resumed = _run(tmp_path, tiny_recipe, "crashed", resume=True)
+    assert json.loads((resumed / "results.json").read_text()) == json.loads((reference / "results.json").read_text())
+    a, b = load_file(str(reference / "model.safetensors")), load_file(str(resumed / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    steps = [json.loads(line)["global_step"] for line in (resumed / "metrics.jsonl").read_text().splitlines() if '"train"' in line]
+    assert steps == sorted(set(steps)), "a resumed run logs each step once"
+
+
+def test_train_existing_run_directory_needs_resume_or_overwrite(tmp_path: Path, tiny_recipe: dict[str, Any]) -> None:
+    from mtkit import MtkitError
+
+    _run(tmp_path, tiny_recipe, "once")
+    with pytest.raises(MtkitError, match="run directory already exists; pass --resume"):
+        _run(tmp_path, tiny_recipe, "once")
+    with pytest.raises(MtkitError, match="nothing to resume"):
+        _run(tmp_path, tiny_recipe, "fresh", resume=True)
+
+
+def test_train_killed_cli_run_resumes_to_the_same_result(tmp_path: Path, tiny_recipe: dict[str, Any]) -> None:
+    """A real SIGKILL of `mtkit run` mid-phase, then `mtkit run --resume`."""
+    recipe = copy.deepcopy(tiny_recipe)
+    recipe["phases"][0]["steps"] = 150
+    recipe["run"]["checkpoint_every"] = 10
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+
+    def start(name: str, *extra: str) -> subprocess.Popen[bytes]:
+        recipe["run"]["output_dir"] = str(tmp_path / name)
+        path = write_toml(tmp_path / f"{name}.toml", recipe)
+        cmd = [sys.executable, "-m", "mtkit", "run", str(path), *extra]
+        return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    assert start("reference").wait(timeout=600) == 0
+    victim = start("killed")
+    latest = tmp_path / "killed" / "checkpoints" / "latest"
+    deadline = time.time() + 600
+    while not latest.exists() and victim.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert victim.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    assert not (tmp_path / "killed" / "results.json").exists()
+    resumed = start("killed", "--resume")
+    _, stderr = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, stderr.decode()
+    reference = json.loads((tmp_path / "reference" / "results.json").read_text())
+    assert json.loads((tmp_path / "killed" / "results.json").read_text()) == reference
+
+
+def test_checkpoint_interrupted_write_leaves_last_checkpoint_intact(tmp_path: Path) -> None:
+    state = {"w": torch.arange(4.0)}
+    save_checkpoint(tmp_path, 10, state, None, {"phase": 0, "step": 10, "global_step": 10, "results": {}})
+    # A crash while writing step 20: its temporary folder exists, half written, and was never renamed.
+    partial = tmp_path / "checkpoints" / ".step-0000020.tmp"
+    partial.mkdir()
+    (partial / "model.safetensors").write_bytes(b"\x00\x01truncated")
+    (tmp_path / "checkpoints" / "latest.tmp").write_text("step-0000020\n")
+    found = load_latest(tmp_path)
+    assert found is not None and found[1]["step"] == 10
+    assert torch.equal(load_file(str(found[0] / "model.safetensors"))["w"], state["w"])
+    # The next successful checkpoint replaces the debris and older checkpoints are pruned to two.
+    for step in (20, 30, 40):
+        save_checkpoint(tmp_path, step, state, None, {"phase": 0, "step": step, "global_step": step, "results": {}})
+    assert sorted(p.name for p in (tmp_path / "checkpoints").glob("step-*")) == ["step-0000030", "step-0000040"]
+    assert load_latest(tmp_path)[1]["step"] == 40  # type: ignore[index]
+
+
+def test_train_learning_rate_warms_up_then_decays() -> None:
+    phase = PhaseSection(name="p", steps=100, train=["heads"], warmup_ratio=0.1, lr_schedule="linear")
+    scale = lr_lambda(phase)
+    assert scale(0) == pytest.approx(0.1) and scale(9) == pytest.approx(1.0)
+    assert scale(55) == pytest.approx(0.5) and scale(99) == pytest.approx(1 / 90)
+    cosine = lr_lambda(PhaseSection(name="p", steps=10, train=["heads"], warmup_ratio=0.0, lr_schedule="cosine"))
+    assert cosine(0) == pytest.approx(1.0) and cosine(5) == pytest.approx(0.5)
+
+
+def test_train_temperature_anneals_exponentially() -> None:
+    phase = PhaseSection(name="p", steps=11, train=["combiner"], temperature={"start": 4.0, "end": 1.0})
+    assert temperature_at(phase, 0) == pytest.approx(4.0)
+    assert temperature_at(phase, 5) == pytest.approx(2.0)
+    assert temperature_at(phase, 10) == pytest.approx(1.0)
+
+
+def test_plan_batches_is_deterministic_and_follows_the_scheduler() -> None:
+    sizes = [300, 100]
+    scheduler = ProportionalScheduler(ProportionalSchedulerConfig(), task_sizes=sizes)
+    plan = plan_batches(scheduler, sizes, steps=400, batch_size=8, mixed=False, seed=3, phase=0)
+    again = plan_batches(scheduler, sizes, steps=400, batch_size=8, mixed=False, seed=3, phase=0)
+    assert plan == again
+    first_task = sum(1 for step in plan.steps if step[0][0] == 0) / 400
+    assert 0.68 < first_task < 0.82  # proportional: 0.75
+    mixed = plan_batches(scheduler, sizes, steps=50, batch_size=8, mixed=True, seed=3, phase=1)
+    assert all(sum(len(rows) for _, rows in step) == 8 for step in mixed.steps)
+    # Each task's stream visits every example once per epoch.
+    rr = RoundRobinScheduler(RoundRobinSchedulerConfig(), task_sizes=[16, 16])
+    epoch = plan_batches(rr, [16, 16], steps=4, batch_size=8, mixed=False, seed=0, phase=0)
+    seen = [row for step in epoch.steps for task, rows in step if task == 0 for row in rows]
+    assert sorted(seen) == list(range(16))
