@@ -33,6 +33,11 @@ def converted_gguf(source: str, gguf_file: str, cache_dir: Path) -> Path:
         model = AutoModelForCausalLM.from_pretrained(source, gguf_file=gguf_file, dtype=torch.float32)
     except ImportError as exc:
         raise MtkitError(f"backbone.gguf_file {gguf_file!r}: reading GGUF needs the gguf package; pip install gguf ({exc})") from None
+    # Loading de-quantises the GGUF tensors to fp32; only the quantizer marker remains, and it
+    # blocks save_pretrained. Dropping it saves the plain fp32 model.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
     tmp = cache_dir / f".{target.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
