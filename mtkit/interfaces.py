@@ -6,6 +6,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import torch
@@ -25,6 +26,7 @@ __all__ = [
     "BackboneOutput",
     "Combiner",
     "DatasetSource",
+    "Exportable",
     "Head",
     "HeadOutput",
     "Mergeable",
@@ -182,6 +184,15 @@ class Mergeable(Protocol):
     def merge(self, site: str, linear: nn.Linear) -> None: ...
 
     def unmerge(self, site: str, linear: nn.Linear) -> None: ...
+
+
+@runtime_checkable
+class Exportable(Protocol):
+    """An adapter that can write itself in another library's on-disk format (`mtkit export`)."""
+
+    export_formats: tuple[str, ...]
+
+    def export(self, format: str, out_dir: Path, *, backbone: Backbone) -> None: ...
 
 
 @dataclass

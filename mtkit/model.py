@@ -45,6 +45,7 @@ class MultiTaskModel(nn.Module):
         index = [self.adapter_names.index(a) if a is not None else -1 for a in (task_adapter[t] for t in self.task_names)]
         self.register_buffer("task_adapter_index", torch.tensor(index, dtype=torch.long), persistent=False)
         self.ctx = ForwardContext()
+        self.merged_adapter: str | None = None
         self._groups = self._site_groups()
         self._handles: list[Any] = []
         self._attach()
@@ -54,6 +55,8 @@ class MultiTaskModel(nn.Module):
     def _site_groups(self) -> dict[str, list[AdapterGroup]]:
         groups: dict[str, list[AdapterGroup]] = {}
         for column, (aid, adapter) in enumerate(self.adapters.items()):
+            if aid == self.merged_adapter:
+                continue  # folded into the base weights: its sites need no hook for it
             for site in adapter.site_names:
                 site_groups = groups.setdefault(site, [])
                 group = next((g for g in site_groups if g.cls is type(adapter)), None)
@@ -178,6 +181,54 @@ class MultiTaskModel(nn.Module):
             yield
         finally:
             self.ctx.routing = previous
+
+    # --- merging -----------------------------------------------------------------------------
+
+    def merge_adapters(self) -> str:
+        """Fold the one adapter that oracle routing applies into the backbone's weights (inference).
+
+        Allowed when every task routes to the same Mergeable adapter; its site hooks are removed
+        while merged, so a forward costs what the bare backbone costs. The merged model applies
+        that adapter to every input whatever the routing mode. Returns the adapter's id.
+        """
+        from mtkit.errors import MtkitError
+        from mtkit.interfaces import Mergeable
+
+        if self.merged_adapter is not None:
+            raise MtkitError(f"adapter {self.merged_adapter!r} is already merged; call unmerge_adapters() first")
+        used = {self.adapter_names[i] if i >= 0 else None for i in self.task_adapter_index.tolist()}
+        if len(used) != 1 or None in used or self.ctx.routing != "oracle":
+            raise MtkitError(
+                "merge_adapters: merging needs oracle routing with every task using one and the same adapter "
+                f"(tasks use: {', '.join(sorted(str(u) for u in used))}); run unmerged instead"
+            )
+        aid = used.pop()
+        assert aid is not None
+        adapter = self.adapters[aid]
+        if not isinstance(adapter, Mergeable):
+            raise MtkitError(f"merge_adapters: adapter {aid!r} ({type(adapter).name}) cannot be merged into the base weights")
+        for site in adapter.site_names:
+            adapter.merge(site, self.backbone.get_submodule(site))
+        self.merged_adapter = aid
+        self._rewire()
+        return aid
+
+    def unmerge_adapters(self) -> None:
+        """Undo merge_adapters: restore the base weights and the merged adapter's hooks."""
+        if self.merged_adapter is None:
+            return
+        adapter = self.adapters[self.merged_adapter]
+        for site in adapter.site_names:
+            adapter.unmerge(site, self.backbone.get_submodule(site))  # type: ignore[attr-defined]
+        self.merged_adapter = None
+        self._rewire()
+
+    def _rewire(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+        self._groups = self._site_groups()
+        self._attach()
 
     def for_task(self, task: str) -> TaskView:
         return TaskView(self, task)

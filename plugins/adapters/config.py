@@ -2,20 +2,88 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from mtkit import AdapterConfig
+from mtkit import AdapterConfig, RepresentationSource
+
+# Where a bottleneck goes, as site patterns (regular expressions searched in the full site name).
+# FFN output: BERT-like `layer.N.output.dense` (not `attention.output.dense`), Llama-like
+# `mlp.down_proj`, DistilBERT `ffn.lin2`, GPT-2 `mlp.c_proj`. Attention output: BERT-like
+# `attention.output.dense`, Llama-like `self_attn.o_proj`, DistilBERT `attention.out_lin`.
+FFN_OUTPUT = [r"re:(^|\.)layer\.\d+\.output\.dense$", r"re:\.mlp\.down_proj$", r"re:\.ffn\.lin2$", r"re:\.mlp\.c_proj$"]
+ATTENTION_OUTPUT = [r"re:\.attention\.output\.dense$", r"re:\.self_attn\.o_proj$", r"re:\.attention\.out_lin$", r"re:\.attn\.c_proj$"]
+PLACEMENTS = {"pfeiffer": FFN_OUTPUT, "houlsby": ATTENTION_OUTPUT + FFN_OUTPUT}
 
 
 class LoraAdapterConfig(AdapterConfig):
     """Low-rank adaptation: delta = B A x * alpha / rank, B zero-initialised."""
 
-    rank: int = Field(default=8, gt=0, description="Rank R of the update B A.")
+    rank: int = Field(default=8, gt=0, le=4096, description="Rank R of the update B A.")
     alpha: float = Field(default=16.0, gt=0, description="Scale numerator: the delta is multiplied by alpha / rank.")
     dropout: float = Field(default=0.0, ge=0, lt=1, description="Dropout on the adapter's input during training.")
     init: Literal["zeros", "random"] = Field(
         default="zeros",
         description="zeros: B starts at 0, so the adapted model equals the base; random: B starts non-zero (tests).",
+    )
+    from_peft: str | None = Field(
+        default=None,
+        min_length=1,
+        description="A PEFT LoRA directory (adapter_config.json + adapter_model.safetensors) to start from; its "
+        "rank and alpha replace `rank` and `alpha`, and `target_modules` must select exactly its modules.",
+    )
+
+
+class BottleneckAdapterConfig(AdapterConfig):
+    """A bottleneck after a sublayer's output y: delta = up(act(down(y))), added to y."""
+
+    target_modules: list[str] = Field(
+        default_factory=lambda: list(FFN_OUTPUT),
+        min_length=1,
+        description="Sites to adapt; set by `placement` (FFN outputs for pfeiffer) unless placement = 'custom'.",
+    )
+    placement: Literal["pfeiffer", "houlsby", "custom"] = Field(
+        default="pfeiffer",
+        description="pfeiffer: after each FFN output; houlsby: after each attention output and FFN output; "
+        "custom: the sites in `target_modules`.",
+    )
+    reduction_factor: int = Field(default=16, gt=0, le=4096, description="Bottleneck size = site width // reduction_factor.")
+    bottleneck_dim: int | None = Field(default=None, gt=0, le=65536, description="Bottleneck size; overrides reduction_factor.")
+    non_linearity: Literal["relu", "gelu", "silu", "tanh"] = Field(default="relu", description="Activation between down and up.")
+    dropout: float = Field(default=0.0, ge=0, lt=1, description="Dropout on the bottleneck's output during training.")
+    init: Literal["near_identity", "random"] = Field(
+        default="near_identity",
+        description="near_identity: the up-projection starts at 0, so the adapted model equals the base; "
+        "random: it starts non-zero (tests).",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _placement_sites(cls, data: Any) -> Any:
+        # Placement names sites for the user; explicit target_modules need placement = "custom".
+        if not isinstance(data, dict):
+            return data
+        placement = data.get("placement", "pfeiffer")
+        if placement in PLACEMENTS:
+            if "target_modules" in data:
+                raise ValueError(f"target_modules is set by placement {placement!r}; use placement = 'custom' to choose sites")
+            data = {**data, "target_modules": list(PLACEMENTS[placement])}
+        elif placement == "custom" and "target_modules" not in data:
+            raise ValueError("placement 'custom' needs target_modules (the sites to adapt)")
+        return data
+
+
+class HyperLoraAdapterConfig(AdapterConfig):
+    """LoRA matrices generated per input by a hypernetwork from a context embedding (TaskWeaver)."""
+
+    rank: int = Field(default=4, gt=0, le=256, description="Rank R of each generated update B A.")
+    alpha: float = Field(default=8.0, gt=0, description="Scale numerator: the delta is multiplied by alpha / rank.")
+    hidden_dim: int = Field(default=64, gt=0, le=8192, description="Width of the hypernetwork's hidden layer.")
+    embedding_dim: int = Field(default=32, gt=0, le=4096, description="Size of the learned layer and site embeddings.")
+    source: RepresentationSource = "embeddings"
+    dropout: float = Field(default=0.0, ge=0, lt=1, description="Dropout on the hypernetwork's hidden layer during training.")
+    init: Literal["zeros", "random"] = Field(
+        default="zeros",
+        description="zeros: the generator of B starts at 0, so the adapted model equals the base; random: non-zero (tests).",
     )
