@@ -214,3 +214,21 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("interrupted; the last checkpoint is intact (resume with --resume)")
         sys.exit(130)
+
+
+# --- export (adapters helper) -------------------------------------------------------------------
+
+
+@app.command("export")
+def export_command(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")],
+    out_dir: Annotated[Path, typer.Argument(help="Where to write one folder per exported adapter.")],
+    format: Annotated[str, typer.Option("--format", help="Target format (peft: adapter_config.json + adapter_model.safetensors).")] = "peft",
+    adapter: Annotated[list[str] | None, typer.Option("--adapter", help="Adapter id to export (repeatable; default: every exportable one).")] = None,
+) -> None:
+    """Export a run's adapters (e.g. LoRA to the PEFT format, loadable by peft.PeftModel.from_pretrained)."""
+    from mtkit.export import export_run
+
+    folders = guarded(lambda: export_run(run_dir, out_dir, format, adapter))
+    for aid, folder in folders.items():
+        out.print(f"{aid}: {folder}", highlight=False)
