@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import torch
-from peft import LoraConfig, PeftModel, get_peft_model
+from peft import LoraConfig, get_peft_model
 
 from mtkit import ForwardContext, MtkitError
 from mtkit.testing.adapter import AdapterHarness
