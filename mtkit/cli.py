@@ -214,3 +214,21 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("interrupted; the last checkpoint is intact (resume with --resume)")
         sys.exit(130)
+
+
+# --- plugin authoring ------------------------------------------------------------------------
+
+
+@app.command("new-plugin")
+def new_plugin_command(
+    name: Annotated[str, typer.Argument(help="Plugin name, e.g. my-gate: recipe type my_gate, package mtkit-my-gate.")],
+    kind: Annotated[str, typer.Option(help="Component kind: backbone, adapter, combiner, head, scheduler, dataset or metric.")] = "adapter",
+    directory: Annotated[Path, typer.Option("--dir", help="Folder to create the package folder in.")] = Path("."),
+) -> None:
+    """Write a pip-installable plugin package with one working example component, tests and a README."""
+    from mtkit.scaffold import new_plugin, plugin_names
+
+    target = guarded(lambda: new_plugin(name, kind, directory))
+    names = plugin_names(name, kind)
+    out.print(f"created {target}: {kind} {names.type_name!r} (class {names.module}.{kind}.{names.class_name})", highlight=False, soft_wrap=True)
+    out.print(f"next: pip install -e {target}  &&  mtkit list-components --kind {kind}  &&  pytest {target}", highlight=False, soft_wrap=True)
