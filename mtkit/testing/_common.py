@@ -54,15 +54,18 @@ def check_config(cls: type, kind: str, params: Mapping[str, Any]) -> ComponentCo
     return config
 
 
-def check_state_dict_round_trip(make: Callable[[int], Any], run: Callable[[Any], Any]) -> None:
+def check_state_dict_round_trip(make: Callable[[int], Any], run: Callable[[Any], Any], first: Any = None) -> None:
     """A fresh instance loading another's state dict (strictly) computes the same output.
 
-    `make(seed)` builds the module from a seed, `run` returns a tensor output.
+    `make(seed)` builds the module from a seed, `run` returns a tensor output; `first`, if given,
+    is an instance already built (saves building one when that is slow).
     """
     import torch
 
-    torch.manual_seed(1)
-    first = make(1).eval()
+    if first is None:
+        torch.manual_seed(1)
+        first = make(1)
+    first.eval()
     torch.manual_seed(2)
     second = make(2).eval()
     state = {k: v.clone() for k, v in first.state_dict().items()}

@@ -60,4 +60,4 @@ def check_backbone(cls: type, params: Mapping[str, Any]) -> None:
         generated = backbone.generate(ids, mask, max_new_tokens=2, do_sample=False)
         assert generated.shape[0] == ids.shape[0], "generate() returns one row per prompt"
 
-    check_state_dict_round_trip(lambda seed: cls(config), lambda b: b(ids, mask).hidden)
+    check_state_dict_round_trip(lambda seed: cls(config), lambda b: b(ids, mask).hidden, first=backbone)
