@@ -92,8 +92,8 @@ class TemperatureSchedule(_Section):
 
 class PhaseSection(_Section):
     name: str = Field(pattern=_ID, description="Phase name (used in logs, metrics and checkpoints).")
-    steps: int = Field(gt=0, description="Optimiser steps in this phase.")
-    train: list[str] = Field(min_length=1, description=f"Parameter selectors to train: {SELECTOR_HELP}.")
+    steps: int = Field(ge=0, description="Optimiser steps in this phase; 0 only evaluates (e.g. the untrained model).")
+    train: list[str] = Field(default_factory=list, description=f"Parameter selectors to train: {SELECTOR_HELP}.")
     lr: float = Field(default=1e-3, gt=0, description="Peak learning rate.")
     head_lr_multiplier: float = Field(default=1.0, gt=0, description="Heads train at lr times this.")
     layer_lr_decay: float = Field(default=1.0, gt=0, le=1, description="Backbone layer i of n trains at lr * decay^(n-1-i).")
@@ -114,6 +114,8 @@ class PhaseSection(_Section):
         bad = [w for w in self.aux_losses.values() if w < 0]
         if bad:
             raise ValueError("aux_losses weights must be >= 0")
+        if self.steps > 0 and not self.train:
+            raise ValueError("a phase with steps > 0 needs `train` selectors (use steps = 0 for an evaluation-only phase)")
         return self
 
 

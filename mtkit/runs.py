@@ -58,6 +58,8 @@ def run_recipe(
     results = trainer.run(resume=resume)
     save_tensors(run_dir.path / "model.safetensors", trainer.model_state())
     run_dir.write_json("results.json", results)
+    total = sum(p.numel() for p in built.model.parameters())
+    run_dir.write_json("parameters.json", {"trained": trainer.trained_parameter_count(), "total": total})
     extra = _after_run(run_dir, built, trainer)
     from mtkit.report import write_report
 
@@ -170,4 +172,13 @@ def predict_texts(
                 if weights is not None and routing == "learned":
                     entry["routing"] = {a: round(float(w), 4) for a, w in zip(model.adapter_names, weights[i], strict=True)}
                 results[i]["predictions"][name] = entry
+                if weights is not None and routing == "learned" and task is None:
+                    results[i]["detected_task"] = _detected_task(model, weights[i])
     return results
+
+
+def _detected_task(model: Any, weights: Any) -> str | None:
+    """The task whose own adapter got the largest routing weight."""
+    adapter = int(weights.argmax())
+    owners = [t for t, a in zip(model.task_names, model.task_adapter_index.tolist(), strict=True) if a == adapter]
+    return owners[0] if owners else None
