@@ -127,6 +127,10 @@ class Recipe(_Section):
     scheduler: ComponentTable = Field(default_factory=lambda: ComponentTable(type="proportional"), description="Which task each batch draws from.")
     tasks: dict[str, TaskSection] = Field(min_length=1, description="Tasks by name.")
     phases: list[PhaseSection] = Field(min_length=1, description="Training phases, run in order.")
+    freeze: list[str] = Field(
+        default_factory=list,
+        description=f"Selectors no phase trains, whatever its `train` says (freezing scenarios): {SELECTOR_HELP}.",
+    )
 
     @model_validator(mode="after")
     def _check_references(self) -> Recipe:
@@ -140,6 +144,7 @@ class Recipe(_Section):
         problems += [f"phase name {n!r} is used twice" for n in sorted({n for n in names if names.count(n) > 1})]
         for i, phase in enumerate(self.phases):
             problems += [f"phases.{i}.train: {msg}" for msg in selector_problems(phase.train, self)]
+        problems += [f"freeze: {msg}" for msg in selector_problems(self.freeze, self)]
         if problems:
             raise ValueError("; ".join(problems))
         return self

@@ -97,7 +97,7 @@ class Trainer:
         """State-dict keys a checkpoint holds: all but the backbone, plus backbone weights any phase trains."""
         trained: set[int] = set()
         for phase in self.recipe.phases:
-            for group in select_parameters(self.model, phase.train):
+            for group in select_parameters(self.model, phase.train, frozen=self.recipe.freeze):
                 trained |= {id(p) for p in group.params}
         names = {id(p): n for n, p in self.model.named_parameters()}
         backbone_trained = {names[i] for i in trained if names[i].startswith("backbone.")}
@@ -144,7 +144,8 @@ class Trainer:
         return self.results
 
     def _run_phase(self, index: int, phase: PhaseSection, first: int, global_step: int, optimizer_files: Any) -> int:
-        if phase.steps > 0:
+        trainable = select_parameters(self.model, phase.train, frozen=self.recipe.freeze)
+        if phase.steps > 0 and trainable:
             global_step = self._train_phase(index, phase, first, global_step, optimizer_files)
         if phase.evaluate:
             evaluations = self._evaluate(phase.name, phase.routing, global_step)
@@ -156,7 +157,9 @@ class Trainer:
     def _train_phase(self, index: int, phase: PhaseSection, first: int, global_step: int, optimizer_files: Any) -> int:
         model, recipe, acc = self.model, self.recipe, self.accelerator
         model.requires_grad_(False)
-        groups = select_parameters(model, phase.train, head_lr_multiplier=phase.head_lr_multiplier, layer_lr_decay=phase.layer_lr_decay)
+        groups = select_parameters(
+            model, phase.train, head_lr_multiplier=phase.head_lr_multiplier, layer_lr_decay=phase.layer_lr_decay, frozen=recipe.freeze
+        )
         params = [p for g in groups for p in g.params]
         for p in params:
             p.requires_grad_(True)
