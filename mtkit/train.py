@@ -84,7 +84,8 @@ class Trainer:
         self.built = built
         self.run_dir = run_dir
         self.accelerator = accelerator
-        self.callbacks = callbacks or _Silent()
+        self.main = accelerator.is_main_process  # only the main process writes (accelerate launch)
+        self.callbacks = (callbacks or _Silent()) if self.main else _Silent()
         self.model = built.model.to(accelerator.device)
         self.recipe = built.recipe
         self.saved_keys = self._saved_keys()
@@ -132,7 +133,8 @@ class Trainer:
             self.results = state["results"]
             self.trained = set(state.get("trained", []))
             optimizer_files = folder if start_step > 0 else None
-            self.run_dir.truncate_logs(state["global_step"])
+            if self.main:
+                self.run_dir.truncate_logs(state["global_step"])
         global_step = sum(p.steps for p in self.recipe.phases[:start_phase]) + start_step
         for index in range(start_phase, len(self.recipe.phases)):
             phase = self.recipe.phases[index]
@@ -242,10 +244,14 @@ class Trainer:
             self.trained |= {n for (n, _), hit in zip(pending, nonzero.tolist(), strict=True) if hit}
 
     def _checkpoint(self, global_step: int, optimizer: Any, phase: int, step: int) -> None:
+        if not self.main:
+            return
         state = {"phase": phase, "step": step, "global_step": global_step, "results": self.results, "trained": sorted(self.trained)}
         ckpt.save_checkpoint(self.run_dir.path, global_step, self.model_state(), optimizer, state)
 
     def _log(self, record: dict[str, Any], global_step: int) -> None:
+        if not self.main:
+            return
         self.run_dir.log(record)
         for key, value in record.items():
             if isinstance(value, int | float) and key not in {"step", "global_step"}:
@@ -259,7 +265,7 @@ class Trainer:
         scores = {task: e.scores for task, e in evaluations.items()}
         self.results.setdefault(phase, {})[routing] = scores
         for task, values in scores.items():
-            self.run_dir.log({"event": "eval", "phase": phase, "routing": routing, "task": task, "global_step": global_step, **values})
+            self._log({"event": "eval", "phase": phase, "routing": routing, "task": task, "global_step": global_step, **values}, global_step)
         self.callbacks.evaluated(phase, routing, scores)
         return evaluations
 
