@@ -76,7 +76,8 @@ class RunSection(_Section):
 class TaskSection(_Section):
     dataset: ComponentTable = Field(description="Where the task's examples come from.")
     head: ComponentTable = Field(description="How backbone outputs become this task's predictions and loss.")
-    metrics: list[str | ComponentTable] = Field(default_factory=lambda: ["accuracy"], description="Metrics scored on the held-out split.")
+    metrics: list[str | ComponentTable] = Field(default_factory=lambda: ["accuracy"],  # type: ignore[arg-type]
+        description="Metrics scored on the held-out split.")
     adapter: str | None = Field(default=None, description="The adapter that serves this task under oracle routing (default: the adapter with the task's name, or the only adapter).")
     max_length: int | None = Field(default=None, gt=0, description="Token limit for this task's examples.")
     loss_weight: float = Field(default=1.0, gt=0, description="Weight of this task's loss in mixed batches.")

@@ -6,10 +6,11 @@ a run resumed from a checkpoint continues exactly as an uninterrupted one would.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 import torch
@@ -174,7 +175,7 @@ class Trainer:
             ckpt.load_optimizer_state(
                 optimizer,
                 ckpt.load_tensors(optimizer_files / "optimizer.safetensors"),
-                ckpt.json.loads((optimizer_files / "optimizer.json").read_text()),
+                json.loads((optimizer_files / "optimizer.json").read_text()),
             )
             with warnings.catch_warnings():  # stepping the schedule to where the run stopped, before any optimizer step
                 warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step()`")
@@ -235,7 +236,7 @@ class Trainer:
                 self._checkpoint(global_step, optimizer, index, done)
         return global_step
 
-    def _note_trained(self, named: list[tuple[str, Tensor]]) -> None:
+    def _note_trained(self, named: Sequence[tuple[str, Tensor]]) -> None:
         """Record parameters whose gradient is non-zero: those the loss really reaches (an adapter
         that routing never picks gets zero gradients, and is not counted as trained)."""
         pending = [(n, p.grad) for n, p in named if n not in self.trained and p.grad is not None]
