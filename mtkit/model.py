@@ -53,7 +53,7 @@ class MultiTaskModel(nn.Module):
 
     def _site_groups(self) -> dict[str, list[AdapterGroup]]:
         groups: dict[str, list[AdapterGroup]] = {}
-        for column, (aid, adapter) in enumerate(self.adapters.items()):
+        for column, adapter in enumerate(self.adapters.values()):
             for site in adapter.site_names:
                 site_groups = groups.setdefault(site, [])
                 group = next((g for g in site_groups if g.cls is type(adapter)), None)
