@@ -44,7 +44,7 @@ MINIMAL_PARAMS: dict[tuple[str, str], dict[str, Any]] = {
 OPTIONS: dict[tuple[str, str], dict[str, Any]] = {}
 """Kind-specific check options (head examples, metric references) for components that need them."""
 
-ENTRIES = [(e.kind, e.name) for e in load_registry().list() if e.kind in CHECKS]
+ENTRIES = [(e.kind, e.name) for e in load_registry().components() if e.kind in CHECKS]
 
 
 @pytest.mark.parametrize(("kind", "name"), ENTRIES, ids=[f"{k}-{n}" for k, n in ENTRIES])

@@ -92,7 +92,7 @@ def test_scaffold_every_kind_but_adapter_installs_and_passes_its_own_tests(tmp_p
     for kind in kinds:
         assert plugins[f"demo_{kind}"]["status"] == "ok" and plugins[f"demo_{kind}"]["components"] == [f"{kind}:demo_{kind}"]
     # Lazy registration: building the registry with every generated plugin imports no torch.
-    probe = "from mtkit import load_registry; import sys; r = load_registry(); print(len(r.list()), 'torch' in sys.modules)"
+    probe = "from mtkit import load_registry; import sys; r = load_registry(); print(len(r.components()), 'torch' in sys.modules)"
     lazy = subprocess.run([sys.executable, "-c", probe], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert lazy.returncode == 0 and lazy.stdout.split()[1] == "False", lazy.stdout + lazy.stderr
     tests = [str(p / "tests") for p in projects]
