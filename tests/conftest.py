@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from mtkit import Registry, load_registry
-from mtkit.testing._tiny import TINY_BERT, TINY_LLAMA
+from mtkit.testing import TINY_BERT, TINY_LLAMA
 
 ROOT = Path(__file__).resolve().parent.parent
 
