@@ -30,7 +30,7 @@ def _entry_json(entry: ComponentEntry) -> dict[str, Any]:
 def listing(registry: Registry, kind: str | None = None) -> dict[str, Any]:
     """Components (optionally of one kind) and every plugin with its load status."""
     return {
-        "components": [_entry_json(e) for e in registry.list(kind)],
+        "components": [_entry_json(e) for e in registry.components(kind)],
         "plugins": [
             {
                 "name": p.name,
@@ -75,7 +75,7 @@ def component_fields(entry: ComponentEntry) -> list[dict[str, str]]:
 
 def _component_schema(registry: Registry, kind: str) -> dict[str, Any]:
     options = []
-    for entry in registry.list(kind):
+    for entry in registry.components(kind):
         schema = copy.deepcopy(entry.config_class.model_json_schema())
         schema.setdefault("properties", {})["type"] = {"const": entry.name, "description": entry.summary}
         schema["required"] = ["type", *schema.get("required", [])]

@@ -164,6 +164,34 @@ def run(
     out.print(f"run directory: {run_dir.path}  (report: {run_dir.path / 'report.md'})", highlight=False)
 
 
+@app.command()
+def ablate(
+    recipe: Annotated[Path, typer.Argument(help="Recipe file.")],
+    swap: Annotated[list[str] | None, typer.Option(help="key.path=a,b,c: one variant per value (repeatable).")] = None,
+    variant: Annotated[list[str] | None, typer.Option(help="'name: key=value; key=value': a named variant (repeatable).")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override applied to every variant (repeatable).")] = None,
+    output_dir: Annotated[Path | None, typer.Option(help="Where the variants and the comparison go (default runs/<name>-ablation).")] = None,
+) -> None:
+    """Run recipe variants with the same data, seed and steps; print and save one comparison table."""
+    import datasets
+
+    from mtkit.ablate import parse_swap, parse_variant, run_ablation
+
+    def body() -> Any:
+        variants = [v for spec in swap or [] for v in parse_swap(spec)] + [parse_variant(spec) for spec in variant or []]
+        return run_ablation(recipe, variants, set_ or [], output_dir=output_dir, callbacks=lambda name: _Progress())
+
+    datasets.disable_progress_bars()
+    result = guarded(body)
+    table = Table(title=f"ablation of {recipe}", header_style="bold")
+    for column in result.columns:
+        table.add_column(column, justify="left" if column == "variant" else "right")
+    for row in result.rows:
+        table.add_row(*(f"{v:.4f}" if isinstance(v, float) and not v.is_integer() else "" if v is None else str(v) for v in (row.get(c) for c in result.columns)))
+    out.print(table)
+    out.print(f"comparison: {result.root}/comparison.csv, comparison.md, comparison.png", highlight=False)
+
+
 @app.command("eval")
 def eval_(
     run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")],
@@ -203,9 +231,11 @@ def predict(
         print(json.dumps(results, indent=2))
         return
     for item in results:
-        out.print(f"[bold]{item['input']}[/]", highlight=False)
+        detected = item.get("detected_task")
+        out.print(f"[bold]{item['input']}[/]" + (f"  (detected task: {detected})" if detected else ""), highlight=False)
         for task_name, pred in item["predictions"].items():
-            out.print(f"  {task_name}: {pred['prediction']!r}" + (f"  routing {pred['routing']}" if pred.get("routing") else ""), highlight=False)
+            mark = "*" if task_name == detected else " "
+            out.print(f" {mark}{task_name}: {pred['prediction']!r}" + (f"  routing {pred['routing']}" if pred.get("routing") else ""), highlight=False)
 
 
 def main() -> None:
@@ -214,6 +244,24 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("interrupted; the last checkpoint is intact (resume with --resume)")
         sys.exit(130)
+
+
+# --- plugin authoring ------------------------------------------------------------------------
+
+
+@app.command("new-plugin")
+def new_plugin_command(
+    name: Annotated[str, typer.Argument(help="Plugin name, e.g. my-gate: recipe type my_gate, package mtkit-my-gate.")],
+    kind: Annotated[str, typer.Option(help="Component kind: backbone, adapter, combiner, head, scheduler, dataset or metric.")] = "adapter",
+    directory: Annotated[Path, typer.Option("--dir", help="Folder to create the package folder in.")] = Path("."),
+) -> None:
+    """Write a pip-installable plugin package with one working example component, tests and a README."""
+    from mtkit.scaffold import new_plugin, plugin_names
+
+    target = guarded(lambda: new_plugin(name, kind, directory))
+    names = plugin_names(name, kind)
+    out.print(f"created {target}: {kind} {names.type_name!r} (class {names.module}.{kind}.{names.class_name})", highlight=False, soft_wrap=True)
+    out.print(f"next: pip install -e {target}  &&  mtkit list-components --kind {kind}  &&  pytest {target}", highlight=False, soft_wrap=True)
 
 
 # --- export (adapters helper) -------------------------------------------------------------------

@@ -76,7 +76,8 @@ class RunSection(_Section):
 class TaskSection(_Section):
     dataset: ComponentTable = Field(description="Where the task's examples come from.")
     head: ComponentTable = Field(description="How backbone outputs become this task's predictions and loss.")
-    metrics: list[str | ComponentTable] = Field(default_factory=lambda: ["accuracy"], description="Metrics scored on the held-out split.")
+    metrics: list[str | ComponentTable] = Field(default_factory=lambda: ["accuracy"],  # type: ignore[arg-type]
+        description="Metrics scored on the held-out split.")
     adapter: str | None = Field(default=None, description="The adapter that serves this task under oracle routing (default: the adapter with the task's name, or the only adapter).")
     max_length: int | None = Field(default=None, gt=0, description="Token limit for this task's examples.")
     loss_weight: float = Field(default=1.0, gt=0, description="Weight of this task's loss in mixed batches.")
@@ -92,8 +93,8 @@ class TemperatureSchedule(_Section):
 
 class PhaseSection(_Section):
     name: str = Field(pattern=_ID, description="Phase name (used in logs, metrics and checkpoints).")
-    steps: int = Field(gt=0, description="Optimiser steps in this phase.")
-    train: list[str] = Field(min_length=1, description=f"Parameter selectors to train: {SELECTOR_HELP}.")
+    steps: int = Field(ge=0, description="Optimiser steps in this phase; 0 only evaluates (e.g. the untrained model).")
+    train: list[str] = Field(default_factory=list, description=f"Parameter selectors to train: {SELECTOR_HELP}.")
     lr: float = Field(default=1e-3, gt=0, description="Peak learning rate.")
     head_lr_multiplier: float = Field(default=1.0, gt=0, description="Heads train at lr times this.")
     layer_lr_decay: float = Field(default=1.0, gt=0, le=1, description="Backbone layer i of n trains at lr * decay^(n-1-i).")
@@ -114,6 +115,8 @@ class PhaseSection(_Section):
         bad = [w for w in self.aux_losses.values() if w < 0]
         if bad:
             raise ValueError("aux_losses weights must be >= 0")
+        if self.steps > 0 and not self.train:
+            raise ValueError("a phase with steps > 0 needs `train` selectors (use steps = 0 for an evaluation-only phase)")
         return self
 
 
@@ -125,6 +128,10 @@ class Recipe(_Section):
     scheduler: ComponentTable = Field(default_factory=lambda: ComponentTable(type="proportional"), description="Which task each batch draws from.")
     tasks: dict[str, TaskSection] = Field(min_length=1, description="Tasks by name.")
     phases: list[PhaseSection] = Field(min_length=1, description="Training phases, run in order.")
+    freeze: list[str] = Field(
+        default_factory=list,
+        description=f"Selectors no phase trains, whatever its `train` says (freezing scenarios): {SELECTOR_HELP}.",
+    )
 
     @model_validator(mode="after")
     def _check_references(self) -> Recipe:
@@ -138,6 +145,7 @@ class Recipe(_Section):
         problems += [f"phase name {n!r} is used twice" for n in sorted({n for n in names if names.count(n) > 1})]
         for i, phase in enumerate(self.phases):
             problems += [f"phases.{i}.train: {msg}" for msg in selector_problems(phase.train, self)]
+        problems += [f"freeze: {msg}" for msg in selector_problems(self.freeze, self)]
         if problems:
             raise ValueError("; ".join(problems))
         return self

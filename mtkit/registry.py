@@ -49,6 +49,7 @@ class ComponentEntry:
                 ) from exc
             _check_class(cls, self.kind, self.name, self.config_class, self.plugin)
             self.target = cls
+        assert isinstance(self.target, type)
         return self.target
 
 
@@ -128,7 +129,7 @@ class Registry:
         self.entries[(entry.kind, entry.name)] = entry
         return entry
 
-    def list(self, kind: str | None = None) -> list[ComponentEntry]:
+    def components(self, kind: str | None = None) -> list[ComponentEntry]:
         return sorted(
             (e for e in self.entries.values() if kind is None or e.kind == kind), key=lambda e: (e.kind, e.name)
         )

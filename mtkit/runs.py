@@ -19,12 +19,15 @@ __all__ = ["LoadedRun", "evaluate_run", "load_run", "predict_texts", "run_recipe
 
 def _accelerator(recipe: Recipe) -> Any:
     from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs
 
     if recipe.run.threads:
         import torch
 
         torch.set_num_threads(recipe.run.threads)
-    return Accelerator(cpu=recipe.run.device == "cpu", mixed_precision=recipe.run.mixed_precision)
+    # A batch reaches only its tasks' heads (and routing may skip adapters): DDP must allow unused parameters.
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
+    return Accelerator(cpu=recipe.run.device == "cpu", mixed_precision=recipe.run.mixed_precision, kwargs_handlers=[ddp])
 
 
 def run_recipe(
@@ -44,20 +47,29 @@ def run_recipe(
         saved = RunDir(out).read_json("recipe.json")
         if saved != raw:
             raise MtkitError(f"{out}: --resume with a recipe that differs from the one the run started with; resume with the same recipe and --set values")
-    run_dir = RunDir.create(out, resume=resume, overwrite=overwrite)
-    run_dir.write_json("recipe.json", raw)
-
     from mtkit.build import build_run
     from mtkit.train import Trainer
 
     accelerator = _accelerator(recipe)
+    main = accelerator.is_main_process  # under `accelerate launch`, only the main process writes
+    if main:
+        run_dir = RunDir.create(out, resume=resume, overwrite=overwrite)
+        run_dir.write_json("recipe.json", raw)
+    accelerator.wait_for_everyone()
+    run_dir = RunDir(out)
     built = build_run(recipe, configs, registry, str(path))
-    run_dir.write_json("data.json", {"seed": recipe.run.seed, "tasks": {n: d.split for n, d in built.tasks.items()}})
-    run_dir.write_json("tasks.json", {n: {"labels": list(i.label_names) if i.label_names else None} for n, i in built.task_infos.items()})
     trainer = Trainer(built, run_dir, accelerator, callbacks)
+    if main:
+        run_dir.write_json("data.json", {"seed": recipe.run.seed, "tasks": {n: d.split for n, d in built.tasks.items()}})
+        run_dir.write_json("tasks.json", {n: {"labels": list(i.label_names) if i.label_names else None} for n, i in built.task_infos.items()})
     results = trainer.run(resume=resume)
+    accelerator.wait_for_everyone()
+    if not main:
+        return run_dir
     save_tensors(run_dir.path / "model.safetensors", trainer.model_state())
     run_dir.write_json("results.json", results)
+    total = sum(p.numel() for p in built.model.parameters())
+    run_dir.write_json("parameters.json", {"trained": trainer.trained_parameter_count(), "total": total})
     extra = _after_run(run_dir, built, trainer)
     from mtkit.report import write_report
 
@@ -170,4 +182,13 @@ def predict_texts(
                 if weights is not None and routing == "learned":
                     entry["routing"] = {a: round(float(w), 4) for a, w in zip(model.adapter_names, weights[i], strict=True)}
                 results[i]["predictions"][name] = entry
+                if weights is not None and routing == "learned" and task is None:
+                    results[i]["detected_task"] = _detected_task(model, weights[i])
     return results
+
+
+def _detected_task(model: Any, weights: Any) -> str | None:
+    """The task whose own adapter got the largest routing weight."""
+    adapter = int(weights.argmax())
+    owners = [t for t, a in zip(model.task_names, model.task_adapter_index.tolist(), strict=True) if a == adapter]
+    return owners[0] if owners else None

@@ -37,13 +37,19 @@ def _selected_modules(model: MultiTaskModel, selector: str) -> list[tuple[nn.Mod
 
 
 def select_parameters(
-    model: MultiTaskModel, selectors: Sequence[str], *, head_lr_multiplier: float = 1.0, layer_lr_decay: float = 1.0
+    model: MultiTaskModel,
+    selectors: Sequence[str],
+    *,
+    head_lr_multiplier: float = 1.0,
+    layer_lr_decay: float = 1.0,
+    frozen: Sequence[str] = (),
 ) -> list[ParamGroup]:
-    """Parameters the selectors name, grouped by learning-rate scale.
+    """Parameters the selectors name (less those `frozen` names), grouped by learning-rate scale.
 
     Heads get `head_lr_multiplier`; backbone layer i of n gets `layer_lr_decay ** (n - 1 - i)`,
     the embeddings and other backbone parameters `layer_lr_decay ** n`.
     """
+    excluded = {id(p) for selector in frozen for module, _ in _selected_modules(model, selector) for p in module.parameters()}
     layers = model.backbone.layers()
     layer_of = {id(p): i for i, layer in enumerate(layers) for p in layer.parameters()}
     backbone_ids = {id(p) for p in model.backbone.parameters()}
@@ -52,7 +58,8 @@ def select_parameters(
     for selector in selectors:
         for module, _ in _selected_modules(model, selector):
             for p in module.parameters():
-                chosen.setdefault(id(p), p)
+                if id(p) not in excluded:
+                    chosen.setdefault(id(p), p)
     groups: dict[float, ParamGroup] = {}
     for pid, p in chosen.items():
         if pid in head_ids:

@@ -6,10 +6,11 @@ a run resumed from a checkpoint continues exactly as an uninterrupted one would.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 import torch
@@ -84,11 +85,13 @@ class Trainer:
         self.built = built
         self.run_dir = run_dir
         self.accelerator = accelerator
-        self.callbacks = callbacks or _Silent()
+        self.main = accelerator.is_main_process  # only the main process writes (accelerate launch)
+        self.callbacks = (callbacks or _Silent()) if self.main else _Silent()
         self.model = built.model.to(accelerator.device)
         self.recipe = built.recipe
         self.saved_keys = self._saved_keys()
         self.results: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
+        self.trained: set[str] = set()
         self.final: dict[str, TaskEvaluation] = {}
         self._writer: Any = None
 
@@ -96,11 +99,15 @@ class Trainer:
         """State-dict keys a checkpoint holds: all but the backbone, plus backbone weights any phase trains."""
         trained: set[int] = set()
         for phase in self.recipe.phases:
-            for group in select_parameters(self.model, phase.train):
+            for group in select_parameters(self.model, phase.train, frozen=self.recipe.freeze):
                 trained |= {id(p) for p in group.params}
         names = {id(p): n for n, p in self.model.named_parameters()}
         backbone_trained = {names[i] for i in trained if names[i].startswith("backbone.")}
         return [k for k in self.model.state_dict() if not k.startswith("backbone.") or k in backbone_trained]
+
+    def trained_parameter_count(self) -> int:
+        """Parameters that received gradients in some phase."""
+        return sum(p.numel() for n, p in self.model.named_parameters() if n in self.trained)
 
     def model_state(self) -> dict[str, Tensor]:
         state = self.model.state_dict()
@@ -125,8 +132,10 @@ class Trainer:
             self.model.load_state_dict(ckpt.load_tensors(folder / "model.safetensors"), strict=False)
             start_phase, start_step = state["phase"], state["step"]
             self.results = state["results"]
+            self.trained = set(state.get("trained", []))
             optimizer_files = folder if start_step > 0 else None
-            self.run_dir.truncate_logs(state["global_step"])
+            if self.main:
+                self.run_dir.truncate_logs(state["global_step"])
         global_step = sum(p.steps for p in self.recipe.phases[:start_phase]) + start_step
         for index in range(start_phase, len(self.recipe.phases)):
             phase = self.recipe.phases[index]
@@ -138,12 +147,26 @@ class Trainer:
         return self.results
 
     def _run_phase(self, index: int, phase: PhaseSection, first: int, global_step: int, optimizer_files: Any) -> int:
+        trainable = select_parameters(self.model, phase.train, frozen=self.recipe.freeze)
+        if phase.steps > 0 and trainable:
+            global_step = self._train_phase(index, phase, first, global_step, optimizer_files)
+        if phase.evaluate:
+            evaluations = self._evaluate(phase.name, phase.routing, global_step)
+            if index == len(self.recipe.phases) - 1:
+                self.final = evaluations
+        self._checkpoint(global_step, None, index + 1, 0)
+        return global_step
+
+    def _train_phase(self, index: int, phase: PhaseSection, first: int, global_step: int, optimizer_files: Any) -> int:
         model, recipe, acc = self.model, self.recipe, self.accelerator
         model.requires_grad_(False)
-        groups = select_parameters(model, phase.train, head_lr_multiplier=phase.head_lr_multiplier, layer_lr_decay=phase.layer_lr_decay)
+        groups = select_parameters(
+            model, phase.train, head_lr_multiplier=phase.head_lr_multiplier, layer_lr_decay=phase.layer_lr_decay, frozen=recipe.freeze
+        )
         params = [p for g in groups for p in g.params]
         for p in params:
             p.requires_grad_(True)
+        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(
             [{"params": g.params, "lr": phase.lr * g.lr_scale} for g in groups], lr=phase.lr, weight_decay=phase.weight_decay
         )
@@ -152,7 +175,7 @@ class Trainer:
             ckpt.load_optimizer_state(
                 optimizer,
                 ckpt.load_tensors(optimizer_files / "optimizer.safetensors"),
-                ckpt.json.loads((optimizer_files / "optimizer.json").read_text()),
+                json.loads((optimizer_files / "optimizer.json").read_text()),
             )
             with warnings.catch_warnings():  # stepping the schedule to where the run stopped, before any optimizer step
                 warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step()`")
@@ -191,6 +214,7 @@ class Trainer:
                 aux = {k: v for k, v in model.ctx.aux_losses.items() if phase.aux_losses.get(k, 0.0) > 0}
                 total = loss + sum((phase.aux_losses[k] * v for k, v in aux.items()), torch.zeros((), device=loss.device))
             acc.backward(total)
+            self._note_trained(named)
             grad_norm = acc.clip_grad_norm_(params, phase.max_grad_norm) if phase.max_grad_norm else None
             optimizer.step()
             schedule.step()
@@ -210,18 +234,25 @@ class Trainer:
                 self._log({"event": "train", "phase": phase.name, "step": done, "global_step": global_step, **logs}, global_step)
             if recipe.run.checkpoint_every and done % recipe.run.checkpoint_every == 0 and done < phase.steps:
                 self._checkpoint(global_step, optimizer, index, done)
-        if phase.evaluate:
-            evaluations = self._evaluate(phase.name, phase.routing, global_step)
-            if index == len(recipe.phases) - 1:
-                self.final = evaluations
-        self._checkpoint(global_step, None, index + 1, 0)
         return global_step
 
+    def _note_trained(self, named: Sequence[tuple[str, Tensor]]) -> None:
+        """Record parameters whose gradient is non-zero: those the loss really reaches (an adapter
+        that routing never picks gets zero gradients, and is not counted as trained)."""
+        pending = [(n, p.grad) for n, p in named if n not in self.trained and p.grad is not None]
+        if pending:
+            nonzero = torch.stack([g.detach().abs().amax().float() for _, g in pending]) > 0
+            self.trained |= {n for (n, _), hit in zip(pending, nonzero.tolist(), strict=True) if hit}
+
     def _checkpoint(self, global_step: int, optimizer: Any, phase: int, step: int) -> None:
-        state = {"phase": phase, "step": step, "global_step": global_step, "results": self.results}
+        if not self.main:
+            return
+        state = {"phase": phase, "step": step, "global_step": global_step, "results": self.results, "trained": sorted(self.trained)}
         ckpt.save_checkpoint(self.run_dir.path, global_step, self.model_state(), optimizer, state)
 
     def _log(self, record: dict[str, Any], global_step: int) -> None:
+        if not self.main:
+            return
         self.run_dir.log(record)
         for key, value in record.items():
             if isinstance(value, int | float) and key not in {"step", "global_step"}:
@@ -235,7 +266,7 @@ class Trainer:
         scores = {task: e.scores for task, e in evaluations.items()}
         self.results.setdefault(phase, {})[routing] = scores
         for task, values in scores.items():
-            self.run_dir.log({"event": "eval", "phase": phase, "routing": routing, "task": task, "global_step": global_step, **values})
+            self._log({"event": "eval", "phase": phase, "routing": routing, "task": task, "global_step": global_step, **values}, global_step)
         self.callbacks.evaluated(phase, routing, scores)
         return evaluations
 

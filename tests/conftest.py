@@ -14,25 +14,9 @@ from typing import Any
 import pytest
 
 from mtkit import Registry, load_registry
+from mtkit.testing import TINY_BERT, TINY_LLAMA
 
 ROOT = Path(__file__).resolve().parent.parent
-
-TINY_BERT = {
-    "type": "hf_encoder",
-    "model": "all-MiniLM-L6-v2",
-    "random_init": True,
-    "config_overrides": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64},
-}
-
-
-TINY_LLAMA = {
-    "type": "hf_causal_lm",
-    "model": "SmolLM2-135M-Instruct",
-    "random_init": True,
-    "config_overrides": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1, "intermediate_size": 64},
-}
-"""A tiny random Llama with SmolLM2's real tokenizer (converted once from the packaged GGUF)."""
-
 
 @pytest.fixture(scope="session")
 def registry() -> Registry:

@@ -108,6 +108,13 @@ def _close(actual: Tensor, expected: Tensor, atol: float, what: str) -> None:
     assert diff <= atol, f"{what}: max difference {diff:.3g} > {atol:.3g}"
 
 
+def check_adapter_config(h: AdapterHarness) -> None:
+    """The class's ClassVars and config class follow the component contract (described, frozen, strict)."""
+    from mtkit.testing._common import check_config
+
+    check_config(h.adapter_cls, "adapter", h.params)
+
+
 def check_identity_at_init(h: AdapterHarness) -> None:
     """With its identity init the adapter leaves the backbone's outputs exactly as they were."""
     model = h.model(h.make_adapter())
@@ -234,6 +241,7 @@ def check_mix_and_stack_match_single_deltas(h: AdapterHarness) -> None:
 
 
 ADAPTER_CHECKS: dict[str, Callable[[AdapterHarness], None]] = {
+    "config": check_adapter_config,
     "identity_at_init": check_identity_at_init,
     "nonidentity_changes_outputs": check_nonidentity_changes_outputs,
     "training_changes_only_adapter": check_training_changes_only_adapter,

@@ -10,15 +10,15 @@ from mtkit_metrics.config import AccuracyMetricConfig
 
 
 def test_registry_lists_builtin_components_of_every_kind(registry: Registry) -> None:
-    kinds = {entry.kind for entry in registry.list()}
+    kinds = {entry.kind for entry in registry.components()}
     assert kinds == set(KINDS)
-    for entry in registry.list():
+    for entry in registry.components():
         assert entry.plugin.distribution == "mtkit"
         assert entry.summary, f"{entry.kind} {entry.name} has no summary line"
 
 
 def test_registry_builtin_entries_load_and_match_their_registration(registry: Registry) -> None:
-    for entry in registry.list():
+    for entry in registry.components():
         cls = entry.load()
         assert cls.name == entry.name and cls.config_class is entry.config_class
 

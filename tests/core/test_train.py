@@ -187,3 +187,19 @@ def test_plan_batches_is_deterministic_and_follows_the_scheduler() -> None:
     epoch = plan_batches(rr, [16, 16], steps=4, batch_size=8, mixed=False, seed=0, phase=0)
     seen = [row for step in epoch.steps for task, rows in step if task == 0 for row in rows]
     assert sorted(seen) == list(range(16))
+
+
+@pytest.mark.slow
+def test_train_accelerate_launch_two_processes(tmp_path: Path, tiny_recipe: dict[str, Any]) -> None:
+    """`accelerate launch -m mtkit run` with two CPU processes (DDP over gloo) writes one run directory."""
+    recipe = copy.deepcopy(tiny_recipe)
+    recipe["run"]["output_dir"] = str(tmp_path / "ddp")
+    path = write_toml(tmp_path / "ddp.toml", recipe)
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "mtkit", "run", str(path)]
+    result = subprocess.run(cmd, cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads((tmp_path / "ddp" / "results.json").read_text())
+    assert set(results["heads"]["oracle"]) == {"sentiment", "topic"}
+    steps = [json.loads(line)["global_step"] for line in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines() if '"train"' in line]
+    assert steps == sorted(set(steps)), "only the main process logs"

@@ -1,0 +1,116 @@
+"""Contract checks for combiners, run inside a real MultiTaskModel with two LoRA adapters."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from mtkit.testing._common import check_config, check_state_dict_round_trip
+from mtkit.testing._tiny import SAMPLE_TEXTS, tiny_backbone
+
+__all__ = ["check_combiner"]
+
+TASKS = ("first", "second")
+
+
+def _model(cls: type, config: Any, seed: int = 0) -> Any:
+    """Tiny BERT + two random-initialised LoRAs (non-zero deltas, so routing matters) + the combiner."""
+    import torch
+
+    from mtkit.interfaces import TaskInfo, select_sites
+    from mtkit.model import MultiTaskModel
+    from mtkit.registry import load_registry
+
+    registry = load_registry()
+    backbone = tiny_backbone("bert", seed=seed)
+    backbone.requires_grad_(False)
+    sites = backbone.sites()
+    lora = registry.component_class("adapter", "lora")
+    adapters = {}
+    for name in TASKS:
+        lora_config = lora.config_class.model_validate({"rank": 2, "init": "random"})
+        adapters[name] = lora(lora_config, sites=select_sites(lora_config, sites), context_size=backbone.hidden_size)
+    torch.manual_seed(seed)
+    combiner = cls(config, adapter_names=list(TASKS), task_names=list(TASKS), sites=sites, hidden_size=backbone.hidden_size)
+    head_cls = registry.component_class("head", "classification")
+    heads = {
+        name: head_cls(head_cls.config_class(dropout=0.0), backbone=backbone, task=TaskInfo(name, i, ("no", "yes")))
+        for i, name in enumerate(TASKS)
+    }
+    return MultiTaskModel(backbone, adapters, combiner, heads, {name: name for name in TASKS})
+
+
+def _batches(model: Any) -> list[tuple[str, dict[str, Any]]]:
+    tokenizer = model.backbone.tokenizer
+    out = []
+    for i, task in enumerate(TASKS):
+        texts = SAMPLE_TEXTS[2 * i : 2 * i + 2]
+        head = model.heads[task]
+        encoded = head.encode({"text": texts, "label": [0, 1]}, tokenizer, 16)
+        out.append((task, head.collate(encoded, tokenizer)))
+    return out
+
+
+def check_combiner(cls: type, params: Mapping[str, Any]) -> None:
+    """Check a combiner class with `params` under learned routing."""
+    import torch
+
+    config = check_config(cls, "combiner", params)
+    model = _model(cls, config)
+    combiner = model.combiner
+    assert isinstance(combiner.aux_loss_names, tuple), "aux_loss_names must be a tuple of names"
+    batches = _batches(model)
+    batch_size = sum(b["input_ids"].shape[0] for _, b in batches)
+    k = len(TASKS)
+
+    weights_seen: list[tuple[int, ...]] = []
+    combined: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
+    original_weights, original_combine = combiner.weights, combiner.combine
+
+    def weights(site: str, x: Any, y: Any, ctx: Any) -> Any:
+        w = original_weights(site, x, y, ctx)
+        if w is not None:
+            weights_seen.append(tuple(w.shape))
+            assert torch.isfinite(w).all(), f"weights at {site!r} hold NaN or inf"
+        return w
+
+    def combine(site: str, x: Any, y: Any, groups: Any, ctx: Any) -> Any:
+        out = original_combine(site, x, y, groups, ctx)
+        combined.append((tuple(out.shape), tuple(y.shape)))
+        return out
+
+    # Instance attributes shadow the methods, so the calls the model makes pass through here.
+    combiner.weights, combiner.combine = weights, combine
+    model.train()
+    combiner.set_temperature(1.0)
+    with model.routing("learned"):
+        loss, _ = model(batches)
+    del combiner.weights, combiner.combine
+    assert combined, "the combiner's combine() was never called under learned routing"
+    for out_shape, y_shape in combined:
+        assert out_shape == y_shape, f"combine() returned {out_shape} for a site output of shape {y_shape}"
+    for shape in weights_seen:
+        assert len(shape) in (2, 3) and shape[0] == batch_size and shape[-1] == k, (
+            f"weights() returned shape {shape}; expected (B, K) or (B, T, K) with B={batch_size}, K={k}"
+        )
+    aux = dict(model.ctx.aux_losses)
+    unknown = sorted(set(aux) - set(combiner.aux_loss_names))
+    assert not unknown, f"aux losses {unknown} are not declared in aux_loss_names {combiner.aux_loss_names}"
+    for name, value in aux.items():
+        assert value.dim() == 0 and torch.isfinite(value), f"aux loss {name!r} is not a finite scalar"
+    assert loss.dim() == 0 and torch.isfinite(loss), "the model's loss is not a finite scalar"
+    total = loss + sum(aux.values())
+    total.backward()
+    trainable = [(n, p) for n, p in combiner.named_parameters() if p.requires_grad]
+    no_grad = [n for n, p in trainable if p.grad is None or not torch.any(p.grad != 0)]
+    assert not no_grad, f"no gradient reaches the combiner's parameters {no_grad[:4]} under learned routing"
+
+    with model.routing("oracle"):  # oracle routing bypasses the combiner and must still work
+        loss, _ = model(batches)
+    assert torch.isfinite(loss)
+
+    def run(m: Any) -> Any:
+        with m.routing("learned"):
+            return m(batches)[0]
+
+    check_state_dict_round_trip(lambda seed: _model(cls, config, seed=seed), run)
