@@ -66,7 +66,7 @@ class BottleneckAdapterConfig(AdapterConfig):
             return data
         placement = data.get("placement", "pfeiffer")
         if placement in PLACEMENTS:
-            if "target_modules" in data:
+            if "target_modules" in data and list(data["target_modules"]) != PLACEMENTS[placement]:  # equal: a dumped config
                 raise ValueError(f"target_modules is set by placement {placement!r}; use placement = 'custom' to choose sites")
             data = {**data, "target_modules": list(PLACEMENTS[placement])}
         elif placement == "custom" and "target_modules" not in data:
