@@ -132,6 +132,11 @@ class MappedDataset(DatasetSource):
 def _load(where: str, **kwargs: Any) -> datasets.DatasetDict | datasets.Dataset:
     try:
         return datasets.load_dataset(**{k: v for k, v in kwargs.items() if v is not None})
+    except ValueError as exc:
+        if "corresponds to no data" not in str(exc):
+            raise MtkitError(f"{where}: could not be loaded ({_first_line(exc)})") from None
+        # datasets refuses to build an empty split; say which one, in the recipe's terms.
+        raise MtkitError(f"{where}: the {kwargs.get('split')!r} split is empty (no rows); check its files, or its slice") from None
     except FileNotFoundError as exc:
         raise MtkitError(f"{where}: not found ({_first_line(exc)}); check the path, or the hub id when online") from None
     except (ValueError, OSError, datasets.exceptions.DatasetNotFoundError) as exc:
@@ -175,8 +180,10 @@ class _FileDataset(MappedDataset):
                 if not any(ch in file for ch in "*?[") and not Path(file).expanduser().is_file():
                     raise MtkitError(f"data_files: {file!r} is not a file; check the path (relative paths start at the working directory)")
         files = {k: [str(Path(f).expanduser()) for f in ([v] if isinstance(v, str) else v)] for k, v in files.items()}
-        loaded = _load(f"data_files {self.config.data_files!r}", path=self.builder, data_files=files, **self.options())
-        return dict(loaded.items())  # type: ignore[union-attr]
+        return {
+            name: _load(f"data_files {files[name]!r}", path=self.builder, data_files=files, split=name, **self.options())  # type: ignore[misc]
+            for name in files
+        }
 
 
 class CsvDataset(_FileDataset):
