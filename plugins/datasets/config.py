@@ -33,7 +33,7 @@ class MappedDatasetConfig(DatasetConfig):
     )
     label_field: str | None = Field(
         default="label",
-        description="Field holding labels: string labels (or lists of them, for tagging) become ids; unset for tasks without labels.",
+        description="Field holding labels: string labels (or lists of them, for tagging) become ids; \"\" turns label handling off.",
     )
     label_names: list[str] | None = Field(
         default=None,

@@ -64,7 +64,7 @@ def map_labels(
     splits: dict[str, datasets.Dataset], field: str | None, given: list[str] | None
 ) -> tuple[dict[str, datasets.Dataset], list[str] | None]:
     """String labels (or lists of them) -> ids in `given` order (default: sorted distinct strings); names by id."""
-    if field is None or any(field not in s.column_names for s in splits.values()):
+    if not field or any(field not in s.column_names for s in splits.values()):
         return splits, given  # no labels here; a head that needs them reports the missing field per row
     feature = next(iter(splits.values())).features[field]
     if isinstance(feature, datasets.ClassLabel):
