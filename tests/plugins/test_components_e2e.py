@@ -41,12 +41,11 @@ def _minilm_recipe(task: dict[str, Any], steps: int, lr: float) -> dict[str, Any
 
 
 def test_sentence_encoder_from_scratch_beats_majority_class(tmp_path: Path, registry: Registry) -> None:
-    # The shipped recipe (150 steps) reaches 0.65 / 0.91; the test trains 100 steps and scores 500 questions to stay fast.
-    overrides = [f"run.output_dir={tmp_path / 'run'}", "phases.0.steps=100", "tasks.subject.dataset.max_eval_examples=500"]
-    run_dir = run_recipe(ROOT / "recipes" / "sentence_encoder.toml", overrides, registry=registry).path
+    # The shipped recipe as is: measured (seeded) 0.647 subject-group and 0.906 topic accuracy, 272 CPU-seconds.
+    run_dir = run_recipe(ROOT / "recipes" / "sentence_encoder.toml", [f"run.output_dir={tmp_path / 'run'}"], registry=registry).path
     scores = _scores(run_dir, "joint")
     data = json.loads((run_dir / "data.json").read_text())
-    assert data["tasks"]["subject"]["test"] == 500 and data["tasks"]["topic"]["test"] == 223
+    assert data["tasks"]["subject"]["test"] == 1000 and data["tasks"]["topic"]["test"] == 223
     # Majority-class accuracy on these held-out splits: BBC 'sport' 23%, MMLU 'humanities' 33.5% of all questions.
     assert scores["topic"]["accuracy"] > 0.23 + 0.25, scores
     assert scores["subject"]["accuracy"] > 0.335 + 0.05, scores
