@@ -44,7 +44,13 @@ def _split(
         if len(train) < 2:
             raise MtkitError(f"task {task!r}: dataset {source.name!r} has {len(train)} example(s); a held-out split needs at least 2")
         stratify = "label" if isinstance(train.features.get("label"), datasets.ClassLabel) else None
-        parts = train.train_test_split(test_size=config.test_size, seed=config.split_seed, stratify_by_column=stratify)
+        try:
+            parts = train.train_test_split(test_size=config.test_size, seed=config.split_seed, stratify_by_column=stratify)
+        except ValueError:  # too few examples per class to stratify (small data): split without stratifying
+            if stratify is None:
+                raise
+            stratify = None
+            parts = train.train_test_split(test_size=config.test_size, seed=config.split_seed)
         train, test = parts["train"], parts["test"]
         how = f"train_test_split(test_size={config.test_size}, seed={config.split_seed}, stratify={stratify})"
     full = {"train": len(train), "test": len(test)}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mtkit import Register, hookimpl
 
-from .config import HfCausalLmBackboneConfig, HfEncoderBackboneConfig
+from .config import HfCausalLmBackboneConfig, HfEncoderBackboneConfig, ScratchTransformerBackboneConfig
 
 MTKIT_PLUGIN_API = 1
 
@@ -13,3 +13,9 @@ MTKIT_PLUGIN_API = 1
 def mtkit_register_components(register: Register) -> None:
     register("mtkit_backbones.hf_encoder:HfEncoderBackbone", kind="backbone", name="hf_encoder", config=HfEncoderBackboneConfig)
     register("mtkit_backbones.hf_causal_lm:HfCausalLmBackbone", kind="backbone", name="hf_causal_lm", config=HfCausalLmBackboneConfig)
+    register(
+        "mtkit_backbones.scratch_transformer:ScratchTransformerBackbone",
+        kind="backbone",
+        name="scratch_transformer",
+        config=ScratchTransformerBackboneConfig,
+    )

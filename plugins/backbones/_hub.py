@@ -22,11 +22,11 @@ def resolve_model(name: str) -> str:
     return name
 
 
-def load_error(name: str, exc: Exception) -> MtkitError:
+def load_error(name: str, exc: Exception, key: str = "backbone.model") -> MtkitError:
     hint = (
         "it is not a local folder, and the hub is unreachable or has no such model; "
         "use a local path or a packaged alias (all-MiniLM-L6-v2, SmolLM2-135M-Instruct)"
     )
     if Path(name).exists():
         hint = "the folder exists but does not hold a loadable model"
-    return MtkitError(f"backbone.model {name!r}: {hint} ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})")
+    return MtkitError(f"{key} {name!r}: {hint} ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})")

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from mtkit import ComponentConfig
 
@@ -42,3 +42,28 @@ class HfCausalLmBackboneConfig(ComponentConfig):
     config_overrides: dict[str, Any] = Field(
         default_factory=dict, description="Model config fields to override, e.g. {hidden_size = 32, num_hidden_layers = 2}."
     )
+
+
+class ScratchTransformerBackboneConfig(ComponentConfig):
+    """A transformer encoder built from this config with random weights (no pretraining), plus a named tokenizer."""
+
+    tokenizer: str = Field(
+        default="all-MiniLM-L6-v2",
+        min_length=1,
+        description="Tokenizer by hub id, local folder or packaged alias (`all-MiniLM-L6-v2`, offline); only its vocabulary is used.",
+    )
+    num_layers: int = Field(default=6, ge=1, le=48, description="Transformer blocks.")
+    num_heads: int = Field(default=8, ge=1, le=64, description="Attention heads per block; must divide hidden_size.")
+    hidden_size: int = Field(default=768, ge=8, le=8192, description="Model width D.")
+    intermediate_size: int | None = Field(default=None, gt=0, description="Width of the feed-forward layer (default 4 * hidden_size).")
+    dropout: float = Field(default=0.1, ge=0, lt=1, description="Dropout on embeddings, attention weights and sublayer outputs.")
+    positional: Literal["sinusoidal", "learned"] = Field(
+        default="sinusoidal", description="Positional encoding: fixed sinusoids (Vaswani et al.) or a learned table."
+    )
+    max_positions: int = Field(default=512, ge=8, le=65536, description="Longest input in tokens.")
+
+    @model_validator(mode="after")
+    def _check(self) -> ScratchTransformerBackboneConfig:
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
+        return self

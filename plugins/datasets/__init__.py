@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from mtkit import Register, hookimpl
 
-from .config import BbcNewsDatasetConfig, RottenTomatoesDatasetConfig
+from .config import (
+    BbcNewsDatasetConfig,
+    CsvDatasetConfig,
+    HfDatasetConfig,
+    JsonDatasetConfig,
+    MmluDatasetConfig,
+    ParquetDatasetConfig,
+    RottenTomatoesDatasetConfig,
+)
 
 MTKIT_PLUGIN_API = 1
 
@@ -13,3 +21,8 @@ MTKIT_PLUGIN_API = 1
 def mtkit_register_components(register: Register) -> None:
     register("mtkit_datasets.packaged:RottenTomatoesDataset", kind="dataset", name="rotten_tomatoes", config=RottenTomatoesDatasetConfig)
     register("mtkit_datasets.packaged:BbcNewsDataset", kind="dataset", name="bbc_news", config=BbcNewsDatasetConfig)
+    register("mtkit_datasets.mmlu:MmluDataset", kind="dataset", name="mmlu", config=MmluDatasetConfig)
+    register("mtkit_datasets.generic:HfDataset", kind="dataset", name="hf", config=HfDatasetConfig)
+    register("mtkit_datasets.generic:CsvDataset", kind="dataset", name="csv", config=CsvDatasetConfig)
+    register("mtkit_datasets.generic:JsonDataset", kind="dataset", name="json", config=JsonDatasetConfig)
+    register("mtkit_datasets.generic:ParquetDataset", kind="dataset", name="parquet", config=ParquetDatasetConfig)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mtkit import Register, hookimpl
 
-from .config import ClassificationHeadConfig
+from .config import ClassificationHeadConfig, MultipleChoiceHeadConfig, SpanQaHeadConfig, TokenClassificationHeadConfig
 
 MTKIT_PLUGIN_API = 1
 
@@ -12,3 +12,11 @@ MTKIT_PLUGIN_API = 1
 @hookimpl
 def mtkit_register_components(register: Register) -> None:
     register("mtkit_heads.classification:ClassificationHead", kind="head", name="classification", config=ClassificationHeadConfig)
+    register("mtkit_heads.multiple_choice:MultipleChoiceHead", kind="head", name="multiple_choice", config=MultipleChoiceHeadConfig)
+    register("mtkit_heads.span_qa:SpanQaHead", kind="head", name="span_qa", config=SpanQaHeadConfig)
+    register(
+        "mtkit_heads.token_classification:TokenClassificationHead",
+        kind="head",
+        name="token_classification",
+        config=TokenClassificationHeadConfig,
+    )

@@ -23,3 +23,44 @@ class ClassificationHeadConfig(ComponentConfig):
     text_field: str = Field(default="text", min_length=1, description="Example field holding the input text.")
     text_pair_field: str | None = Field(default=None, description="Optional second text field (sentence pairs).")
     label_field: str = Field(default="label", min_length=1, description="Example field holding the integer label.")
+
+
+class MultipleChoiceHeadConfig(ComponentConfig):
+    """Multiple choice: each (question, choice) pair is encoded as one row, scored, and the best choice wins."""
+
+    question_field: str = Field(default="question", min_length=1, description="Example field holding the question (or context).")
+    choices_field: str = Field(default="choices", min_length=1, description="Example field holding the list of answer texts.")
+    label_field: str = Field(default="label", min_length=1, description="Example field holding the index of the correct choice.")
+    num_choices: int | None = Field(
+        default=None, ge=2, description="Exact number of choices every example must have (unset: any number >= 2, padded per batch)."
+    )
+    pooling: Literal["cls", "mean", "attention"] = Field(
+        default="mean", description="cls: first token; mean: masked mean; attention: learned attention over tokens."
+    )
+    dropout: float = Field(default=0.1, ge=0, lt=1, description="Dropout before the scoring layer.")
+    layer_norm: bool = Field(default=False, description="Apply a task-specific LayerNorm to each pooled pair vector.")
+
+
+class SpanQaHeadConfig(ComponentConfig):
+    """Extractive QA: start/end logits over the context tokens; the answer is the best-scoring span of context text."""
+
+    question_field: str = Field(default="question", min_length=1, description="Example field holding the question.")
+    context_field: str = Field(default="context", min_length=1, description="Example field holding the context the answer is cut from.")
+    answer_field: str = Field(
+        default="answer", min_length=1, description="Example field holding the gold answer text (a string, or a list whose first item is used)."
+    )
+    answer_start_field: str | None = Field(
+        default=None,
+        description="Optional field with the answer's character offset in the context; unset: the answer's first occurrence.",
+    )
+    max_answer_tokens: int = Field(default=30, ge=1, le=512, description="Longest answer span considered when predicting.")
+
+
+class TokenClassificationHeadConfig(ComponentConfig):
+    """Token classification (tagging): one label per word, predicted at the word's first sub-token."""
+
+    tokens_field: str = Field(default="tokens", min_length=1, description="Example field holding the list of words.")
+    tags_field: str = Field(default="tags", min_length=1, description="Example field holding one integer label per word.")
+    num_labels: int | None = Field(default=None, gt=1, description="Number of tags; default: the dataset's label names.")
+    dropout: float = Field(default=0.1, ge=0, lt=1, description="Dropout before the tagging layer.")
+    layer_norm: bool = Field(default=False, description="Apply a task-specific LayerNorm before the tagging layer.")
