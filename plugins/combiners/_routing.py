@@ -37,7 +37,8 @@ def record_site_average(ctx: ForwardContext, key: str, site: str, last_site: str
     """Accumulate per-sample weights over sites; record their mean once per forward, at the last site.
 
     Per-site combiners (gating, fusion_attention) decide at every site, so the routing a sample
-    receives is summarised as its mean weight over the sites.
+    receives is summarised as its mean weight over the sites. Combiners record in evaluation mode
+    only: training forwards would grow the log for nothing.
     """
     total, count = ctx.cache.get(key, (None, 0))
     weights = weights.detach()

@@ -23,7 +23,8 @@ class UniformCombiner(Combiner):
         if "uniform" not in ctx.cache:
             k = max(1, len(self.adapter_names))
             ctx.cache["uniform"] = torch.full((x.shape[0], k), 1.0 / k, device=x.device, dtype=torch.float32)
-            ctx.record_routing(ctx.cache["uniform"])
+            if not self.training:
+                ctx.record_routing(ctx.cache["uniform"])
         weights: Tensor = ctx.cache["uniform"]
         return weights
 
@@ -53,6 +54,7 @@ class RandomCombiner(Combiner):
             # which the trainer reseeds every step, so runs stay reproducible).
             scores = torch.rand(x.shape[0], max(1, len(self.adapter_names)), device=x.device)
             ctx.cache["random"] = one_hot_top_k(scores, self.k)
-            ctx.record_routing(ctx.cache["random"])
+            if not self.training:
+                ctx.record_routing(ctx.cache["random"])
         weights: Tensor = ctx.cache["random"]
         return weights

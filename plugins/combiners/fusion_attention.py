@@ -78,5 +78,6 @@ class FusionAttentionCombiner(Combiner):
         deltas = torch.cat([group.stack(site, x, y, ctx) for group in groups], dim=2)  # (B, T, K_site, D)
         fused, attention = self.fusions[site.replace(".", "__")](y, deltas, self.temperature)
         weights = scatter_columns(per_sample(attention, ctx.attention_mask), site_columns(groups), len(self.adapter_names))
-        record_site_average(ctx, "fusion_attention", site, self.last_site, weights)
+        if not self.training:
+            record_site_average(ctx, "fusion_attention", site, self.last_site, weights)
         return y + fused.to(y.dtype)

@@ -51,7 +51,8 @@ class GatingCombiner(Combiner):
         logits = gate(x)[..., columns]  # (B, T, K_site): only the adapters present at this site
         gated = logits.softmax(-1) if self.config.activation == "softmax" else torch.sigmoid(logits)
         weights = scatter_columns(gated, columns, len(self.adapter_names))  # (B, T, K)
-        record_site_average(ctx, "gating", site, self.last_site, per_sample(weights, ctx.attention_mask))
+        if not self.training:
+            record_site_average(ctx, "gating", site, self.last_site, per_sample(weights, ctx.attention_mask))
         return weights
 
     def combine(self, site: str, x: Tensor, y: Tensor, groups: Sequence[AdapterGroup], ctx: ForwardContext) -> Tensor:

@@ -118,8 +118,9 @@ class RouterCombiner(Combiner):
             return None  # a site before layer N of a `layer:N` source: no adapter applies there
         weights, probs = self.route(representation)
         ctx.cache[_CACHE] = weights
-        ctx.record_routing(probs)
-        if self.training:
+        if not self.training:
+            ctx.record_routing(probs)
+        else:
             ctx.add_aux_loss("load_balance", load_balance_loss(probs))
             ctx.add_aux_loss("entropy", entropy_loss(probs))
             ctx.add_aux_loss("efficiency", efficiency_loss(probs))

@@ -44,6 +44,7 @@ class WeightedCombiner(Combiner):
             else:
                 weights = probs.expand(x.shape[0], -1)
             ctx.cache["weighted"] = weights
-            ctx.record_routing(weights)
+            if not self.training:
+                ctx.record_routing(weights)
         cached: Tensor = ctx.cache["weighted"]
         return cached
