@@ -48,8 +48,14 @@ def efficiency_loss(probs: Tensor) -> Tensor:
 
 
 def consistency_loss(probs: Tensor, representation: Tensor) -> Tensor:
-    """Similar inputs route alike: squared distance of routing, weighted by positive cosine similarity."""
-    unit = F.normalize(representation.detach().float(), dim=-1)
+    """Similar inputs route alike: squared distance of routing, weighted by positive cosine similarity.
+
+    Representations are centred on the batch mean first: pooled embeddings share a large common
+    component, so raw cosines are high for any pair and would pull every input to the same adapter.
+    """
+    centred = representation.detach().float()
+    centred = centred - centred.mean(0, keepdim=True)
+    unit = F.normalize(centred, dim=-1)
     similarity = (unit @ unit.T).clamp_min(0.0)
     similarity = similarity * (1 - torch.eye(len(unit), device=unit.device))
     distance = torch.cdist(probs, probs).pow(2)  # (B, B)
