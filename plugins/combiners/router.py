@@ -62,13 +62,26 @@ def consistency_loss(probs: Tensor, representation: Tensor) -> Tensor:
     return (similarity * distance).sum() / similarity.sum().clamp_min(1e-12)
 
 
+def task_supervision_loss(probs: Tensor, oracle_weights: Tensor) -> Tensor:
+    """Cross-entropy of the routing against each training sample's own task adapter.
+
+    Training batches carry task ids; evaluation never reads them, so the router still decides from
+    the input alone. Samples of tasks without an adapter (zero oracle rows) are left out.
+    """
+    target = oracle_weights.to(probs.device)
+    rows = target.sum(-1) > 0
+    if not bool(rows.any()):
+        return probs.new_zeros(())
+    return -(target[rows] * probs[rows].clamp_min(1e-12).log()).sum(-1).mean()
+
+
 class RouterCombiner(Combiner):
     """DYNAMO-style router: an MLP on a pooled input representation outputs adapter probabilities."""
 
     name = "router"
     config_class = RouterCombinerConfig
     config: RouterCombinerConfig
-    aux_loss_names = ("load_balance", "entropy", "efficiency", "consistency")
+    aux_loss_names = ("load_balance", "entropy", "efficiency", "consistency", "task_supervision")
 
     def __init__(
         self,
@@ -131,6 +144,8 @@ class RouterCombiner(Combiner):
             ctx.add_aux_loss("entropy", entropy_loss(probs))
             ctx.add_aux_loss("efficiency", efficiency_loss(probs))
             ctx.add_aux_loss("consistency", consistency_loss(probs, representation))
+            if ctx.oracle_weights is not None:
+                ctx.add_aux_loss("task_supervision", task_supervision_loss(probs, ctx.oracle_weights))
         return weights
 
     def combine(self, site: str, x: Tensor, y: Tensor, groups: Sequence[AdapterGroup], ctx: ForwardContext) -> Tensor:

@@ -198,4 +198,23 @@ def test_router_aux_loss_moves_routing_in_its_direction(loss: str) -> None:
 def test_router_aux_loss_names_match_what_it_adds() -> None:
     router = make_router().train()
     _, ctx = route(router, torch.randn(4, 8))
-    assert set(ctx.aux_losses) == set(RouterCombiner.aux_loss_names)
+    assert set(ctx.aux_losses) == set(RouterCombiner.aux_loss_names) - {"task_supervision"}  # no task ids given
+
+
+def test_router_task_supervision_routes_each_cluster_to_its_task_adapter() -> None:
+    torch.manual_seed(1)
+    router = make_router(gumbel=False).train()
+    rep = clusters()
+    own = torch.tensor([2] * 16 + [0] * 16)  # cluster 0 is the task of adapter 2, cluster 1 of adapter 0
+    oracle = torch.nn.functional.one_hot(own, 4).float()
+    optimizer = torch.optim.Adam(router.parameters(), lr=0.02)
+    for _ in range(40):
+        ctx = ForwardContext(routing="learned")
+        ctx.begin(task_ids=None, oracle_weights=oracle, attention_mask=torch.ones(32, 3))
+        ctx.representations["embeddings"] = rep
+        x = torch.zeros(32, 3, 2)
+        router.weights("site", x, x, ctx)
+        ctx.aux_losses["task_supervision"].backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    assert torch.equal(probs_of(router, rep).argmax(-1), own)
