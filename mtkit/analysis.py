@@ -17,7 +17,7 @@ def routing_summary(model: Any, evaluations: Mapping[str, TaskEvaluation]) -> di
     """Task x adapter shares of argmax choices, routing accuracy, entropy and load per adapter."""
     adapters = list(model.adapter_names)
     own = {task: model.task_adapter_index[model.task_names.index(task)].item() for task in evaluations}
-    matrix, accuracy, entropy, loads = {}, {}, {}, []
+    matrix, mean_weights, accuracy, entropy, loads = {}, {}, {}, {}, []
     for task, evaluation in evaluations.items():
         if evaluation.routing is None:
             continue
@@ -25,6 +25,8 @@ def routing_summary(model: Any, evaluations: Mapping[str, TaskEvaluation]) -> di
         chosen = weights.argmax(dim=-1)
         shares = torch.bincount(chosen, minlength=len(adapters)).float() / max(1, len(chosen))
         matrix[task] = dict(zip(adapters, shares.tolist(), strict=True))
+        # Soft combiners (weighted, gating, fusion) mix adapters, so their mean weights say more than argmax shares.
+        mean_weights[task] = dict(zip(adapters, weights.mean(0).tolist(), strict=True))
         if own[task] >= 0:
             accuracy[task] = float((chosen == own[task]).float().mean())
         p = weights.clamp_min(1e-12)
@@ -35,6 +37,7 @@ def routing_summary(model: Any, evaluations: Mapping[str, TaskEvaluation]) -> di
     return {
         "adapters": adapters,
         "matrix": matrix,
+        "mean_weights": mean_weights,
         "routing_accuracy": accuracy,
         "mean_routing_accuracy": overall,
         "mean_entropy": entropy,
@@ -77,5 +80,6 @@ def write_routing_analysis(run_dir: RunDir, model: Any, evaluations: Mapping[str
     if summary["mean_routing_accuracy"] is not None:
         lines.append(f"Mean routing accuracy: {summary['mean_routing_accuracy']:.4f}")
         lines += [f"- {t}: {a:.4f}" for t, a in summary["routing_accuracy"].items()]
+    lines += [f"- mean routing entropy, {t}: {e:.4f}" for t, e in summary["mean_entropy"].items()]
     lines += ["", f"![routing heatmap]({png})"]
     return lines

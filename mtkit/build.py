@@ -61,8 +61,15 @@ def build_model(
         raise RecipeError(problems)
     combiner_table = recipe.combiner or ComponentTable(type="oracle")
     cls, config = _make(registry, "combiner", combiner_table, configs, "combiner")
+    # The combiner sees the sites some adapter attaches to, in backbone order (per-site combiners
+    # create their gates or attention there, and know the last one a forward pass reaches).
+    used = {name for adapter in adapters.values() for name in adapter.site_names}
     combiner: Combiner = cls(
-        config, adapter_names=list(adapters), task_names=list(recipe.tasks), sites=all_sites, hidden_size=backbone.hidden_size
+        config,
+        adapter_names=list(adapters),
+        task_names=list(recipe.tasks),
+        sites={name: site for name, site in all_sites.items() if name in used},
+        hidden_size=backbone.hidden_size,
     )
     for i, phase in enumerate(recipe.phases):
         unknown = sorted(set(phase.aux_losses) - set(combiner.aux_loss_names))

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from mtkit import Register, hookimpl
 
-from .config import OracleCombinerConfig
+from .config import (
+    FusionAttentionCombinerConfig,
+    GatingCombinerConfig,
+    OracleCombinerConfig,
+    RandomCombinerConfig,
+    RouterCombinerConfig,
+    UniformCombinerConfig,
+    WeightedCombinerConfig,
+)
 
 MTKIT_PLUGIN_API = 1
 
@@ -12,3 +20,14 @@ MTKIT_PLUGIN_API = 1
 @hookimpl
 def mtkit_register_components(register: Register) -> None:
     register("mtkit_combiners.oracle:OracleCombiner", kind="combiner", name="oracle", config=OracleCombinerConfig)
+    register("mtkit_combiners.weighted:WeightedCombiner", kind="combiner", name="weighted", config=WeightedCombinerConfig)
+    register("mtkit_combiners.gating:GatingCombiner", kind="combiner", name="gating", config=GatingCombinerConfig)
+    register("mtkit_combiners.router:RouterCombiner", kind="combiner", name="router", config=RouterCombinerConfig)
+    register(
+        "mtkit_combiners.fusion_attention:FusionAttentionCombiner",
+        kind="combiner",
+        name="fusion_attention",
+        config=FusionAttentionCombinerConfig,
+    )
+    register("mtkit_combiners.baselines:UniformCombiner", kind="combiner", name="uniform", config=UniformCombinerConfig)
+    register("mtkit_combiners.baselines:RandomCombiner", kind="combiner", name="random", config=RandomCombinerConfig)

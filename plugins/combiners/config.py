@@ -2,8 +2,74 @@
 
 from __future__ import annotations
 
-from mtkit import ComponentConfig
+from typing import Literal
+
+from pydantic import Field
+
+from mtkit import ComponentConfig, RepresentationSource
 
 
 class OracleCombinerConfig(ComponentConfig):
     """Each sample's task id picks its task's adapter (batches may mix tasks)."""
+
+
+class UniformCombinerConfig(ComponentConfig):
+    """Every adapter gets the same weight 1/K (an ablation baseline)."""
+
+
+class RandomCombinerConfig(ComponentConfig):
+    """Each sample goes to adapters drawn uniformly at random (an ablation baseline)."""
+
+    top_k: int = Field(default=1, gt=0, description="Adapters drawn per sample, each weighted 1/top_k.")
+
+
+class WeightedCombinerConfig(ComponentConfig):
+    """Learned weights over adapters: softmax of parameters, one set or one per task."""
+
+    per_task: bool = Field(
+        default=False, description="One weight vector per task (picked by the sample's task id) instead of one shared set."
+    )
+
+
+class GatingCombinerConfig(ComponentConfig):
+    """A learned gate per site: per-token adapter weights from the site input (AdapterFusion gating)."""
+
+    activation: Literal["softmax", "sigmoid"] = Field(
+        default="softmax", description="softmax: weights sum to 1 over adapters; sigmoid: each adapter gated on its own in [0, 1]."
+    )
+
+
+class RouterCombinerConfig(ComponentConfig):
+    """DYNAMO-style router: an MLP on a pooled input representation outputs adapter probabilities."""
+
+    source: RepresentationSource = Field(
+        default="embeddings",
+        description="Input representation the router reads. Default `embeddings`: available before the first "
+        "adapter site, so one forward pass serves routing and every adapter.",
+    )
+    hidden_dim: int = Field(default=128, gt=0, description="Width of the router MLP's hidden layers.")
+    num_layers: int = Field(default=3, ge=1, le=8, description="Linear layers in the router MLP.")
+    dropout: float = Field(default=0.1, ge=0, lt=1, description="Dropout between the MLP's layers during training.")
+    normalize_input: bool = Field(default=True, description="Layer-normalise the representation before the MLP.")
+    hard: bool = Field(
+        default=False,
+        description="Training forward uses one-hot (top-k: equal 1/k) weights with straight-through gradients of the soft ones.",
+    )
+    top_k: int | None = Field(
+        default=None,
+        gt=0,
+        description="Keep only the k most probable adapters per sample (renormalised) in training and evaluation; "
+        "unset: all adapters in training, argmax at evaluation.",
+    )
+    gumbel: bool = Field(default=True, description="Add Gumbel noise to the logits during training (Gumbel-softmax).")
+    temperature: float = Field(default=1.0, gt=0, description="Softmax temperature until the trainer sets the phase's schedule.")
+
+
+class FusionAttentionCombinerConfig(ComponentConfig):
+    """AdapterFusion: per site, attention from the site output over the adapters' deltas."""
+
+    projection_dim: int | None = Field(
+        default=None, gt=0, description="Width of query and key projections (default: the site's output size)."
+    )
+    value_projection: bool = Field(default=True, description="Learn a value projection of each delta (initialised to identity).")
+    temperature: float = Field(default=1.0, gt=0, description="Softmax temperature until the trainer sets the phase's schedule.")

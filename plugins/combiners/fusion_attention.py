@@ -1,0 +1,83 @@
+"""`fusion_attention` (AdapterFusion): per site, attention from the site output over the adapters' deltas."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from mtkit import AdapterGroup, Combiner, ForwardContext, Site
+
+from ._routing import per_sample, record_site_average, scatter_columns, site_columns
+from .config import FusionAttentionCombinerConfig
+
+
+class FusionAttention(nn.Module):
+    """Query from the site output, keys and values from each adapter's delta, softmax over adapters.
+
+    The query starts at zero and the value projection at the identity, so a fresh fusion is the
+    plain average of the adapters' deltas (AdapterFusion initialises its value matrix the same way).
+    """
+
+    def __init__(self, size: int, projection_dim: int, value_projection: bool) -> None:
+        super().__init__()
+        self.query = nn.Linear(size, projection_dim)
+        self.key = nn.Linear(size, projection_dim)
+        nn.init.zeros_(self.query.weight)
+        nn.init.zeros_(self.query.bias)
+        self.value: nn.Linear | None = None
+        if value_projection:
+            self.value = nn.Linear(size, size, bias=False)
+            nn.init.eye_(self.value.weight)
+
+    def forward(self, y: Tensor, deltas: Tensor, temperature: float) -> tuple[Tensor, Tensor]:
+        """y (B, T, D), deltas (B, T, K, D) -> (fused delta (B, T, D), attention (B, T, K))."""
+        query = self.query(y)  # (B, T, P)
+        keys = self.key(deltas)  # (B, T, K, P)
+        scores = torch.einsum("btp,btkp->btk", query, keys) / temperature
+        attention = scores.softmax(-1)
+        values = deltas if self.value is None else self.value(deltas)
+        return torch.einsum("btk,btkd->btd", attention, values), attention
+
+
+class FusionAttentionCombiner(Combiner):
+    """AdapterFusion over any adapter family: it only needs each family's batched `stack` of deltas."""
+
+    name = "fusion_attention"
+    config_class = FusionAttentionCombinerConfig
+    config: FusionAttentionCombinerConfig
+
+    def __init__(
+        self,
+        config: FusionAttentionCombinerConfig,
+        *,
+        adapter_names: Sequence[str],
+        task_names: Sequence[str],
+        sites: Mapping[str, Site],
+        hidden_size: int,
+    ) -> None:
+        super().__init__(config, adapter_names=adapter_names, task_names=task_names, sites=sites, hidden_size=hidden_size)
+        self.temperature = config.temperature
+        self.fusions = nn.ModuleDict(
+            {
+                name.replace(".", "__"): FusionAttention(site.out_features, config.projection_dim or site.out_features, config.value_projection)
+                for name, site in sites.items()
+            }
+        )
+        self.last_site = list(sites)[-1] if sites else ""
+
+    def set_temperature(self, temperature: float) -> None:
+        self.temperature = temperature
+
+    def weights(self, site: str, x: Tensor, y: Tensor, ctx: ForwardContext) -> Tensor | None:
+        """Attention weights depend on the deltas; `combine` computes them (this is for inspection)."""
+        return None
+
+    def combine(self, site: str, x: Tensor, y: Tensor, groups: Sequence[AdapterGroup], ctx: ForwardContext) -> Tensor:
+        deltas = torch.cat([group.stack(site, x, y, ctx) for group in groups], dim=2)  # (B, T, K_site, D)
+        fused, attention = self.fusions[site.replace(".", "__")](y, deltas, self.temperature)
+        weights = scatter_columns(per_sample(attention, ctx.attention_mask), site_columns(groups), len(self.adapter_names))
+        if not self.training:
+            record_site_average(ctx, "fusion_attention", site, self.last_site, weights)
+        return y + fused.to(y.dtype)

@@ -1,0 +1,60 @@
+"""`gating`: a learned gate per site computing per-token adapter weights from the site input."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from mtkit import AdapterGroup, Combiner, ForwardContext, Site
+
+from ._routing import add_weighted, per_sample, record_site_average, scatter_columns, site_columns
+from .config import GatingCombinerConfig
+
+
+class GatingCombiner(Combiner):
+    """A gate per site maps each token's site input to weights over adapters (AdapterFusion's gating).
+
+    Gates start at zero, so softmax gates begin as the average of the adapters and sigmoid gates
+    at half of each adapter's delta.
+    """
+
+    name = "gating"
+    config_class = GatingCombinerConfig
+    config: GatingCombinerConfig
+
+    def __init__(
+        self,
+        config: GatingCombinerConfig,
+        *,
+        adapter_names: Sequence[str],
+        task_names: Sequence[str],
+        sites: Mapping[str, Site],
+        hidden_size: int,
+    ) -> None:
+        super().__init__(config, adapter_names=adapter_names, task_names=task_names, sites=sites, hidden_size=hidden_size)
+        k = max(1, len(self.adapter_names))
+        self.gates = nn.ModuleDict()
+        for name, site in sites.items():
+            gate = nn.Linear(site.in_features, k)
+            nn.init.zeros_(gate.weight)
+            nn.init.zeros_(gate.bias)
+            self.gates[name.replace(".", "__")] = gate
+        self.last_site = list(sites)[-1] if sites else ""
+
+    def weights(self, site: str, x: Tensor, y: Tensor, ctx: ForwardContext) -> Tensor | None:
+        return self._weights(site, x, list(range(len(self.adapter_names))), ctx)
+
+    def _weights(self, site: str, x: Tensor, columns: list[int], ctx: ForwardContext) -> Tensor:
+        gate = self.gates[site.replace(".", "__")]
+        logits = gate(x)[..., columns]  # (B, T, K_site): only the adapters present at this site
+        gated = logits.softmax(-1) if self.config.activation == "softmax" else torch.sigmoid(logits)
+        weights = scatter_columns(gated, columns, len(self.adapter_names))  # (B, T, K)
+        if not self.training:
+            record_site_average(ctx, "gating", site, self.last_site, per_sample(weights, ctx.attention_mask))
+        return weights
+
+    def combine(self, site: str, x: Tensor, y: Tensor, groups: Sequence[AdapterGroup], ctx: ForwardContext) -> Tensor:
+        weights = self._weights(site, x, site_columns(groups), ctx)
+        return add_weighted(site, x, y, groups, weights, ctx)

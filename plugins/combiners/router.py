@@ -1,0 +1,169 @@
+"""`router` (DYNAMO): an MLP on a pooled input representation outputs adapter probabilities.
+
+The routing is decided once per forward pass (cached in the context) and reused at every site.
+Training samples with Gumbel-softmax at the trainer's annealed temperature; evaluation is
+deterministic (argmax, or the top-k renormalised). The auxiliary losses are returned through the
+context under the names in `aux_loss_names`, and phases weight them by name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mtkit import AdapterGroup, Combiner, ForwardContext, Site
+
+from ._routing import active_groups, add_weighted, keep_top_k, one_hot_top_k
+from .config import RouterCombinerConfig
+
+_CACHE = "router"
+
+
+def load_balance_loss(probs: Tensor) -> Tensor:
+    """Switch-Transformer balance: K * sum_k (share of samples whose argmax is k) * (mean prob of k).
+
+    It is 1 when the load is even and grows to K when one adapter takes everything.
+    """
+    k = probs.shape[-1]
+    share = F.one_hot(probs.argmax(-1), k).float().mean(0)
+    return k * (share * probs.mean(0)).sum()
+
+
+def entropy_loss(probs: Tensor) -> Tensor:
+    """Mean per-sample routing entropy: lower means more confident routing decisions."""
+    return -(probs * probs.clamp_min(1e-12).log()).sum(-1).mean()
+
+
+def efficiency_loss(probs: Tensor) -> Tensor:
+    """Entropy of the batch's mean routing: lower means fewer adapters active across the batch.
+
+    Top-k and argmax routing skip adapters that no sample of a batch chose, so concentrating the
+    batch on fewer adapters saves their work.
+    """
+    load = probs.mean(0)
+    return -(load * load.clamp_min(1e-12).log()).sum()
+
+
+def consistency_loss(probs: Tensor, representation: Tensor) -> Tensor:
+    """Similar inputs route alike: squared distance of routing, weighted by positive cosine similarity.
+
+    Representations are centred on the batch mean first: pooled embeddings share a large common
+    component, so raw cosines are high for any pair and would pull every input to the same adapter.
+    """
+    centred = representation.detach().float()
+    centred = centred - centred.mean(0, keepdim=True)
+    unit = F.normalize(centred, dim=-1)
+    similarity = (unit @ unit.T).clamp_min(0.0)
+    similarity = similarity * (1 - torch.eye(len(unit), device=unit.device))
+    distance = torch.cdist(probs, probs).pow(2)  # (B, B)
+    return (similarity * distance).sum() / similarity.sum().clamp_min(1e-12)
+
+
+def task_supervision_loss(probs: Tensor, oracle_weights: Tensor) -> Tensor:
+    """Cross-entropy of the routing against each training sample's own task adapter.
+
+    Training batches carry task ids; evaluation never reads them, so the router still decides from
+    the input alone. Samples of tasks without an adapter (zero oracle rows) are left out.
+    """
+    target = oracle_weights.to(probs.device)
+    rows = target.sum(-1) > 0
+    if not bool(rows.any()):
+        return probs.new_zeros(())
+    return -(target[rows] * probs[rows].clamp_min(1e-12).log()).sum(-1).mean()
+
+
+class RouterCombiner(Combiner):
+    """DYNAMO-style router: an MLP on a pooled input representation outputs adapter probabilities."""
+
+    name = "router"
+    config_class = RouterCombinerConfig
+    config: RouterCombinerConfig
+    aux_loss_names = ("load_balance", "entropy", "efficiency", "consistency", "task_supervision")
+
+    def __init__(
+        self,
+        config: RouterCombinerConfig,
+        *,
+        adapter_names: Sequence[str],
+        task_names: Sequence[str],
+        sites: Mapping[str, Site],
+        hidden_size: int,
+    ) -> None:
+        super().__init__(config, adapter_names=adapter_names, task_names=task_names, sites=sites, hidden_size=hidden_size)
+        k = max(1, len(self.adapter_names))
+        self.top_k = min(config.top_k, k) if config.top_k is not None else None
+        self.temperature = config.temperature
+        layers: list[nn.Module] = [nn.LayerNorm(hidden_size)] if config.normalize_input else []
+        width = hidden_size
+        for _ in range(config.num_layers - 1):
+            layers += [nn.Linear(width, config.hidden_dim), nn.GELU(), nn.Dropout(config.dropout)]
+            width = config.hidden_dim
+        layers.append(nn.Linear(width, k))
+        self.mlp = nn.Sequential(*layers)
+
+    def representation_sources(self) -> set[str]:
+        return {self.config.source}
+
+    def set_temperature(self, temperature: float) -> None:
+        self.temperature = temperature
+
+    def route(self, representation: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, D) representation -> (weights applied to the deltas (B, K), probabilities (B, K))."""
+        logits = self.mlp(representation.float())
+        probs = (logits / self.temperature).softmax(-1)
+        if not self.training:
+            k = self.top_k or 1
+            return (keep_top_k(probs, k) if k > 1 else one_hot_top_k(probs, 1)), probs
+        noisy = logits
+        if self.config.gumbel:
+            noisy = logits - torch.empty_like(logits).exponential_().log()  # + Gumbel(0, 1) noise
+        soft = (noisy / self.temperature).softmax(-1)
+        if self.top_k is not None:
+            soft = keep_top_k(soft, self.top_k)
+        if self.config.hard:
+            hard = one_hot_top_k(soft, self.top_k or 1)
+            soft = hard - soft.detach() + soft  # straight-through: hard forward, soft gradients
+        return soft, probs
+
+    def weights(self, site: str, x: Tensor, y: Tensor, ctx: ForwardContext) -> Tensor | None:
+        if _CACHE in ctx.cache:
+            cached: Tensor = ctx.cache[_CACHE]
+            return cached
+        representation = ctx.representation(self.config.source)
+        if representation is None:
+            return None  # a site before layer N of a `layer:N` source: no adapter applies there
+        weights, probs = self.route(representation)
+        ctx.cache[_CACHE] = weights
+        if not self.training:
+            ctx.record_routing(probs)
+        else:
+            ctx.add_aux_loss("load_balance", load_balance_loss(probs))
+            ctx.add_aux_loss("entropy", entropy_loss(probs))
+            ctx.add_aux_loss("efficiency", efficiency_loss(probs))
+            ctx.add_aux_loss("consistency", consistency_loss(probs, representation))
+            if ctx.oracle_weights is not None:
+                ctx.add_aux_loss("task_supervision", task_supervision_loss(probs, ctx.oracle_weights))
+        return weights
+
+    def combine(self, site: str, x: Tensor, y: Tensor, groups: Sequence[AdapterGroup], ctx: ForwardContext) -> Tensor:
+        weights = self.weights(site, x, y, ctx)
+        if weights is None:
+            return y
+        if self._sparse():
+            active = ctx.cache.get(_CACHE + ".active")
+            if active is None:
+                active = ctx.cache[_CACHE + ".active"] = set(torch.nonzero(weights.detach().any(0)).flatten().tolist())
+            groups = active_groups(groups, active)
+        return add_weighted(site, x, y, groups, weights, ctx)
+
+    def _sparse(self) -> bool:
+        """Whether unchosen adapters have zero weight and zero gradient, so their work can be skipped.
+
+        Not under straight-through training: there the unchosen adapters' deltas carry the gradient.
+        """
+        if self.training:
+            return self.top_k is not None and self.top_k < len(self.adapter_names) and not self.config.hard
+        return len(self.adapter_names) > 1

@@ -1,0 +1,50 @@
+"""`weighted`: learned weights over adapters (softmax of parameters), global or one set per task."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from mtkit import Combiner, ForwardContext, Site
+
+from .config import WeightedCombinerConfig
+
+
+class WeightedCombiner(Combiner):
+    """Learned weights over adapters: softmax of parameters, one set or one per task.
+
+    The logits start at zero, so the combination starts as the plain average of the adapters.
+    """
+
+    name = "weighted"
+    config_class = WeightedCombinerConfig
+    config: WeightedCombinerConfig
+
+    def __init__(
+        self,
+        config: WeightedCombinerConfig,
+        *,
+        adapter_names: Sequence[str],
+        task_names: Sequence[str],
+        sites: Mapping[str, Site],
+        hidden_size: int,
+    ) -> None:
+        super().__init__(config, adapter_names=adapter_names, task_names=task_names, sites=sites, hidden_size=hidden_size)
+        rows = len(self.task_names) if config.per_task else 1
+        self.logits = nn.Parameter(torch.zeros(rows, max(1, len(self.adapter_names))))  # (tasks or 1, K)
+
+    def weights(self, site: str, x: Tensor, y: Tensor, ctx: ForwardContext) -> Tensor | None:
+        if "weighted" not in ctx.cache:
+            probs = self.logits.softmax(-1)
+            if self.config.per_task:
+                assert ctx.task_ids is not None, "the model always passes task ids"
+                weights = probs[ctx.task_ids.to(probs.device)]  # (B, K)
+            else:
+                weights = probs.expand(x.shape[0], -1)
+            ctx.cache["weighted"] = weights
+            if not self.training:
+                ctx.record_routing(weights)
+        cached: Tensor = ctx.cache["weighted"]
+        return cached

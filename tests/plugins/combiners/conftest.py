@@ -1,0 +1,60 @@
+"""Fixtures for the combiner tests: tiny random BERT models with several random-init LoRA adapters."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import torch
+
+from mtkit import Registry, TaskInfo
+from mtkit.build import build_model
+from mtkit.model import MultiTaskModel
+from mtkit.recipe import validate_recipe
+
+TEXTS = ["a gripping, funny film", "shares fell sharply on monday", "dull and far too long", "the minister resigned"]
+
+Builder = Callable[..., MultiTaskModel]
+
+
+@pytest.fixture()
+def build(tiny_recipe: dict[str, Any], registry: Registry) -> Builder:
+    """build(combiner_table, adapters=2, ranks=None, **lora_params) -> a model in eval mode, tasks sentiment/topic."""
+
+    def make(combiner: dict[str, Any], adapters: int = 2, ranks: list[int] | None = None, **lora: Any) -> MultiTaskModel:
+        recipe = copy.deepcopy(tiny_recipe)
+        names = ["sentiment", "topic"] + [f"extra{i}" for i in range(adapters - 2)]
+        ranks = ranks or [4] * adapters
+        recipe["adapters"] = {
+            n: {"type": "lora", "rank": r, "init": "random", "target_modules": ["query", "value"], **lora}
+            for n, r in zip(names, ranks, strict=True)
+        }
+        recipe["combiner"] = combiner
+        parsed, configs = validate_recipe(recipe, registry, "test")
+        infos = {"sentiment": TaskInfo("sentiment", 0, ("rotten", "fresh")), "topic": TaskInfo("topic", 1, tuple("abcde"))}
+        torch.manual_seed(0)
+        return build_model(parsed, configs, registry, infos).eval()
+
+    return make
+
+
+def encode(model: MultiTaskModel, texts: list[str] = TEXTS) -> tuple[torch.Tensor, torch.Tensor]:
+    enc = model.backbone.tokenizer(texts, padding=True, return_tensors="pt")
+    return enc["input_ids"], enc["attention_mask"]
+
+
+def hidden(model: MultiTaskModel, task_ids: torch.Tensor, routing: str = "learned", texts: list[str] = TEXTS) -> torch.Tensor:
+    ids, mask = encode(model, texts)
+    with model.routing(routing):
+        return model.run_backbone(ids, mask, task_ids).hidden
+
+
+@pytest.fixture(autouse=True)
+def single_thread() -> Any:
+    """Tiny tensors gain nothing from threads, and on a busy machine thread hand-offs cost seconds."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
