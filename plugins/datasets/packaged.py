@@ -37,7 +37,8 @@ class RottenTomatoesDataset(DatasetSource):
         rows = datasets.load_dataset("csv", data_files=str(path), split="train")
         rows = rows.filter(lambda category: category in self.labels, input_columns="category")  # drop 'plot' rows
         rows = rows.map(lambda category: {"label": self.labels.index(category)}, input_columns="category")
-        rows = rows.select_columns(["text", "label"]).cast_column("label", datasets.ClassLabel(names=self.labels))
+        rows = rows.rename_column("category", "label_text")  # fresh / rotten, for text-to-text heads
+        rows = rows.select_columns(["text", "label", "label_text"]).cast_column("label", datasets.ClassLabel(names=self.labels))
         return datasets.DatasetDict({"train": rows})
 
     @property
