@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from mtkit import Register, hookimpl
 
-from .config import AccuracyMetricConfig, MacroF1MetricConfig
+from .config import (
+    AccuracyMetricConfig,
+    BleuMetricConfig,
+    ChrfMetricConfig,
+    ExactMatchMetricConfig,
+    MacroF1MetricConfig,
+    PassAtKMetricConfig,
+    RougeMetricConfig,
+    TokenF1MetricConfig,
+)
 
 MTKIT_PLUGIN_API = 1
 
@@ -13,3 +22,9 @@ MTKIT_PLUGIN_API = 1
 def mtkit_register_components(register: Register) -> None:
     register("mtkit_metrics.classification:AccuracyMetric", kind="metric", name="accuracy", config=AccuracyMetricConfig)
     register("mtkit_metrics.classification:MacroF1Metric", kind="metric", name="macro_f1", config=MacroF1MetricConfig)
+    register("mtkit_metrics.text:ExactMatchMetric", kind="metric", name="exact_match", config=ExactMatchMetricConfig)
+    register("mtkit_metrics.text:TokenF1Metric", kind="metric", name="token_f1", config=TokenF1MetricConfig)
+    register("mtkit_metrics.text:BleuMetric", kind="metric", name="bleu", config=BleuMetricConfig)
+    register("mtkit_metrics.text:ChrfMetric", kind="metric", name="chrf", config=ChrfMetricConfig)
+    register("mtkit_metrics.text:RougeMetric", kind="metric", name="rouge", config=RougeMetricConfig)
+    register("mtkit_metrics.code:PassAtKMetric", kind="metric", name="pass_at_k", config=PassAtKMetricConfig)
