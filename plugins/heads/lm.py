@@ -135,6 +135,8 @@ class LmHead(Head):
             kwargs.update(temperature=config.temperature, top_p=config.top_p)
         else:  # the checkpoint's generation_config may ask for sampling; greedy means greedy
             kwargs.update(temperature=None, top_p=None, top_k=None)
+        if config.stop:  # finished rows stop early; clean() cuts the stop string itself
+            kwargs.update(stop_strings=list(config.stop), tokenizer=tokenizer)
         new = model.generate({"input_ids": ids, "attention_mask": mask}, **kwargs)
         texts = [self.clean(t) for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
         if n == 1:

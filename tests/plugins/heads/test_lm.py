@@ -63,9 +63,9 @@ def test_lm_loss_changes_when_prompt_tokens_are_labelled(make_lm: MakeLm) -> Non
     model = make_lm()
     head = model.heads["news"]
     batch = head.collate(encode(model, ROWS), model.backbone.tokenizer)
-    masked = float(model([("news", batch)])[0])
+    masked = float(model([("news", batch)])[0].detach())
     full = dict(batch, labels=torch.where(batch["attention_mask"].bool(), batch["input_ids"], -100))
-    assert float(model([("news", full)])[0]) != pytest.approx(masked)
+    assert float(model([("news", full)])[0].detach()) != pytest.approx(masked)
 
 
 def test_lm_truncation_keeps_prompt_tail_and_answer(make_lm: MakeLm) -> None:
@@ -178,3 +178,36 @@ def test_lm_head_rejects_encoder_backbone(registry: Any) -> None:
     parsed, configs = validate_recipe(recipe, registry, "test")
     with pytest.raises(MtkitError, match="needs a generative backbone"):
         build_model(parsed, configs, registry, {"news": TaskInfo("news", 0)})
+
+
+def test_lm_humaneval_references_feed_pass_at_k(make_lm: MakeLm) -> None:
+    """Dataset -> lm head references (dicts) -> pass_at_k: the canonical solutions all pass."""
+    from mtkit_datasets.config import HumanEvalDatasetConfig
+    from mtkit_datasets.text2text import HumanEvalDataset
+    from mtkit_metrics.code import PassAtKMetric
+    from mtkit_metrics.config import PassAtKMetricConfig
+
+    model = make_lm(prompt_template="{prompt}", target_template="{canonical_solution}", reference_fields=["prompt", "test", "entry_point"])
+    head = model.heads["news"]
+    rows = HumanEvalDataset(HumanEvalDatasetConfig()).load()["train"].select(range(6))
+    assert all(head.validate_example(r) is None for r in rows)
+    batch = head.collate(head.encode(rows[:], model.backbone.tokenizer, 1024), model.backbone.tokenizer)
+    references = head.references(batch)
+    assert [r["entry_point"] for r in references] == rows["entry_point"]
+    metric = PassAtKMetric(PassAtKMetricConfig(allow_code_execution=True, timeout=10))
+    assert metric.compute(rows["canonical_solution"], references) == {"pass_at_1": 1.0}
+    assert metric.compute(["    pass\n"] * 6, references) == {"pass_at_1": 0.0}
+
+
+def test_lm_new_inputs_without_answers_encode_and_predict(make_lm: MakeLm) -> None:
+    """`mtkit predict` hands the head bare texts: no labels, no references, still generation."""
+    model = make_lm()
+    head = model.heads["news"]
+    example = head.example_from_text("Some new article.")
+    assert example == {"text": "Some new article."}
+    enc = encode(model, {"text": [example["text"]]})
+    assert "labels" not in enc and "reference" not in enc
+    batch = head.collate(enc, model.backbone.tokenizer)
+    assert len(head.predict(model.for_task("news"), batch)) == 1
+    with pytest.raises(MtkitError, match="no answer field headline"):
+        head.references(batch)
