@@ -45,7 +45,10 @@ class BibleTranslationDatasetConfig(DatasetConfig):
     Fields: `source`, `target` (verse texts), `source_language`, `target_language`, `verse` ('b:c:v').
     """
 
-    source_language: str = Field(default="english", description="Language to translate from: name, ISO code or bbName code (english/en/k, french/fr/l, spanish/es/v, italian/it/d, portuguese/pt/a).")
+    source_language: str = Field(
+        default="english",
+        description="Language to translate from: name, ISO code or bbName code (english/en/k, french/fr/l, spanish/es/v, italian/it/d, portuguese/pt/a).",
+    )
     target_language: str = Field(default="french", description="Language to translate into (same forms as source_language).")
 
     @field_validator("source_language", "target_language")

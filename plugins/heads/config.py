@@ -39,7 +39,9 @@ class LmHeadConfig(ComponentConfig):
         description="Format string giving the answer the model learns to continue the prompt with; its stripped text is the reference.",
     )
     chat_template: bool = Field(default=False, description="Wrap the prompt as a user turn with the tokenizer's chat template.")
-    system_prompt: str | None = Field(default=None, description="System turn for the chat template (default: the template's own).")
+    system_prompt: str | None = Field(
+        default=None, description="System turn for the chat template (default: the template's own)."
+    )
     reference_fields: list[str] = Field(
         default_factory=list,
         description="Extra example fields handed to metrics with the reference: references become dicts "
@@ -53,7 +55,8 @@ class LmHeadConfig(ComponentConfig):
         default=1, ge=1, le=200, description="Generations per example (>1 needs do_sample); predictions become lists (pass@k)."
     )
     stop: list[str] = Field(
-        default_factory=list, description="Strings that end a prediction: the text from the first one on is cut off, e.g. ['\\n']."
+        default_factory=list,
+        description="Strings that end a prediction: the text from the first one on is cut off, e.g. ['\\n'].",
     )
 
     @model_validator(mode="after")

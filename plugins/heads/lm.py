@@ -44,10 +44,14 @@ class LmHead(Head):
     def __init__(self, config: LmHeadConfig, *, backbone: Backbone, task: TaskInfo) -> None:
         super().__init__(config, backbone=backbone, task=task)
         if not backbone.generative:
-            raise MtkitError(f"tasks.{task.name}.head: the lm head needs a generative backbone (hf_causal_lm), not {backbone.name!r}")
+            raise MtkitError(
+                f"tasks.{task.name}.head: the lm head needs a generative backbone (hf_causal_lm), not {backbone.name!r}"
+            )
         self.tokenizer = backbone.tokenizer
         if config.chat_template and not getattr(self.tokenizer, "chat_template", None):
-            raise MtkitError(f"tasks.{task.name}.head.chat_template: the tokenizer has no chat template; set chat_template = false")
+            raise MtkitError(
+                f"tasks.{task.name}.head.chat_template: the tokenizer has no chat template; set chat_template = false"
+            )
         try:
             self.prompt_fields = template_fields(config.prompt_template)
             self.target_fields = template_fields(config.target_template)
@@ -105,7 +109,9 @@ class LmHead(Head):
 
     def collate(self, features: Mapping[str, list[Any]], tokenizer: Any) -> dict[str, Any]:
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        batch = pad_batch({k: features[k] for k in ("input_ids", "attention_mask", "labels", "reference") if k in features}, pad_id)
+        batch = pad_batch(
+            {k: features[k] for k in ("input_ids", "attention_mask", "labels", "reference") if k in features}, pad_id
+        )
         # Generation continues the last position of every row, so prompts are padded on the left.
         prompts = features["prompt_ids"]
         width = max(len(p) for p in prompts)
@@ -130,7 +136,11 @@ class LmHead(Head):
         ids, mask = batch["prompt_input_ids"], batch["prompt_attention_mask"]
         if n > 1:  # one row per sample, so routing (set once per generate call) sees every row
             ids, mask = ids.repeat_interleave(n, 0), mask.repeat_interleave(n, 0)
-        kwargs: dict[str, Any] = {"max_new_tokens": config.max_new_tokens, "do_sample": config.do_sample, "eos_token_id": tokenizer.eos_token_id}
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": config.max_new_tokens,
+            "do_sample": config.do_sample,
+            "eos_token_id": tokenizer.eos_token_id,
+        }
         if config.do_sample:
             kwargs.update(temperature=config.temperature, top_p=config.top_p)
         else:  # the checkpoint's generation_config may ask for sampling; greedy means greedy
@@ -151,18 +161,26 @@ class LmHead(Head):
 
     def references(self, batch: Mapping[str, Any]) -> list[Any]:
         if "reference" not in batch:
-            raise MtkitError(f"task {self.task.name!r}: the examples have no answer field {', '.join(self.target_fields)} to score against")
+            raise MtkitError(
+                f"task {self.task.name!r}: the examples have no answer field {', '.join(self.target_fields)} to score against"
+            )
         return list(batch["reference"])
 
     def example_from_text(self, text: str) -> dict[str, Any]:
         return {self.prompt_fields[0]: text}
 
     def validate_example(self, example: Mapping[str, Any]) -> str | None:
-        for role, names in (("prompt_template", self.prompt_fields), ("target_template", self.target_fields), ("reference_fields", self.config.reference_fields)):
+        for role, names in (
+            ("prompt_template", self.prompt_fields),
+            ("target_template", self.target_fields),
+            ("reference_fields", self.config.reference_fields),
+        ):
             for name in names:
                 if name not in example:
                     return f"field {name!r} is missing (fields: {', '.join(sorted(example))}); fix head.{role} or the dataset"
-                if example[name] is None or (isinstance(example[name], str) and not example[name].strip() and role == "target_template"):
+                if example[name] is None or (
+                    isinstance(example[name], str) and not example[name].strip() and role == "target_template"
+                ):
                     return f"field {name!r} is empty; drop such rows or fix the dataset"
         return None
 

@@ -64,7 +64,7 @@ def network_isolation() -> str:
     if unshare is None or not sys.platform.startswith("linux"):
         return "socket-block"
     try:
-        done = subprocess.run([unshare, "-rn", sys.executable, "-c", "pass"], capture_output=True, timeout=10)
+        done = subprocess.run([unshare, "-rn", sys.executable, "-c", "pass"], capture_output=True, timeout=10, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return "socket-block"
     return "namespace" if done.returncode == 0 else "socket-block"
@@ -103,7 +103,13 @@ def run_program(program: str, *, timeout: float, memory_mb: int, isolation: str 
             command = [shutil.which("unshare") or "unshare", "-rn", *command]
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}  # nothing else leaks in
         proc = subprocess.Popen(
-            command, cwd=folder, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+            command,
+            cwd=folder,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
         )
         try:
             out, err = proc.communicate(timeout=timeout)
@@ -138,10 +144,14 @@ class PassAtKMetric(Metric):
         jobs: list[tuple[int, str]] = []
         for i, (samples, reference) in enumerate(zip(predictions, references, strict=True)):
             if not isinstance(reference, dict):
-                raise MtkitError("pass_at_k: references must carry the tests; set head.reference_fields = ['prompt', 'test', 'entry_point']")
+                raise MtkitError(
+                    "pass_at_k: references must carry the tests; set head.reference_fields = ['prompt', 'test', 'entry_point']"
+                )
             for completion in [samples] if isinstance(samples, str) else samples:
                 jobs.append((i, build_program(completion, reference)))
-        run = functools.partial(run_program, timeout=self.config.timeout, memory_mb=self.config.memory_mb, isolation=self.isolation)
+        run = functools.partial(
+            run_program, timeout=self.config.timeout, memory_mb=self.config.memory_mb, isolation=self.isolation
+        )
         with ThreadPoolExecutor(self.config.workers) as pool:
             results = list(pool.map(run, [program for _, program in jobs]))
         grouped: list[list[Outcome]] = [[] for _ in predictions]
@@ -157,7 +167,9 @@ class PassAtKMetric(Metric):
             for outcomes in grouped:
                 n = len(outcomes)
                 if k > n:
-                    raise MtkitError(f"pass_at_k: k={k} needs at least {k} samples per problem, got {n}; set head.num_samples >= {k}")
+                    raise MtkitError(
+                        f"pass_at_k: k={k} needs at least {k} samples per problem, got {n}; set head.num_samples >= {k}"
+                    )
                 values.append(pass_at_k(n, sum(o.passed for o in outcomes), k))
             scores[f"pass_at_{k}"] = sum(values) / len(values) if values else 0.0
         return scores

@@ -28,7 +28,9 @@ class TokenF1MetricConfig(ComponentConfig):
 class BleuMetricConfig(ComponentConfig):
     """Corpus BLEU (sacrebleu, 0-100)."""
 
-    tokenize: str | None = Field(default=None, description="sacrebleu tokenizer ('13a', 'intl', 'zh', 'char'...); default sacrebleu's own.")
+    tokenize: str | None = Field(
+        default=None, description="sacrebleu tokenizer ('13a', 'intl', 'zh', 'char'...); default sacrebleu's own."
+    )
     lowercase: bool = Field(default=False, description="Compare lowercased text.")
 
 
@@ -57,7 +59,9 @@ class PassAtKMetricConfig(ComponentConfig):
     allow_code_execution: bool = Field(
         default=False, description="Must be true: running model-written code is unsafe, so this metric is opt-in."
     )
-    k: list[int] = Field(default_factory=lambda: [1], min_length=1, description="The k values to report (each <= samples per problem).")
+    k: list[int] = Field(
+        default_factory=lambda: [1], min_length=1, description="The k values to report (each <= samples per problem)."
+    )
     timeout: float = Field(default=5.0, gt=0, le=300, description="Seconds a program may run before it counts as failed.")
     memory_mb: int = Field(default=1024, ge=64, description="Address-space limit of each program (MiB).")
     workers: int = Field(default=2, ge=1, le=64, description="Programs run at the same time.")

@@ -6,11 +6,11 @@ import gzip
 import json
 
 import pytest
+from mtkit_datasets.config import BbcHeadlinesDatasetConfig, BibleTranslationDatasetConfig, HumanEvalDatasetConfig, bible_code
+from mtkit_datasets.text2text import BbcHeadlinesDataset, BibleTranslationDataset, HumanEvalDataset
 from pydantic import ValidationError
 
 from mtkit import package_dir
-from mtkit_datasets.config import BbcHeadlinesDatasetConfig, BibleTranslationDatasetConfig, HumanEvalDatasetConfig, bible_code
-from mtkit_datasets.text2text import BbcHeadlinesDataset, BibleTranslationDataset, HumanEvalDataset
 
 
 def test_bbc_headlines_pairs_article_body_with_first_line() -> None:
@@ -41,7 +41,9 @@ def test_bible_translation_config_accepts_names_and_codes() -> None:
 
 
 def test_bible_translation_other_pair() -> None:
-    rows = BibleTranslationDataset(BibleTranslationDatasetConfig(source_language="spanish", target_language="portuguese")).load()["train"]
+    rows = BibleTranslationDataset(BibleTranslationDatasetConfig(source_language="spanish", target_language="portuguese")).load()[
+        "train"
+    ]
     assert rows[0]["source"].startswith("EN el principio") and rows[0]["target"].startswith("NO princípio")
 
 

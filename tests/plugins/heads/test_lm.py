@@ -95,7 +95,10 @@ def test_lm_predict_batched_left_padding_matches_each_row_alone(make_lm: MakeLm)
     model = make_lm(max_new_tokens=5)
     head = model.heads["news"]
     tok = model.backbone.tokenizer
-    rows = {"text": ["A short one.", "A much longer article body that needs padding in a batch of two rows."], "headline": ["a", "b"]}
+    rows = {
+        "text": ["A short one.", "A much longer article body that needs padding in a batch of two rows."],
+        "headline": ["a", "b"],
+    }
     batch = head.collate(encode(model, rows), tok)
     assert batch["prompt_attention_mask"][0, 0] == 0 and batch["prompt_attention_mask"][0, -1] == 1  # left-padded
     together = head.predict(model.for_task("news"), batch)
@@ -124,7 +127,9 @@ def test_lm_stop_strings_cut_predictions(make_lm: MakeLm) -> None:
 def test_lm_reference_fields_make_dict_references(make_lm: MakeLm) -> None:
     model = make_lm(reference_fields=["text"])
     batch = model.heads["news"].collate(encode(model, ROWS), model.backbone.tokenizer)
-    assert model.heads["news"].references(batch) == [{"target": h, "text": t} for h, t in zip(ROWS["headline"], ROWS["text"], strict=True)]
+    assert model.heads["news"].references(batch) == [
+        {"target": h, "text": t} for h, t in zip(ROWS["headline"], ROWS["text"], strict=True)
+    ]
 
 
 def test_lm_num_samples_without_sampling_is_rejected(make_lm: MakeLm) -> None:
@@ -165,9 +170,9 @@ def test_lm_empty_split_error_names_task(make_lm: MakeLm) -> None:
 
 
 def test_lm_head_rejects_encoder_backbone(registry: Any) -> None:
+    from mtkit import TaskInfo
     from mtkit.build import build_model
     from mtkit.recipe import validate_recipe
-    from mtkit import TaskInfo
     from tests.conftest import TINY_BERT
 
     from .conftest import lm_recipe
@@ -187,7 +192,9 @@ def test_lm_humaneval_references_feed_pass_at_k(make_lm: MakeLm) -> None:
     from mtkit_metrics.code import PassAtKMetric
     from mtkit_metrics.config import PassAtKMetricConfig
 
-    model = make_lm(prompt_template="{prompt}", target_template="{canonical_solution}", reference_fields=["prompt", "test", "entry_point"])
+    model = make_lm(
+        prompt_template="{prompt}", target_template="{canonical_solution}", reference_fields=["prompt", "test", "entry_point"]
+    )
     head = model.heads["news"]
     rows = HumanEvalDataset(HumanEvalDatasetConfig()).load()["train"].select(range(6))
     assert all(head.validate_example(r) is None for r in rows)

@@ -6,13 +6,13 @@ import math
 import os
 
 import pytest
-
-from mtkit import MtkitError
 from mtkit_metrics.code import PassAtKMetric, network_isolation, pass_at_k, run_program
 from mtkit_metrics.config import PassAtKMetricConfig
 
+from mtkit import MtkitError
+
 PROBLEM = {
-    "prompt": "def add(a, b):\n    \"\"\"Return a + b.\"\"\"\n",
+    "prompt": 'def add(a, b):\n    """Return a + b."""\n',
     "test": "def check(candidate):\n    assert candidate(2, 3) == 5\n    assert candidate(-1, 1) == 0\n",
     "entry_point": "add",
 }
@@ -57,7 +57,9 @@ def test_pass_at_k_sandbox_has_no_network(isolation: str) -> None:
 
 
 def test_pass_at_k_program_does_not_run_in_this_process() -> None:
-    outcome = run_program(f"import os\nassert os.getpid() != {os.getpid()}\nassert 'HOME' not in os.environ\n", timeout=10, memory_mb=1024)
+    outcome = run_program(
+        f"import os\nassert os.getpid() != {os.getpid()}\nassert 'HOME' not in os.environ\n", timeout=10, memory_mb=1024
+    )
     assert outcome.passed, outcome.output
 
 

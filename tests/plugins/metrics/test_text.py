@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import pytest
 import sacrebleu
-from rouge_score import rouge_scorer
-
-from mtkit_metrics.config import BleuMetricConfig, ChrfMetricConfig, ExactMatchMetricConfig, RougeMetricConfig, TokenF1MetricConfig
+from mtkit_metrics.config import (
+    BleuMetricConfig,
+    ChrfMetricConfig,
+    ExactMatchMetricConfig,
+    RougeMetricConfig,
+    TokenF1MetricConfig,
+)
 from mtkit_metrics.text import BleuMetric, ChrfMetric, ExactMatchMetric, RougeMetric, TokenF1Metric, normalize_answer
+from rouge_score import rouge_scorer
 
 PREDICTIONS = ["the cat sat on the mat", "Shares fell sharply on Monday", "Au commencement Dieu créa le ciel"]
 REFERENCES = ["a cat was sitting on the mat", "Shares fall sharply", "Au commencement, Dieu créa les cieux et la terre."]
@@ -53,7 +58,9 @@ def test_rouge_equals_mean_rouge_score_fmeasure() -> None:
 def test_text_metrics_read_dict_references_and_sample_lists() -> None:
     refs = [{"target": r, "extra": 1} for r in REFERENCES]
     samples = [[p, "ignored"] for p in PREDICTIONS]
-    assert BleuMetric(BleuMetricConfig()).compute(samples, refs) == BleuMetric(BleuMetricConfig()).compute(PREDICTIONS, REFERENCES)
+    assert BleuMetric(BleuMetricConfig()).compute(samples, refs) == BleuMetric(BleuMetricConfig()).compute(
+        PREDICTIONS, REFERENCES
+    )
 
 
 def test_text_metrics_reject_length_mismatch() -> None:
