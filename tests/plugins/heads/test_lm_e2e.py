@@ -1,6 +1,6 @@
 """End to end on the real SmolLM2-135M-Instruct: LoRA training beats the base model (slow, CPU).
 
-Each run evaluates the base model first (phase `base`: one step at lr 1e-9 on a zero-initialised
+Each run evaluates the base model first (phase `base`: evaluation only, on a zero-initialised
 LoRA, i.e. the untrained model), then trains the LoRA and evaluates again with the same prompts,
 greedy decoding and held-out examples.
 """
