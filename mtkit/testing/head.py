@@ -36,8 +36,12 @@ def check_head(
     label_names: Sequence[str] | None = DEFAULT_LABEL_NAMES,
     backbone: str = "bert",
     max_length: int = 16,
+    new_input: str = "a new input",
 ) -> None:
-    """Check a head class with `params` on raw `examples` of its task (`backbone`: `bert` or `llama`)."""
+    """Check a head class with `params` on raw `examples` of its task (`backbone`: `bert` or `llama`).
+
+    `new_input` is a text as `mtkit predict` would pass it (e.g. `question | choice | choice`).
+    """
     import torch
 
     from mtkit.interfaces import TaskInfo
@@ -64,21 +68,22 @@ def check_head(
     assert isinstance(encoded, dict) and encoded, "encode() returned no fields"
     for field, values in encoded.items():
         assert len(values) == size, f"encode() field {field!r} has {len(values)} rows for {size} examples"
-    missing = [f for f in ("input_ids", "attention_mask") if f not in encoded]
-    assert not missing, f"encode() lacks {missing}"
-    assert all(len(ids) <= max_length for ids in encoded["input_ids"]), f"encode() ignores max_length={max_length}"
     batch = head.collate(encoded, tokenizer)
+    missing = [f for f in ("input_ids", "attention_mask") if f not in batch]
+    assert not missing, f"collate() gives no {missing}"
     ids = batch["input_ids"]
-    assert ids.dim() == 2 and ids.shape[0] == size, f"collate() input_ids shape {tuple(ids.shape)}"
+    # Rows may be examples, or several per example (multiple choice flattens its choices).
+    assert ids.dim() == 2 and ids.shape[0] % size == 0, f"collate() input_ids shape {tuple(ids.shape)} for {size} examples"
+    assert ids.shape[1] <= max_length, f"encode() ignores max_length={max_length}"
 
     head.train()
     output = head(bb(ids, batch["attention_mask"]), batch)
     assert output.loss is not None, "forward() gives no loss on a batch with references"
     assert output.loss.dim() == 0 and torch.isfinite(output.loss), f"loss is not a finite scalar: {output.loss}"
-    output.loss.backward()
     trainable = [(n, p) for n, p in head.named_parameters() if p.requires_grad]
-    assert trainable, "the head has no trainable parameters"
-    assert any(p.grad is not None and torch.any(p.grad != 0) for _, p in trainable), "no gradient reaches the head"
+    if trainable:  # a head may have no weights of its own (lm: the backbone's LM head, trained through adapters)
+        output.loss.backward()
+        assert any(p.grad is not None and torch.any(p.grad != 0) for _, p in trainable), "no gradient reaches the head"
 
     head.eval()
     with torch.no_grad():
@@ -90,7 +95,7 @@ def check_head(
     )
 
     # Predicting new inputs: example_from_text() must encode without references.
-    new = head.example_from_text("a new input")
+    new = head.example_from_text(new_input)
     new_encoded = head.encode({k: [v] for k, v in new.items()}, tokenizer, max_length)
     new_batch = head.collate(new_encoded, tokenizer)
     with torch.no_grad():

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mtkit import Backbone, BackboneOutput, Head, HeadOutput, ModelAccess, TaskInfo, pad_batch
+from mtkit import Backbone, BackboneOutput, Head, HeadOutput, ModelAccess, MtkitError, TaskInfo, pad_batch
 
 from ._pooling import Pooler
 from .config import MultipleChoiceHeadConfig
@@ -81,6 +81,8 @@ class MultipleChoiceHead(Head):
     def example_from_text(self, text: str) -> dict[str, Any]:
         """`question | choice 1 | choice 2 | ...` (for `mtkit predict`)."""
         question, *choices = [part.strip() for part in text.split("|")]
+        if len(choices) < 2:
+            raise MtkitError(f"multiple-choice input {text!r} needs at least two choices: 'question | choice 1 | choice 2'")
         return {self.config.question_field: question, self.config.choices_field: choices}
 
     def validate_example(self, example: Mapping[str, Any]) -> str | None:

@@ -44,8 +44,15 @@ class SpanQaHead(Head):
         for i in range(len(contexts)):
             sequence = encoded.sequence_ids(i)
             offsets.append([list(o) if s == 1 else [-1, -1] for o, s in zip(encoded["offset_mapping"][i], sequence, strict=True)])
-        out = {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"], "context_offsets": offsets}
+        # The context text and answers travel with the encoding, so collate() needs nothing else.
+        out = {
+            "input_ids": encoded["input_ids"],
+            "attention_mask": encoded["attention_mask"],
+            "context_offsets": offsets,
+            "span_context": list(contexts),
+        }
         if self.config.answer_field in examples:  # absent when predicting new inputs
+            out["span_answer"] = [self._answer(a) for a in examples[self.config.answer_field]]
             starts, ends = [], []
             for i, (context, answer) in enumerate(zip(contexts, examples[self.config.answer_field], strict=True)):
                 text = self._answer(answer)
@@ -61,11 +68,11 @@ class SpanQaHead(Head):
         batch = pad_batch({"input_ids": features["input_ids"], "attention_mask": features["attention_mask"]}, pad_id)
         width = batch["input_ids"].shape[1]
         batch["context_offsets"] = torch.tensor([list(o) + [[-1, -1]] * (width - len(o)) for o in features["context_offsets"]])  # (B, T, 2)
-        batch["contexts"] = list(features[self.config.context_field])
+        batch["contexts"] = list(features["span_context"])
         if "start_positions" in features:
             batch["start_positions"] = torch.tensor(features["start_positions"])
             batch["end_positions"] = torch.tensor(features["end_positions"])
-            batch["answers"] = [self._answer(a) for a in features[self.config.answer_field]]
+            batch["answers"] = list(features["span_answer"])
         return batch
 
     def forward(self, output: BackboneOutput, batch: Mapping[str, Any]) -> HeadOutput:

@@ -53,4 +53,4 @@ class EntityF1Metric(Metric):
         precision = hit / found if found else 0.0
         recall = hit / gold if gold else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        return {"entity_f1": f1, "entity_precision": precision, "entity_recall": recall}
+        return {"entity_f1": f1, "entity_f1_precision": precision, "entity_f1_recall": recall}

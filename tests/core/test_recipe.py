@@ -40,7 +40,7 @@ def test_recipe_unknown_key_inside_component_lists_allowed_fields(tiny_recipe: d
     with pytest.raises(RecipeError) as info:
         validate_recipe(tiny_recipe, registry, "r.toml")
     assert info.value.problems == [
-        "r.toml: adapters.topic.rnak: unknown key; did you mean 'rank'? (allowed: alpha, dropout, init, layers, rank, target_modules)"
+        "r.toml: adapters.topic.rnak: unknown key; did you mean 'rank'? (allowed: alpha, dropout, from_peft, init, layers, rank, target_modules)"
     ]
 
 

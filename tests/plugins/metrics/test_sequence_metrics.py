@@ -23,4 +23,4 @@ def test_entity_f1_scores_exact_span_matches() -> None:
     gold = [["B-PER", "I-PER", "O", "B-LOC"]]
     assert metric.compute(gold, gold)["entity_f1"] == 1.0
     scores = metric.compute([["B-PER", "O", "O", "B-LOC"]], gold)  # PER cut short: wrong span
-    assert scores["entity_precision"] == 0.5 and scores["entity_recall"] == 0.5 and scores["entity_f1"] == 0.5
+    assert scores["entity_f1_precision"] == 0.5 and scores["entity_f1_recall"] == 0.5 and scores["entity_f1"] == 0.5
