@@ -71,13 +71,16 @@ def build_model(
         sites={name: site for name, site in all_sites.items() if name in used},
         hidden_size=backbone.hidden_size,
     )
+    # A loss no combiner provides is a typo; one this combiner lacks has nothing to weight (so a
+    # recipe's router phases still run when an ablation swaps the combiner) and is skipped.
+    provided = {n for entry in registry.components("combiner") for n in entry.load().aux_loss_names}
     for i, phase in enumerate(recipe.phases):
-        unknown = sorted(set(phase.aux_losses) - set(combiner.aux_loss_names))
+        unknown = sorted(set(phase.aux_losses) - provided)
         if unknown:
-            known = ", ".join(combiner.aux_loss_names) or "none"
+            known = ", ".join(sorted(provided)) or "none"
             problems.append(
-                f"{source}: phases.{i}.aux_losses: {', '.join(map(repr, unknown))} not provided by combiner "
-                f"{combiner_table.type!r} (it provides: {known})"
+                f"{source}: phases.{i}.aux_losses: {', '.join(map(repr, unknown))} is not an auxiliary loss of any "
+                f"combiner (known: {known})"
             )
     if problems:
         raise RecipeError(problems)
