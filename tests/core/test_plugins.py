@@ -5,35 +5,17 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from tests.core.test_cli import mtkit
+from tests.plugin_project import write_plugin_project
 
 
 def install_plugin(tmp_path: Path, dist: str, module: str, source: str) -> Path:
     """Build and pip-install a one-module plugin distribution; returns the site folder."""
-    project = tmp_path / dist
-    (project / module).mkdir(parents=True)
-    (project / module / "__init__.py").write_text(textwrap.dedent(source))
-    (project / "pyproject.toml").write_text(
-        textwrap.dedent(
-            f"""
-            [build-system]
-            requires = ["setuptools>=68"]
-            build-backend = "setuptools.build_meta"
-            [project]
-            name = "{dist}"
-            version = "0.3.1"
-            [project.entry-points.mtkit]
-            {module} = "{module}"
-            [tool.setuptools]
-            packages = ["{module}"]
-            """
-        )
-    )
+    project = write_plugin_project(tmp_path, dist, module, source, version="0.3.1")
     site = tmp_path / "site"
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index", "--target", str(site), str(project)],

@@ -6,12 +6,12 @@ import os
 import shutil
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import ROOT
+from tests.plugin_project import write_plugin_project
 
 
 class Venv:
@@ -43,26 +43,7 @@ class Venv:
 
 
 def _bad_plugin(parent: Path, dist: str, module: str, body: str) -> Path:
-    project = parent / dist
-    (project / module).mkdir(parents=True)
-    (project / module / "__init__.py").write_text(textwrap.dedent(body))
-    (project / "pyproject.toml").write_text(
-        textwrap.dedent(
-            f"""
-            [build-system]
-            requires = ["setuptools>=68"]
-            build-backend = "setuptools.build_meta"
-            [project]
-            name = "{dist}"
-            version = "2.0.0"
-            [project.entry-points.mtkit]
-            {module} = "{module}"
-            [tool.setuptools]
-            packages = ["{module}"]
-            """
-        )
-    )
-    return project
+    return write_plugin_project(parent, dist, module, body, version="2.0.0")
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,30 @@
+"""Writing a one-module plugin distribution for tests that pip-install real plugins."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+
+def write_plugin_project(parent: Path, dist: str, module: str, source: str, *, version: str) -> Path:
+    """A pyproject-based project whose package `module` is registered in the `mtkit` entry-point group."""
+    project = parent / dist
+    (project / module).mkdir(parents=True)
+    (project / module / "__init__.py").write_text(textwrap.dedent(source))
+    (project / "pyproject.toml").write_text(
+        textwrap.dedent(
+            f"""
+            [build-system]
+            requires = ["setuptools>=68"]
+            build-backend = "setuptools.build_meta"
+            [project]
+            name = "{dist}"
+            version = "{version}"
+            [project.entry-points.mtkit]
+            {module} = "{module}"
+            [tool.setuptools]
+            packages = ["{module}"]
+            """
+        )
+    )
+    return project
