@@ -10,6 +10,7 @@ from torch import nn
 
 from mtkit import Backbone, BackboneOutput, Head, HeadOutput, ModelAccess, TaskInfo
 
+from ._labels import resolve_num_labels
 from ._pooling import Pooler
 from .config import ClassificationHeadConfig
 
@@ -24,12 +25,7 @@ class ClassificationHead(Head):
 
     def __init__(self, config: ClassificationHeadConfig, *, backbone: Backbone, task: TaskInfo) -> None:
         super().__init__(config, backbone=backbone, task=task)
-        labels = len(task.label_names) if task.label_names else None
-        if config.num_labels is not None and labels is not None and config.num_labels != labels:
-            raise ValueError(f"tasks.{task.name}.head.num_labels is {config.num_labels} but the dataset has {labels} labels")
-        self.num_labels = config.num_labels or labels
-        if self.num_labels is None:
-            raise ValueError(f"tasks.{task.name}.head.num_labels is required: the dataset names no labels")
+        self.num_labels = resolve_num_labels(config, task)
         width = config.hidden_size or backbone.hidden_size
         self.pooler = Pooler(config.pooling, backbone.hidden_size)
         self.norm = nn.LayerNorm(backbone.hidden_size) if config.layer_norm else nn.Identity()

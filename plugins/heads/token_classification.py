@@ -16,6 +16,7 @@ from torch import nn
 
 from mtkit import Backbone, BackboneOutput, Head, HeadOutput, ModelAccess, TaskInfo
 
+from ._labels import resolve_num_labels
 from .config import TokenClassificationHeadConfig
 
 IGNORED = -100
@@ -31,12 +32,7 @@ class TokenClassificationHead(Head):
 
     def __init__(self, config: TokenClassificationHeadConfig, *, backbone: Backbone, task: TaskInfo) -> None:
         super().__init__(config, backbone=backbone, task=task)
-        labels = len(task.label_names) if task.label_names else None
-        if config.num_labels is not None and labels is not None and config.num_labels != labels:
-            raise ValueError(f"tasks.{task.name}.head.num_labels is {config.num_labels} but the dataset has {labels} labels")
-        self.num_labels = config.num_labels or labels
-        if self.num_labels is None:
-            raise ValueError(f"tasks.{task.name}.head.num_labels is required: the dataset names no labels")
+        self.num_labels = resolve_num_labels(config, task)
         self.label_names = list(task.label_names) if task.label_names else [str(i) for i in range(self.num_labels)]
         self.norm = nn.LayerNorm(backbone.hidden_size) if config.layer_norm else nn.Identity()
         self.dropout = nn.Dropout(config.dropout)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from mtkit import Scheduler
+from mtkit import MtkitError, Scheduler
 
 from .config import (
     CurriculumSchedulerConfig,
@@ -72,7 +72,9 @@ class CurriculumScheduler(Scheduler):
     def __init__(self, config: CurriculumSchedulerConfig, *, task_sizes: Sequence[int]) -> None:
         super().__init__(config, task_sizes=task_sizes)
         if config.start_weights is not None and len(config.start_weights) != len(task_sizes):
-            raise ValueError(f"start_weights has {len(config.start_weights)} values for {len(task_sizes)} tasks")
+            raise MtkitError(
+                f"scheduler.start_weights has {len(config.start_weights)} values for {len(task_sizes)} tasks; give one per task"
+            )
 
     def _named(self, which: str) -> list[float]:
         return _normalise([1.0] * len(self.task_sizes) if which == "uniform" else [float(n) for n in self.task_sizes])

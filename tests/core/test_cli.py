@@ -107,3 +107,11 @@ def test_cli_run_unmatched_adapter_target_names_the_key(tmp_path: Path, tiny_rec
     result = mtkit("run", str(path), cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "adapters.topic.target_modules ['q_proj'] matches no Linear site" in result.stderr
+
+
+def test_cli_run_head_label_count_mismatch_is_a_clear_error(tmp_path: Path, tiny_recipe: dict[str, Any]) -> None:
+    tiny_recipe["tasks"]["sentiment"]["head"]["num_labels"] = 3  # the dataset has 2 labels
+    path = write_toml(tmp_path / "tiny.toml", tiny_recipe)
+    result = mtkit("run", str(path), cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "tasks.sentiment.head.num_labels is 3 but the dataset has 2 labels" in result.stderr

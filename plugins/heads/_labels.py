@@ -1,0 +1,20 @@
+"""The number of classes a head predicts, from its config and the dataset's label names."""
+
+from __future__ import annotations
+
+from mtkit import ComponentConfig, MtkitError, TaskInfo
+
+
+def resolve_num_labels(config: ComponentConfig, task: TaskInfo) -> int:
+    """`num_labels` if set (it must agree with the dataset), else the dataset's label count."""
+    configured: int | None = getattr(config, "num_labels", None)
+    labels = len(task.label_names) if task.label_names else None
+    if configured is not None and labels is not None and configured != labels:
+        raise MtkitError(
+            f"tasks.{task.name}.head.num_labels is {configured} but the dataset has {labels} labels; "
+            "remove num_labels or make it match"
+        )
+    resolved = configured or labels
+    if resolved is None:
+        raise MtkitError(f"tasks.{task.name}.head.num_labels is required: the dataset names no labels")
+    return resolved
