@@ -37,6 +37,9 @@ class GatingCombinerConfig(ComponentConfig):
     activation: Literal["softmax", "sigmoid"] = Field(
         default="softmax", description="softmax: weights sum to 1 over adapters; sigmoid: each adapter gated on its own in [0, 1]."
     )
+    per_task: bool = Field(
+        default=False, description="One gate per target task at each site, picked by the sample's task id, instead of one shared gate."
+    )
 
 
 class RouterCombinerConfig(ComponentConfig):
@@ -73,3 +76,8 @@ class FusionAttentionCombinerConfig(ComponentConfig):
     )
     value_projection: bool = Field(default=True, description="Learn a value projection of each delta (initialised to identity).")
     temperature: float = Field(default=1.0, gt=0, description="Softmax temperature until the trainer sets the phase's schedule.")
+    per_task: bool = Field(
+        default=False,
+        description="One fusion per target task, picked by the sample's task id (AdapterFusion's per-task fusion) "
+        "instead of one shared fusion that must tell the tasks apart from the hidden states.",
+    )

@@ -59,9 +59,13 @@ class FusionAttentionCombiner(Combiner):
     ) -> None:
         super().__init__(config, adapter_names=adapter_names, task_names=task_names, sites=sites, hidden_size=hidden_size)
         self.temperature = config.temperature
+        copies = len(self.task_names) if config.per_task else 1
         self.fusions = nn.ModuleDict(
             {
-                name.replace(".", "__"): FusionAttention(site.out_features, config.projection_dim or site.out_features, config.value_projection)
+                name.replace(".", "__"): nn.ModuleList(
+                    FusionAttention(site.out_features, config.projection_dim or site.out_features, config.value_projection)
+                    for _ in range(copies)
+                )
                 for name, site in sites.items()
             }
         )
@@ -76,7 +80,17 @@ class FusionAttentionCombiner(Combiner):
 
     def combine(self, site: str, x: Tensor, y: Tensor, groups: Sequence[AdapterGroup], ctx: ForwardContext) -> Tensor:
         deltas = torch.cat([group.stack(site, x, y, ctx) for group in groups], dim=2)  # (B, T, K_site, D)
-        fused, attention = self.fusions[site.replace(".", "__")](y, deltas, self.temperature)
+        fusions = self.fusions[site.replace(".", "__")]
+        if not self.config.per_task:
+            fused, attention = fusions[0](y, deltas, self.temperature)
+        else:  # each sample through its own task's fusion (AdapterFusion's per-target-task parameters)
+            assert ctx.task_ids is not None, "the model always passes task ids"
+            fused = torch.empty_like(y)
+            attention = deltas.new_empty(deltas.shape[:3])
+            task_ids = ctx.task_ids.to(y.device)
+            for task in task_ids.unique().tolist():
+                rows = task_ids == task
+                fused[rows], attention[rows] = fusions[task](y[rows], deltas[rows], self.temperature)
         weights = scatter_columns(per_sample(attention, ctx.attention_mask), site_columns(groups), len(self.adapter_names))
         if not self.training:
             record_site_average(ctx, "fusion_attention", site, self.last_site, weights)

@@ -35,20 +35,31 @@ class GatingCombiner(Combiner):
     ) -> None:
         super().__init__(config, adapter_names=adapter_names, task_names=task_names, sites=sites, hidden_size=hidden_size)
         k = max(1, len(self.adapter_names))
-        self.gates = nn.ModuleDict()
+        copies = len(self.task_names) if config.per_task else 1
+        self.gates = nn.ModuleDict()  # site -> one gate, or one per task (index = task id)
         for name, site in sites.items():
-            gate = nn.Linear(site.in_features, k)
-            nn.init.zeros_(gate.weight)
-            nn.init.zeros_(gate.bias)
-            self.gates[name.replace(".", "__")] = gate
+            gates = nn.ModuleList(nn.Linear(site.in_features, k) for _ in range(copies))
+            for gate in gates:
+                nn.init.zeros_(gate.weight)
+                nn.init.zeros_(gate.bias)
+            self.gates[name.replace(".", "__")] = gates
         self.last_site = list(sites)[-1] if sites else ""
 
     def weights(self, site: str, x: Tensor, y: Tensor, ctx: ForwardContext) -> Tensor | None:
         return self._weights(site, x, list(range(len(self.adapter_names))), ctx)
 
     def _weights(self, site: str, x: Tensor, columns: list[int], ctx: ForwardContext) -> Tensor:
-        gate = self.gates[site.replace(".", "__")]
-        logits = gate(x)[..., columns]  # (B, T, K_site): only the adapters present at this site
+        gates = self.gates[site.replace(".", "__")]
+        if not self.config.per_task:
+            logits = gates[0](x)
+        else:  # each sample through its own task's gate
+            assert ctx.task_ids is not None, "the model always passes task ids"
+            task_ids = ctx.task_ids.to(x.device)
+            logits = x.new_empty(*x.shape[:-1], gates[0].out_features)
+            for task in task_ids.unique().tolist():
+                rows = task_ids == task
+                logits[rows] = gates[task](x[rows])
+        logits = logits[..., columns]  # (B, T, K_site): only the adapters present at this site
         gated = logits.softmax(-1) if self.config.activation == "softmax" else torch.sigmoid(logits)
         weights = scatter_columns(gated, columns, len(self.adapter_names))  # (B, T, K)
         if not self.training:

