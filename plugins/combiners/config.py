@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from mtkit import ComponentConfig, RepresentationSource
 
@@ -23,22 +23,38 @@ class RandomCombinerConfig(ComponentConfig):
     top_k: int = Field(default=1, gt=0, description="Adapters drawn per sample, each weighted 1/top_k.")
 
 
-class WeightedCombinerConfig(ComponentConfig):
-    """Learned weights over adapters: softmax of parameters, one set or one per task."""
+class PerTaskFusionConfig(ComponentConfig):
+    """Options the fusing combiners (weighted, gating, fusion_attention) share: per-task copies."""
 
     per_task: bool = Field(
-        default=False, description="One weight vector per task (picked by the sample's task id) instead of one shared set."
+        default=False,
+        description="One copy of the combiner's parameters per target task, picked by the sample's task id (AdapterFusion's "
+        "per-task fusion), instead of one shared copy that must tell the tasks apart from the input.",
+    )
+    own_adapter_init: float = Field(
+        default=0.0,
+        ge=0,
+        description="per_task only: a learned score bias towards the sample's own task adapter, starting at this value "
+        "(0: start as the plain average of the adapters, as AdapterFusion does; 5: start at about the own adapter alone, "
+        "so fusion begins from the single-adapter model and learns what the others add).",
     )
 
+    @model_validator(mode="after")
+    def _own_needs_per_task(self) -> PerTaskFusionConfig:
+        if self.own_adapter_init and not self.per_task:
+            raise ValueError("own_adapter_init needs per_task = true (the own adapter is known from the sample's task)")
+        return self
 
-class GatingCombinerConfig(ComponentConfig):
+
+class WeightedCombinerConfig(PerTaskFusionConfig):
+    """Learned weights over adapters: softmax of parameters, one set or one per task."""
+
+
+class GatingCombinerConfig(PerTaskFusionConfig):
     """A learned gate per site: per-token adapter weights from the site input (AdapterFusion gating)."""
 
     activation: Literal["softmax", "sigmoid"] = Field(
         default="softmax", description="softmax: weights sum to 1 over adapters; sigmoid: each adapter gated on its own in [0, 1]."
-    )
-    per_task: bool = Field(
-        default=False, description="One gate per target task at each site, picked by the sample's task id, instead of one shared gate."
     )
 
 
@@ -68,7 +84,7 @@ class RouterCombinerConfig(ComponentConfig):
     temperature: float = Field(default=1.0, gt=0, description="Softmax temperature until the trainer sets the phase's schedule.")
 
 
-class FusionAttentionCombinerConfig(ComponentConfig):
+class FusionAttentionCombinerConfig(PerTaskFusionConfig):
     """AdapterFusion: per site, attention from the site output over the adapters' deltas."""
 
     projection_dim: int | None = Field(
@@ -76,8 +92,3 @@ class FusionAttentionCombinerConfig(ComponentConfig):
     )
     value_projection: bool = Field(default=True, description="Learn a value projection of each delta (initialised to identity).")
     temperature: float = Field(default=1.0, gt=0, description="Softmax temperature until the trainer sets the phase's schedule.")
-    per_task: bool = Field(
-        default=False,
-        description="One fusion per target task, picked by the sample's task id (AdapterFusion's per-task fusion) "
-        "instead of one shared fusion that must tell the tasks apart from the hidden states.",
-    )

@@ -20,8 +20,10 @@ class FusionAttention(nn.Module):
     plain average of the adapters' deltas (AdapterFusion initialises its value matrix the same way).
     """
 
-    def __init__(self, size: int, projection_dim: int, value_projection: bool) -> None:
+    def __init__(self, size: int, projection_dim: int, value_projection: bool, own_adapter_init: float = 0.0) -> None:
         super().__init__()
+        # A learned score bias towards the sample's own adapter (per-task fusion with own_adapter_init).
+        self.own = nn.Parameter(torch.tensor(float(own_adapter_init))) if own_adapter_init else None
         self.query = nn.Linear(size, projection_dim)
         self.key = nn.Linear(size, projection_dim)
         nn.init.zeros_(self.query.weight)
@@ -31,11 +33,14 @@ class FusionAttention(nn.Module):
             self.value = nn.Linear(size, size, bias=False)
             nn.init.eye_(self.value.weight)
 
-    def forward(self, y: Tensor, deltas: Tensor, temperature: float) -> tuple[Tensor, Tensor]:
-        """y (B, T, D), deltas (B, T, K, D) -> (fused delta (B, T, D), attention (B, T, K))."""
+    def forward(self, y: Tensor, deltas: Tensor, temperature: float, own: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """y (B, T, D), deltas (B, T, K, D), own (B, K): 1 at each sample's own adapter -> (fused delta (B, T, D), attention (B, T, K))."""
         query = self.query(y)  # (B, T, P)
         keys = self.key(deltas)  # (B, T, K, P)
-        scores = torch.einsum("btp,btkp->btk", query, keys) / temperature
+        scores = torch.einsum("btp,btkp->btk", query, keys)
+        if self.own is not None and own is not None:
+            scores = scores + self.own * own.to(scores)[:, None, :]
+        scores = scores / temperature
         attention = scores.softmax(-1)
         values = deltas if self.value is None else self.value(deltas)
         return torch.einsum("btk,btkd->btd", attention, values), attention
@@ -63,7 +68,7 @@ class FusionAttentionCombiner(Combiner):
         self.fusions = nn.ModuleDict(
             {
                 name.replace(".", "__"): nn.ModuleList(
-                    FusionAttention(site.out_features, config.projection_dim or site.out_features, config.value_projection)
+                    FusionAttention(site.out_features, config.projection_dim or site.out_features, config.value_projection, config.own_adapter_init)
                     for _ in range(copies)
                 )
                 for name, site in sites.items()
@@ -88,9 +93,10 @@ class FusionAttentionCombiner(Combiner):
             fused = torch.empty_like(y)
             attention = deltas.new_empty(deltas.shape[:3])
             task_ids = ctx.task_ids.to(y.device)
+            own = ctx.oracle_weights[:, site_columns(groups)] if ctx.oracle_weights is not None else None  # (B, K_site)
             for task in task_ids.unique().tolist():
                 rows = task_ids == task
-                fused[rows], attention[rows] = fusions[task](y[rows], deltas[rows], self.temperature)
+                fused[rows], attention[rows] = fusions[task](y[rows], deltas[rows], self.temperature, None if own is None else own[rows])
         weights = scatter_columns(per_sample(attention, ctx.attention_mask), site_columns(groups), len(self.adapter_names))
         if not self.training:
             record_site_average(ctx, "fusion_attention", site, self.last_site, weights)

@@ -43,13 +43,19 @@ class GatingCombiner(Combiner):
                 nn.init.zeros_(gate.weight)
                 nn.init.zeros_(gate.bias)
             self.gates[name.replace(".", "__")] = gates
+        # per_task with own_adapter_init: per site, each task's learned bias towards its own adapter.
+        self.own = nn.ParameterDict()
+        if config.own_adapter_init:
+            for name in sites:
+                self.own[name.replace(".", "__")] = nn.Parameter(torch.full((copies,), config.own_adapter_init))
         self.last_site = list(sites)[-1] if sites else ""
 
     def weights(self, site: str, x: Tensor, y: Tensor, ctx: ForwardContext) -> Tensor | None:
         return self._weights(site, x, list(range(len(self.adapter_names))), ctx)
 
     def _weights(self, site: str, x: Tensor, columns: list[int], ctx: ForwardContext) -> Tensor:
-        gates = self.gates[site.replace(".", "__")]
+        key = site.replace(".", "__")
+        gates = self.gates[key]
         if not self.config.per_task:
             logits = gates[0](x)
         else:  # each sample through its own task's gate
@@ -59,6 +65,9 @@ class GatingCombiner(Combiner):
             for task in task_ids.unique().tolist():
                 rows = task_ids == task
                 logits[rows] = gates[task](x[rows])
+            if key in self.own and ctx.oracle_weights is not None:
+                own = self.own[key][task_ids, None, None] * ctx.oracle_weights.to(logits)[:, None, :]  # (B, 1, K)
+                logits = logits + own
         logits = logits[..., columns]  # (B, T, K_site): only the adapters present at this site
         gated = logits.softmax(-1) if self.config.activation == "softmax" else torch.sigmoid(logits)
         weights = scatter_columns(gated, columns, len(self.adapter_names))  # (B, T, K)

@@ -34,15 +34,20 @@ class WeightedCombiner(Combiner):
         super().__init__(config, adapter_names=adapter_names, task_names=task_names, sites=sites, hidden_size=hidden_size)
         rows = len(self.task_names) if config.per_task else 1
         self.logits = nn.Parameter(torch.zeros(rows, max(1, len(self.adapter_names))))  # (tasks or 1, K)
+        # per_task with own_adapter_init: each task's learned bias towards its own adapter's logit.
+        self.own = nn.Parameter(torch.full((rows,), config.own_adapter_init)) if config.own_adapter_init else None
 
     def weights(self, site: str, x: Tensor, y: Tensor, ctx: ForwardContext) -> Tensor | None:
         if "weighted" not in ctx.cache:
-            probs = self.logits.softmax(-1)
             if self.config.per_task:
                 assert ctx.task_ids is not None, "the model always passes task ids"
-                weights = probs[ctx.task_ids.to(probs.device)]  # (B, K)
+                task_ids = ctx.task_ids.to(self.logits.device)
+                logits = self.logits[task_ids]  # (B, K)
+                if self.own is not None and ctx.oracle_weights is not None:
+                    logits = logits + self.own[task_ids, None] * ctx.oracle_weights.to(logits)
+                weights = logits.softmax(-1)
             else:
-                weights = probs.expand(x.shape[0], -1)
+                weights = self.logits.softmax(-1).expand(x.shape[0], -1)
             ctx.cache["weighted"] = weights
             if not self.training:
                 ctx.record_routing(weights)
