@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
-
 from pydantic import Field, field_validator, model_validator
 
 from mtkit import DatasetConfig

@@ -1,4 +1,4 @@
-"""The README's main job, run as a new user runs it: the real CLI on the packaged model and corpora."""
+"""recipes/quickstart.toml as a new user runs it: the real CLI on the packaged model and corpora."""
 
 from __future__ import annotations
 
