@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import Tensor
@@ -13,6 +13,14 @@ from mtkit import AdapterGroup, ForwardContext, masked_mean
 def per_sample(weights: Tensor, mask: Tensor | None) -> Tensor:
     """(B, K) or per-token (B, T, K) weights -> (B, K), averaging over the tokens the mask keeps."""
     return weights if weights.dim() == 2 else masked_mean(weights, mask)
+
+
+def task_rows(ctx: ForwardContext, device: torch.device) -> Iterator[tuple[int, Tensor]]:
+    """(task id, boolean row mask) for each task present in the batch: per-task combiners run each task's copy on its rows."""
+    assert ctx.task_ids is not None, "the model always passes task ids"
+    task_ids = ctx.task_ids.to(device)
+    for task in task_ids.unique().tolist():
+        yield task, task_ids == task
 
 
 def add_weighted(site: str, x: Tensor, y: Tensor, groups: Sequence[AdapterGroup], weights: Tensor, ctx: ForwardContext) -> Tensor:

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from mtkit import AdapterGroup, Combiner, ForwardContext, Site
 
-from ._routing import per_sample, record_site_average, scatter_columns, site_columns
+from ._routing import per_sample, record_site_average, scatter_columns, site_columns, task_rows
 from .config import FusionAttentionCombinerConfig
 
 
@@ -89,13 +89,10 @@ class FusionAttentionCombiner(Combiner):
         if not self.config.per_task:
             fused, attention = fusions[0](y, deltas, self.temperature)
         else:  # each sample through its own task's fusion (AdapterFusion's per-target-task parameters)
-            assert ctx.task_ids is not None, "the model always passes task ids"
             fused = torch.empty_like(y)
             attention = deltas.new_empty(deltas.shape[:3])
-            task_ids = ctx.task_ids.to(y.device)
             own = ctx.oracle_weights[:, site_columns(groups)] if ctx.oracle_weights is not None else None  # (B, K_site)
-            for task in task_ids.unique().tolist():
-                rows = task_ids == task
+            for task, rows in task_rows(ctx, y.device):
                 fused[rows], attention[rows] = fusions[task](y[rows], deltas[rows], self.temperature, None if own is None else own[rows])
         weights = scatter_columns(per_sample(attention, ctx.attention_mask), site_columns(groups), len(self.adapter_names))
         if not self.training:

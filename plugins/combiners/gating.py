@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from mtkit import AdapterGroup, Combiner, ForwardContext, Site
 
-from ._routing import add_weighted, per_sample, record_site_average, scatter_columns, site_columns
+from ._routing import add_weighted, per_sample, record_site_average, scatter_columns, site_columns, task_rows
 from .config import GatingCombinerConfig
 
 
@@ -59,14 +59,12 @@ class GatingCombiner(Combiner):
         if not self.config.per_task:
             logits = gates[0](x)
         else:  # each sample through its own task's gate
-            assert ctx.task_ids is not None, "the model always passes task ids"
-            task_ids = ctx.task_ids.to(x.device)
             logits = x.new_empty(*x.shape[:-1], gates[0].out_features)
-            for task in task_ids.unique().tolist():
-                rows = task_ids == task
+            for task, rows in task_rows(ctx, x.device):
                 logits[rows] = gates[task](x[rows])
             if key in self.own and ctx.oracle_weights is not None:
-                own = self.own[key][task_ids, None, None] * ctx.oracle_weights.to(logits)[:, None, :]  # (B, 1, K)
+                assert ctx.task_ids is not None
+                own = self.own[key][ctx.task_ids.to(x.device), None, None] * ctx.oracle_weights.to(logits)[:, None, :]  # (B, 1, K)
                 logits = logits + own
         logits = logits[..., columns]  # (B, T, K_site): only the adapters present at this site
         gated = logits.softmax(-1) if self.config.activation == "softmax" else torch.sigmoid(logits)
