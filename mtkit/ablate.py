@@ -14,7 +14,7 @@ from mtkit.errors import MtkitError, RecipeError
 from mtkit.recipe import load_recipe
 from mtkit.registry import Registry, load_registry
 
-__all__ = ["AblationResult", "Variant", "parse_swap", "parse_variant", "run_ablation"]
+__all__ = ["AblationResult", "Variant", "format_cell", "parse_swap", "parse_variant", "run_ablation"]
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,19 @@ def _row(run_dir: Path, seconds: float) -> dict[str, Any]:
     row["trained_params"] = json.loads((run_dir / "parameters.json").read_text())["trained"]
     row["seconds"] = round(seconds, 1)
     return row
+
+
+def format_cell(column: str, value: Any) -> str:
+    """How the markdown file and the printed table show a value: metrics to 4 places, seconds to 1."""
+    if value is None:
+        return ""
+    if column == "seconds":
+        return f"{float(value):.1f}"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:.4f}"
 
 
 def run_ablation(
@@ -114,11 +127,8 @@ def _write(result: AblationResult) -> None:
         writer.writeheader()
         writer.writerows(result.rows)
 
-    def cell(value: Any) -> str:
-        return f"{value:.4f}" if isinstance(value, float) and not float(value).is_integer() else "" if value is None else str(value)
-
     lines = ["| " + " | ".join(result.columns) + " |", "|" + "---|" * len(result.columns)]
-    lines += ["| " + " | ".join(cell(row.get(c)) for c in result.columns) + " |" for row in result.rows]
+    lines += ["| " + " | ".join(format_cell(c, row.get(c)) for c in result.columns) + " |" for row in result.rows]
     (result.root / "comparison.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     _plot(result)
 

@@ -14,6 +14,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 
 from mtkit.errors import MtkitError, RecipeError
@@ -175,7 +176,7 @@ def ablate(
     """Run recipe variants with the same data, seed and steps; print and save one comparison table."""
     import datasets
 
-    from mtkit.ablate import parse_swap, parse_variant, run_ablation
+    from mtkit.ablate import format_cell, parse_swap, parse_variant, run_ablation
 
     def body() -> Any:
         variants = [v for spec in swap or [] for v in parse_swap(spec)] + [parse_variant(spec) for spec in variant or []]
@@ -184,11 +185,13 @@ def ablate(
     datasets.disable_progress_bars()
     result = guarded(body)
     table = Table(title=f"ablation of {recipe}", header_style="bold")
-    for column in result.columns:
-        table.add_column(column, justify="left" if column == "variant" else "right")
+    for column in result.columns:  # "task/metric" headers on two lines; cells fold rather than end in "..."
+        table.add_column(column.replace("/", "\n"), justify="left" if column == "variant" else "right", overflow="fold")
     for row in result.rows:
-        table.add_row(*(f"{v:.4f}" if isinstance(v, float) and not v.is_integer() else "" if v is None else str(v) for v in (row.get(c) for c in result.columns)))
-    out.print(table)
+        table.add_row(*(format_cell(c, row.get(c)) for c in result.columns))
+    # A terminal gets the table fitted to its width; a log file or pipe gets it whole, however wide.
+    width = Measurement.get(out, out.options.update_width(1000), table).maximum
+    (out if out.is_terminal or width <= out.width else Console(width=width)).print(table)
     out.print(f"comparison: {result.root}/comparison.csv, comparison.md, comparison.png", highlight=False)
 
 

@@ -43,7 +43,10 @@ def test_ablate_cli_runs_variants_and_writes_comparison(tmp_path: Path, tiny_rec
     assert params["4"] - params["2"] == 512
     # the shared variant routes both tasks to one adapter: the other gets no gradient, so it is not counted
     assert params["shared"] < params["4"]
-    assert (tmp_path / "abl" / "comparison.md").read_text().startswith("| variant |")
+    # the printed table (stdout is a pipe here) is whole: no cell cut short with an ellipsis
+    assert "\u2026" not in result.stdout and f"{params['shared']:,}" in result.stdout
+    markdown = (tmp_path / "abl" / "comparison.md").read_text()
+    assert markdown.startswith("| variant |") and f"| {params['4']:,} |" in markdown
     assert (tmp_path / "abl" / "comparison.png").stat().st_size > 1000
     bad = mtkit("ablate", str(path), "--swap", "adapters.topic.rank=0,4", cwd=tmp_path)
     assert bad.returncode == 2 and "variant '0'" in bad.stderr and "adapters.topic.rank" in bad.stderr
