@@ -89,14 +89,17 @@ def show(kind: Annotated[str, typer.Argument(help="Component kind.")], name: Ann
 
 
 @app.command()
-def validate(recipes: Annotated[list[Path], typer.Argument(help="Recipe files.")]) -> None:
+def validate(
+    recipes: Annotated[list[Path], typer.Argument(help="Recipe files.")],
+    set_: Annotated[list[str] | None, typer.Option("--set", help="key.path=value override applied to every recipe (repeatable).")] = None,
+) -> None:
     """Validate recipes (structure and every component's params) without building models."""
     from mtkit.recipe import load_recipe
 
     failed = []
     for path in recipes:
         try:
-            load_recipe(path, registry=_registry())
+            load_recipe(path, set_ or [], registry=_registry())
             out.print(f"[green]ok[/] {path}", highlight=False)
         except MtkitError as exc:
             failed.append(exc)

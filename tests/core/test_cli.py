@@ -91,6 +91,10 @@ def test_cli_validate_bad_recipe_lists_four_problems_and_exits_2(tmp_path: Path,
     run = mtkit("run", str(path), cwd=tmp_path)
     assert run.returncode == 2 and "4 problems:" in run.stderr and "Traceback" not in run.stderr
     assert not (tmp_path / "runs").exists()
+    good = write_toml(tmp_path / "good.toml", tiny_recipe)
+    assert mtkit("validate", str(good), "--set", "adapters.topic.rank=4").returncode == 0
+    overridden = mtkit("validate", str(good), "--set", "adapters.topic.rank=-2")
+    assert overridden.returncode == 2 and "adapters.topic.rank: input should be greater than 0" in overridden.stderr
 
 
 def test_cli_run_errors_are_clear_for_missing_file_and_bad_override(tmp_path: Path, tiny_recipe: dict[str, Any]) -> None:
