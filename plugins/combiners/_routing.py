@@ -23,6 +23,12 @@ def task_rows(ctx: ForwardContext, device: torch.device) -> Iterator[tuple[int, 
         yield task, task_ids == task
 
 
+def add_own_bias(scores: Tensor, bias: Tensor, own: Tensor) -> Tensor:
+    """`own_adapter_init`: scores (B, K) or (B, T, K) plus `bias` ((B,) or a scalar) where own (B, K) marks each sample's own adapter."""
+    added = own.to(scores) * (bias[:, None] if bias.dim() else bias)  # (B, K)
+    return scores + (added[:, None, :] if scores.dim() == 3 else added)
+
+
 def add_weighted(site: str, x: Tensor, y: Tensor, groups: Sequence[AdapterGroup], weights: Tensor, ctx: ForwardContext) -> Tensor:
     """y + sum_k w_k delta_k over every group (each group computes its adapters batched)."""
     out = y

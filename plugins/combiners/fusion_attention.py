@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from mtkit import AdapterGroup, Combiner, ForwardContext, Site
 
-from ._routing import per_sample, record_site_average, scatter_columns, site_columns, task_rows
+from ._routing import add_own_bias, per_sample, record_site_average, scatter_columns, site_columns, task_rows
 from .config import FusionAttentionCombinerConfig
 
 
@@ -39,7 +39,7 @@ class FusionAttention(nn.Module):
         keys = self.key(deltas)  # (B, T, K, P)
         scores = torch.einsum("btp,btkp->btk", query, keys)
         if self.own is not None and own is not None:
-            scores = scores + self.own * own.to(scores)[:, None, :]
+            scores = add_own_bias(scores, self.own, own)
         scores = scores / temperature
         attention = scores.softmax(-1)
         values = deltas if self.value is None else self.value(deltas)

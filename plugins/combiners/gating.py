@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from mtkit import AdapterGroup, Combiner, ForwardContext, Site
 
-from ._routing import add_weighted, per_sample, record_site_average, scatter_columns, site_columns, task_rows
+from ._routing import add_own_bias, add_weighted, per_sample, record_site_average, scatter_columns, site_columns, task_rows
 from .config import GatingCombinerConfig
 
 
@@ -64,8 +64,7 @@ class GatingCombiner(Combiner):
                 logits[rows] = gates[task](x[rows])
             if key in self.own and ctx.oracle_weights is not None:
                 assert ctx.task_ids is not None
-                own = self.own[key][ctx.task_ids.to(x.device), None, None] * ctx.oracle_weights.to(logits)[:, None, :]  # (B, 1, K)
-                logits = logits + own
+                logits = add_own_bias(logits, self.own[key][ctx.task_ids.to(x.device)], ctx.oracle_weights)
         logits = logits[..., columns]  # (B, T, K_site): only the adapters present at this site
         gated = logits.softmax(-1) if self.config.activation == "softmax" else torch.sigmoid(logits)
         weights = scatter_columns(gated, columns, len(self.adapter_names))  # (B, T, K)

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from mtkit import Combiner, ForwardContext, Site
 
+from ._routing import add_own_bias
 from .config import WeightedCombinerConfig
 
 
@@ -44,7 +45,7 @@ class WeightedCombiner(Combiner):
                 task_ids = ctx.task_ids.to(self.logits.device)
                 logits = self.logits[task_ids]  # (B, K)
                 if self.own is not None and ctx.oracle_weights is not None:
-                    logits = logits + self.own[task_ids, None] * ctx.oracle_weights.to(logits)
+                    logits = add_own_bias(logits, self.own[task_ids], ctx.oracle_weights)
                 weights = logits.softmax(-1)
             else:
                 weights = self.logits.softmax(-1).expand(x.shape[0], -1)

@@ -40,13 +40,14 @@ class BbcHeadlinesDataset(DatasetSource):
         The corpus repeats some stories, so a distractor is never a headline equal to the right one.
         """
         rng = random.Random(self.config.distractor_seed)
-        pools: dict[str, list[str]] = {}
+        same_topic = self.config.distractors == "same_topic"
+        pools: dict[str, list[str]] = {}  # topic (or "" for any topic) -> headlines to draw distractors from
         for topic, headline, _ in articles:
-            pools.setdefault(topic if self.config.distractors == "same_topic" else "", []).append(headline)
+            pools.setdefault(topic if same_topic else "", []).append(headline)
         wrong = self.config.num_choices - 1
         rows = []
         for topic, headline, body in articles:
-            pool = pools[topic if self.config.distractors == "same_topic" else ""]
+            pool = pools[topic if same_topic else ""]
             choices: list[str] = []
             while len(choices) < wrong:
                 candidate = pool[rng.randrange(len(pool))]
