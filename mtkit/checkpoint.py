@@ -85,8 +85,14 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, tensors: Mapping[str,
 
 
 def save_checkpoint(
-    run_dir: Path, step: int, model_state: Mapping[str, Tensor], optimizer: torch.optim.Optimizer | None, train_state: Mapping[str, Any]
+    run_dir: Path,
+    step: int,
+    model_state: Mapping[str, Tensor],
+    optimizer: torch.optim.Optimizer | None,
+    train_state: Mapping[str, Any],
+    extra: Mapping[str, Mapping[str, Tensor]] | None = None,
 ) -> Path:
+    """Write checkpoint `step` (model, optimizer, train state and any `extra` tensor files by name)."""
     root = run_dir / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     name = f"step-{step:07d}"
@@ -99,6 +105,8 @@ def save_checkpoint(
         tensors, meta = optimizer_state(optimizer)
         save_tensors(tmp / "optimizer.safetensors", tensors)
         write_json_atomic(tmp / "optimizer.json", meta)
+    for filename, extra_tensors in (extra or {}).items():
+        save_tensors(tmp / filename, extra_tensors)
     write_json_atomic(tmp / "state.json", dict(train_state))
     if final.exists():
         shutil.rmtree(final)

@@ -129,15 +129,19 @@ class _Progress:
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"), TimeRemainingColumn(), console=err
         )
         self.task: Any = None
+        self.validation = ""  # the last validation score, while the phase runs
 
     def phase_started(self, name: str, steps: int, start: int) -> None:
         if self.task is not None:
             self.progress.remove_task(self.task)
         self.progress.start()
         self.task = self.progress.add_task(f"phase {name}", total=steps, completed=start, info="")
+        self.validation = ""
 
     def step_done(self, step: int, logs: Mapping[str, float]) -> None:
-        self.progress.update(self.task, completed=step, info=f"loss {logs['loss']:.4f}")
+        if "validation" in logs:
+            self.validation = f", validation {logs['validation']:.4f} at step {step}"
+        self.progress.update(self.task, completed=step, info=f"loss {logs['loss']:.4f}{self.validation}")
 
     def evaluated(self, phase: str, routing: str, scores: Mapping[str, Mapping[str, float]]) -> None:
         self.progress.stop()
@@ -203,11 +207,12 @@ def eval_(
     run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")],
     task: Annotated[list[str] | None, typer.Option(help="Only these tasks (repeatable).")] = None,
     routing: Annotated[str | None, typer.Option(help="oracle or learned (default: the last phase's).")] = None,
+    split: Annotated[str, typer.Option(help="test (the held-out split) or validation (needs the datasets' validation_size).")] = "test",
 ) -> None:
     """Re-evaluate a finished run on its held-out splits."""
     from mtkit.runs import evaluate_run
 
-    scores = guarded(lambda: evaluate_run(run_dir, tasks=task, routing=routing))
+    scores = guarded(lambda: evaluate_run(run_dir, tasks=task, routing=routing, split=split))
     print(json.dumps(scores, indent=2))
 
 

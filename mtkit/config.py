@@ -44,11 +44,18 @@ class DatasetConfig(ComponentConfig):
         default=0.1, gt=0, lt=1, description="Share of examples held out when the source has no test split."
     )
     split_seed: int = Field(default=0, ge=0, description="Seed of the held-out split (recorded in the run).")
+    validation_size: float | None = Field(
+        default=None,
+        gt=0,
+        lt=1,
+        description="Share of the training examples set aside as a validation split (seeded, stratified by label "
+        "where it can be), scored by phases with `eval_every`; none by default.",
+    )
     max_train_examples: int | None = Field(
         default=None, gt=0, description="Keep at most this many training examples (a seeded sample)."
     )
     max_eval_examples: int | None = Field(
-        default=None, gt=0, description="Keep at most this many held-out examples (a seeded sample)."
+        default=None, gt=0, description="Keep at most this many held-out (and validation) examples (a seeded sample)."
     )
 
 

@@ -29,11 +29,25 @@ class TaskData:
     train: datasets.Dataset  # encoded
     eval: datasets.Dataset  # encoded
     split: dict[str, Any]  # sizes and seeds, recorded in the run directory
+    validation: datasets.Dataset | None = None  # encoded; carved from train when the dataset sets validation_size
+
+
+def _hold_out(examples: datasets.Dataset, size: float, seed: int) -> tuple[datasets.Dataset, datasets.Dataset, str]:
+    """A seeded split of `examples` into (kept, held out), stratified by label where every class allows it."""
+    stratify = "label" if isinstance(examples.features.get("label"), datasets.ClassLabel) else None
+    try:
+        parts = examples.train_test_split(test_size=size, seed=seed, stratify_by_column=stratify)
+    except ValueError:  # too few examples per class to stratify (small data): split without stratifying
+        if stratify is None:
+            raise
+        stratify = None
+        parts = examples.train_test_split(test_size=size, seed=seed)
+    return parts["train"], parts["test"], f"train_test_split(test_size={size}, seed={seed}, stratify={stratify})"
 
 
 def _split(
     source: DatasetSource, loaded: datasets.DatasetDict, config: DatasetConfig, task: str
-) -> tuple[datasets.Dataset, datasets.Dataset, dict[str, Any]]:
+) -> tuple[datasets.Dataset, datasets.Dataset, datasets.Dataset | None, dict[str, Any]]:
     if "train" not in loaded:
         raise MtkitError(f"task {task!r}: dataset {source.name!r} returned no 'train' split (got {sorted(loaded)})")
     train = loaded["train"]
@@ -43,26 +57,29 @@ def _split(
     else:
         if len(train) < 2:
             raise MtkitError(f"task {task!r}: dataset {source.name!r} has {len(train)} example(s); a held-out split needs at least 2")
-        stratify = "label" if isinstance(train.features.get("label"), datasets.ClassLabel) else None
-        try:
-            parts = train.train_test_split(test_size=config.test_size, seed=config.split_seed, stratify_by_column=stratify)
-        except ValueError:  # too few examples per class to stratify (small data): split without stratifying
-            if stratify is None:
-                raise
-            stratify = None
-            parts = train.train_test_split(test_size=config.test_size, seed=config.split_seed)
-        train, test = parts["train"], parts["test"]
-        how = f"train_test_split(test_size={config.test_size}, seed={config.split_seed}, stratify={stratify})"
+        train, test, how = _hold_out(train, config.test_size, config.split_seed)
+    validation, validation_how = None, None
+    if config.validation_size is not None:
+        if len(train) < 2:
+            raise MtkitError(
+                f"task {task!r}: dataset {source.name!r} has {len(train)} training example(s); "
+                "a validation split needs at least 2"
+            )
+        train, validation, validation_how = _hold_out(train, config.validation_size, config.split_seed)
     full = {"train": len(train), "test": len(test)}
     if config.max_train_examples is not None and len(train) > config.max_train_examples:
         train = train.shuffle(seed=config.split_seed).select(range(config.max_train_examples))
     if config.max_eval_examples is not None and len(test) > config.max_eval_examples:
         test = test.shuffle(seed=config.split_seed).select(range(config.max_eval_examples))
-    for split_name, split in (("train", train), ("test", test)):
-        if len(split) == 0:
+    if validation is not None and config.max_eval_examples is not None and len(validation) > config.max_eval_examples:
+        validation = validation.shuffle(seed=config.split_seed).select(range(config.max_eval_examples))
+    for split_name, split in (("train", train), ("test", test), ("validation", validation)):
+        if split is not None and len(split) == 0:
             raise MtkitError(f"task {task!r}: the {split_name} split of dataset {source.name!r} is empty; check its files and filters")
     info = {"dataset": source.name, "split": how, "split_seed": config.split_seed, "available": full, "train": len(train), "test": len(test)}
-    return train, test, info
+    if validation is not None:
+        info |= {"validation": len(validation), "validation_split": validation_how}
+    return train, test, validation, info
 
 
 def _check_rows(split: datasets.Dataset, head: Head, task: str, split_name: str) -> None:
@@ -76,25 +93,26 @@ def prepare_task_data(
     task: str, source: DatasetSource, loaded: datasets.DatasetDict, head: Head, tokenizer: Any, max_length: int
 ) -> TaskData:
     """Split, check and encode one task's loaded examples."""
-    train, test, info = _split(source, loaded, source.config, task)
-    _check_rows(train, head, task, "train")
-    _check_rows(test, head, task, "test")
+    train, test, validation, info = _split(source, loaded, source.config, task)
+    splits = {"train": train, "test": test} | ({"validation": validation} if validation is not None else {})
+    for name, split in splits.items():
+        _check_rows(split, head, task, name)
 
     def encode(examples: dict[str, list[Any]]) -> dict[str, list[Any]]:
         return head.encode(examples, tokenizer, max_length)
 
     # An explicit fingerprint: hashing the head (a module with random weights) would defeat caching.
     key = json.dumps([task, head.name, head.config.model_dump(mode="json"), getattr(tokenizer, "name_or_path", ""), max_length])
-    encoded = [
-        split.map(
+    encoded = {
+        name: split.map(
             encode,
             batched=True,
             desc=f"encoding {task}/{name}",
             new_fingerprint=hashlib.sha256(f"{split._fingerprint}{key}".encode()).hexdigest()[:16],
         )
-        for name, split in (("train", train), ("test", test))
-    ]
-    return TaskData(task, encoded[0], encoded[1], info)
+        for name, split in splits.items()
+    }
+    return TaskData(task, encoded["train"], encoded["test"], info, encoded.get("validation"))
 
 
 @dataclass(frozen=True)

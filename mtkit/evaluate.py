@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
 from mtkit.data import TaskData
+from mtkit.errors import MtkitError
 from mtkit.interfaces import Metric
 from mtkit.model import MultiTaskModel
 
@@ -39,8 +40,9 @@ def evaluate(
     batch_size: int,
     device: torch.device,
     only: Sequence[str] | None = None,
+    split: Literal["eval", "validation"] = "eval",
 ) -> dict[str, TaskEvaluation]:
-    """Predict every held-out example and score it with the task's metrics."""
+    """Predict every example of each task's held-out (or validation) split and score it with the task's metrics."""
     was_training = model.training
     model.eval()
     tokenizer = model.backbone.tokenizer
@@ -50,13 +52,16 @@ def evaluate(
             for name, data in tasks.items():
                 if only is not None and name not in only:
                     continue
+                examples = data.eval if split == "eval" else data.validation
+                if examples is None:
+                    raise MtkitError(f"task {name!r} has no validation split; set tasks.{name}.dataset.validation_size in the recipe")
                 head = model.heads[name]
                 view = model.for_task(name)
                 predictions: list[Any] = []
                 references: list[Any] = []
                 model.ctx.routing_log = []
-                for start in range(0, len(data.eval), batch_size):
-                    features = data.eval[start : start + batch_size]
+                for start in range(0, len(examples), batch_size):
+                    features = examples[start : start + batch_size]
                     batch = move(head.collate(features, tokenizer), device)
                     predictions += head.predict(view, batch)
                     references += head.references(batch)

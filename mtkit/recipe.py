@@ -109,12 +109,34 @@ class PhaseSection(_Section):
     aux_losses: dict[str, float] = Field(default_factory=dict, description="Auxiliary loss weights by name (the combiner's losses).")
     temperature: TemperatureSchedule | None = Field(default=None, description="Combiner temperature schedule.")
     evaluate: bool = Field(default=True, description="Evaluate every task at the end of the phase.")
+    eval_every: int | None = Field(
+        default=None,
+        gt=0,
+        description="Score every task's validation split before the first step and every this many steps "
+        "(needs `validation_size` in each task's dataset).",
+    )
+    keep_best: Literal["mean", "per_task"] | None = Field(
+        default=None,
+        description="At the phase's end, restore the trained weights of the best validation check (the phase's "
+        "starting weights included; ties keep the earlier), scored by each task's first metric: `mean` over tasks for "
+        "all weights, or `per_task`, each task's own weights (its head, its per-task fusion) from its own best check. "
+        "Needs `eval_every`.",
+    )
+    min_improvement: float = Field(
+        default=0.0,
+        ge=0,
+        description="keep_best replaces the kept weights only with a check that beats them by more than this (a "
+        "noise margin: about one standard error of the validation score keeps the starting weights unless a later "
+        "check is clearly better).",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> PhaseSection:
         bad = [w for w in self.aux_losses.values() if w < 0]
         if bad:
             raise ValueError("aux_losses weights must be >= 0")
+        if self.keep_best is not None and self.eval_every is None:
+            raise ValueError("keep_best needs eval_every (how often to score the validation split)")
         if self.steps > 0 and not self.train:
             raise ValueError("a phase with steps > 0 needs `train` selectors (use steps = 0 for an evaluation-only phase)")
         return self
@@ -351,9 +373,26 @@ def validate_recipe(raw: dict[str, Any], registry: Registry, source: str) -> tup
         problems += _pydantic_problems(exc, source, "", Recipe)
     configs, component_problems = validate_components(raw, registry, source)
     problems += component_problems
+    if recipe is not None and not problems:
+        problems += _validation_split_problems(recipe, configs, source)
     if problems or recipe is None:
         raise RecipeError(problems)
     return recipe, configs
+
+
+def _validation_split_problems(recipe: Recipe, configs: Mapping[str, ComponentConfig], source: str) -> list[str]:
+    """A phase that scores validation splits needs every task's dataset to carve one."""
+    problems = []
+    for i, phase in enumerate(recipe.phases):
+        if phase.eval_every is None:
+            continue
+        for name in recipe.tasks:
+            if getattr(configs.get(f"tasks.{name}.dataset"), "validation_size", None) is None:
+                problems.append(
+                    f"{source}: phases.{i}.eval_every scores validation splits, but tasks.{name}.dataset has none; "
+                    f"set tasks.{name}.dataset.validation_size (e.g. 0.1)"
+                )
+    return problems
 
 
 def load_recipe(

@@ -40,18 +40,49 @@ def _table(scores: Mapping[str, Mapping[str, float]]) -> list[str]:
     return lines
 
 
+def _validation_checks(run_dir: RunDir) -> list[str]:
+    """Each phase's validation scores by step, and the step whose weights `keep_best` restored."""
+    records = run_dir.logs()
+    checks = [r for r in records if r.get("event") == "validation"]
+    kept = {r["phase"]: r for r in records if r.get("event") == "keep_best"}
+    lines: list[str] = []
+    for phase in dict.fromkeys(r["phase"] for r in checks):
+        rows = [r for r in checks if r["phase"] == phase]
+        tasks = list(rows[0]["scores"])
+        lines += ["", f"## Validation checks in phase `{phase}`", ""]
+        if phase in kept:
+            groups = kept[phase]["kept"]
+            if list(groups) == ["mean"]:
+                lines += [f"Kept the weights of step {groups['mean']['step']} (mean validation score {groups['mean']['score']:.4f}).", ""]
+            else:
+                each = ", ".join(f"{task}'s from step {g['step']} ({g['score']:.4f})" for task, g in groups.items())
+                lines += [f"Kept each task's own weights from its best check: {each}.", ""]
+        lines += ["| step | mean | " + " | ".join(tasks) + " |", "|---" * (len(tasks) + 2) + "|"]
+        for r in rows:
+            firsts = [next(iter(r["scores"][t].values())) for t in tasks]
+            lines.append(f"| {r['step']} | {r['score']:.4f} | " + " | ".join(f"{v:.4f}" for v in firsts) + " |")
+    return lines
+
+
 def write_report(run_dir: RunDir, recipe: Mapping[str, Any], results: Mapping[str, Any], extra: list[str] | None = None) -> None:
     """report.md: setup, split sizes, per-phase metrics, routing analysis and plots."""
     data = run_dir.read_json("data.json")
     lines = [f"# Run `{recipe['run']['name']}`", ""]
     lines += [f"- backbone: `{recipe['backbone']['type']}`", f"- adapters: {', '.join(recipe.get('adapters', {})) or 'none'}"]
     lines += [f"- combiner: `{(recipe.get('combiner') or {'type': 'oracle'})['type']}`", f"- seed: {recipe['run'].get('seed', 0)}", ""]
-    lines += ["## Data", "", "| task | dataset | train | test | split |", "|---|---|---|---|---|"]
-    for task, info in data["tasks"].items():
-        lines.append(f"| {task} | {info['dataset']} | {info['train']} | {info['test']} | {info['split']} |")
+    if any("validation" in info for info in data["tasks"].values()):
+        lines += ["## Data", "", "| task | dataset | train | validation | test | split |", "|---|---|---|---|---|---|"]
+        for task, info in data["tasks"].items():
+            row = [task, info["dataset"], info["train"], info.get("validation", ""), info["test"], info["split"]]
+            lines.append("| " + " | ".join(map(str, row)) + " |")
+    else:
+        lines += ["## Data", "", "| task | dataset | train | test | split |", "|---|---|---|---|---|"]
+        for task, info in data["tasks"].items():
+            lines.append(f"| {task} | {info['dataset']} | {info['train']} | {info['test']} | {info['split']} |")
     for phase, by_routing in results.items():
         for routing, scores in by_routing.items():
             lines += ["", f"## Phase `{phase}` ({routing} routing)", ""] + _table(scores)
+    lines += _validation_checks(run_dir)
     lines += extra or []
     curves = plot_training_curves(run_dir)
     if curves:

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -65,9 +66,9 @@ class RunDir:
         with (self.path / "metrics.jsonl").open("a", encoding="utf-8") as f:
             f.write(json.dumps({"time": round(time.time(), 3), **record}) + "\n")
 
-    def truncate_logs(self, global_step: int) -> None:
-        """Drop log records written after `global_step` (a resumed run writes them again)."""
-        kept = [r for r in self.logs() if r.get("global_step", 0) <= global_step]
+    def truncate_logs(self, global_step: int, drop: Callable[[dict[str, Any]], bool] | None = None) -> None:
+        """Drop log records written after `global_step`, and those `drop` picks (a resumed run writes them again)."""
+        kept = [r for r in self.logs() if r.get("global_step", 0) <= global_step and not (drop and drop(r))]
         tmp = self.path / "metrics.jsonl.tmp"
         tmp.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
         os.replace(tmp, self.path / "metrics.jsonl")

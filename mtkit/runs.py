@@ -120,9 +120,14 @@ def _final_routing(recipe: Recipe) -> str:
 
 
 def evaluate_run(
-    path: str | Path, *, tasks: Sequence[str] | None = None, routing: str | None = None, registry: Registry | None = None
+    path: str | Path,
+    *,
+    tasks: Sequence[str] | None = None,
+    routing: str | None = None,
+    split: str = "test",
+    registry: Registry | None = None,
 ) -> dict[str, dict[str, float]]:
-    """Scores of a finished run on its held-out splits (rebuilt from the recorded seeds)."""
+    """Scores of a finished run on its held-out (or validation) splits, rebuilt from the recorded seeds."""
     import torch
 
     from mtkit.build import build_metrics, encode_tasks, load_sources
@@ -136,6 +141,8 @@ def evaluate_run(
         raise MtkitError(f"--task {', '.join(unknown)}: not a task of this run (tasks: {', '.join(recipe.tasks)})")
     if routing not in (None, "oracle", "learned"):
         raise MtkitError(f"--routing {routing!r}: use oracle or learned")
+    if split not in ("test", "validation"):
+        raise MtkitError(f"--split {split!r}: use test or validation")
     configs = validate_recipe(loaded_run.run_dir.read_json("recipe.json"), registry, str(path))[1]
     sources, loaded, _ = load_sources(recipe, configs, registry, str(path))
     data = encode_tasks(recipe, loaded_run.model, sources, loaded, list(tasks) if tasks else None)
@@ -146,6 +153,7 @@ def evaluate_run(
         routing=routing or _final_routing(recipe),
         batch_size=recipe.run.eval_batch_size,
         device=torch.device("cpu"),
+        split="eval" if split == "test" else "validation",
     )
     return {task: result.scores for task, result in results.items()}
 

@@ -21,6 +21,8 @@ from mtkit import checkpoint as ckpt
 from mtkit.build import BuiltRun, build_scheduler
 from mtkit.data import plan_batches
 from mtkit.evaluate import TaskEvaluation, evaluate, move
+from mtkit.keep_best import FILE as BEST_FILE
+from mtkit.keep_best import MEAN, BestWeights, group_scores, parameters_by_task, primary_score
 from mtkit.recipe import PhaseSection
 from mtkit.rundir import RunDir
 from mtkit.selectors import select_parameters
@@ -94,6 +96,7 @@ class Trainer:
         self.trained: set[str] = set()
         self.final: dict[str, TaskEvaluation] = {}
         self._writer: Any = None
+        self._resumed_best: dict[str, Any] | None = None  # the best-weights record of the checkpoint resumed from
 
     def _saved_keys(self) -> list[str]:
         """State-dict keys a checkpoint holds: all but the backbone, plus backbone weights any phase trains."""
@@ -133,9 +136,17 @@ class Trainer:
             start_phase, start_step = state["phase"], state["step"]
             self.results = state["results"]
             self.trained = set(state.get("trained", []))
+            self._resumed_best = state.get("best")
             optimizer_files = folder if start_step > 0 else None
             if self.main:
-                self.run_dir.truncate_logs(state["global_step"])
+                # Records up to the checkpoint stay; a phase resumed from its start scores its step-0 validation again.
+                phases = self.recipe.phases
+                restarted = phases[start_phase].name if start_step == 0 and start_phase < len(phases) else None
+
+                def replayed(record: dict[str, Any]) -> bool:
+                    return record.get("event") == "validation" and record.get("phase") == restarted and record.get("step") == 0
+
+                self.run_dir.truncate_logs(state["global_step"], drop=replayed)
         global_step = sum(p.steps for p in self.recipe.phases[:start_phase]) + start_step
         for index in range(start_phase, len(self.recipe.phases)):
             phase = self.recipe.phases[index]
@@ -197,6 +208,16 @@ class Trainer:
         model.train()
         model.ctx.routing = phase.routing
         tokenizer = model.backbone.tokenizer
+        best = None
+        if phase.eval_every:
+            per_task = phase.keep_best == "per_task"
+            best = BestWeights(self._task_groups(index, named) if per_task else {MEAN: named}, phase.min_improvement)
+        eval_every = phase.eval_every or phase.steps
+        if best is not None:
+            if optimizer_files is not None and self._resumed_best is not None:
+                best.load(optimizer_files, self._resumed_best)
+            elif first == 0:
+                self._validate(phase, 0, global_step, best)
         tic = time.perf_counter()
         for step in range(first, phase.steps):
             torch.manual_seed(_seed(recipe.run.seed, index, step))
@@ -227,14 +248,49 @@ class Trainer:
                 logs["grad_norm"] = float(grad_norm)
             if temperature is not None:
                 logs["temperature"] = temperature
-            self.callbacks.step_done(done, logs)
+            score = None
+            if best is not None and (done % eval_every == 0 or done == phase.steps):
+                score = self._validate(phase, done, global_step, best)
+            self.callbacks.step_done(done, logs if score is None else {**logs, "validation": score})
             if done % recipe.run.log_every == 0 or done == phase.steps:
                 logs["seconds_per_step"] = (time.perf_counter() - tic) / recipe.run.log_every
                 tic = time.perf_counter()
                 self._log({"event": "train", "phase": phase.name, "step": done, "global_step": global_step, **logs}, global_step)
             if recipe.run.checkpoint_every and done % recipe.run.checkpoint_every == 0 and done < phase.steps:
-                self._checkpoint(global_step, optimizer, index, done)
+                self._checkpoint(global_step, optimizer, index, done, best)
+        if best is not None and phase.keep_best:
+            best.restore()
+            self._log({"event": "keep_best", "phase": phase.name, "global_step": global_step, "kept": best.kept()}, global_step)
         return global_step
+
+    def _task_groups(self, index: int, named: Sequence[tuple[str, Tensor]]) -> dict[str, list[tuple[str, Tensor]]]:
+        """The trained parameters each task's loss alone reaches (probed on two of its training examples)."""
+        model, tokenizer = self.model, self.model.backbone.tokenizer
+
+        def loss(task: str) -> Any:
+            features = self.built.tasks[task].train[:2]
+            batch = move(model.heads[task].collate(features, tokenizer), self.accelerator.device)
+            return lambda: model([(task, batch)])[0]
+
+        return parameters_by_task(named, {task: loss(task) for task in self.built.tasks}, f"phases.{index}.keep_best")
+
+    def _validate(self, phase: PhaseSection, step: int, global_step: int, best: BestWeights) -> float:
+        """Score every task's validation split; offer the weights to `best`; return the mean primary score."""
+        evaluations = evaluate(
+            self.model,
+            self.built.tasks,
+            self.built.metrics,
+            routing=phase.routing,
+            batch_size=self.recipe.run.eval_batch_size,
+            device=self.accelerator.device,
+            split="validation",
+        )
+        scores = {task: e.scores for task, e in evaluations.items()}
+        score = sum(primary_score(values) for values in scores.values()) / len(scores)
+        improved = best.offer(step, group_scores(phase.keep_best or MEAN, scores))
+        record = {"event": "validation", "phase": phase.name, "step": step, "global_step": global_step, "score": score}
+        self._log({**record, "improved": improved, "scores": scores}, global_step)
+        return score
 
     def _note_trained(self, named: Sequence[tuple[str, Tensor]]) -> None:
         """Record parameters whose gradient is non-zero: those the loss really reaches (an adapter
@@ -244,11 +300,15 @@ class Trainer:
             nonzero = torch.stack([g.detach().abs().amax().float() for _, g in pending]) > 0
             self.trained |= {n for (n, _), hit in zip(pending, nonzero.tolist(), strict=True) if hit}
 
-    def _checkpoint(self, global_step: int, optimizer: Any, phase: int, step: int) -> None:
+    def _checkpoint(self, global_step: int, optimizer: Any, phase: int, step: int, best: BestWeights | None = None) -> None:
         if not self.main:
             return
         state = {"phase": phase, "step": step, "global_step": global_step, "results": self.results, "trained": sorted(self.trained)}
-        ckpt.save_checkpoint(self.run_dir.path, global_step, self.model_state(), optimizer, state)
+        extra = {}
+        if best is not None:
+            state["best"] = best.state()
+            extra = {BEST_FILE: best.tensors} if best.tensors else {}  # copies of the best weights so far
+        ckpt.save_checkpoint(self.run_dir.path, global_step, self.model_state(), optimizer, state, extra)
 
     def _log(self, record: dict[str, Any], global_step: int) -> None:
         if not self.main:

@@ -54,6 +54,25 @@ def test_recipe_rejects_selectors_and_references_that_match_nothing(tiny_recipe:
     assert "tasks.topic.adapter 'nope' is not an adapter id" in text
 
 
+def test_recipe_validation_checks_need_validation_splits(tiny_recipe: dict[str, Any], registry: Registry) -> None:
+    tiny_recipe["tasks"]["sentiment"]["dataset"]["validation_size"] = 0.1
+    tiny_recipe["phases"][1]["eval_every"] = 2
+    with pytest.raises(RecipeError) as info:
+        validate_recipe(copy.deepcopy(tiny_recipe), registry, "r.toml")
+    assert info.value.problems == [
+        "r.toml: phases.1.eval_every scores validation splits, but tasks.topic.dataset has none; "
+        "set tasks.topic.dataset.validation_size (e.g. 0.1)"
+    ]
+    tiny_recipe["tasks"]["topic"]["dataset"]["validation_size"] = 0.1
+    recipe, configs = validate_recipe(copy.deepcopy(tiny_recipe), registry, "r.toml")
+    assert recipe.phases[1].eval_every == 2 and configs["tasks.topic.dataset"].validation_size == 0.1  # type: ignore[attr-defined]
+    del tiny_recipe["phases"][1]["eval_every"]
+    tiny_recipe["phases"][1]["keep_best"] = "mean"
+    with pytest.raises(RecipeError) as info:
+        validate_recipe(tiny_recipe, registry, "r.toml")
+    assert info.value.problems == ["r.toml: phases.1: keep_best needs eval_every (how often to score the validation split)"]
+
+
 def test_recipe_toml_syntax_error_names_line_and_column(tmp_path: Path, registry: Registry) -> None:
     path = tmp_path / "broken.toml"
     path.write_text("[run]\nname = 'x'\nseed = = 3\n")

@@ -203,3 +203,106 @@ def test_train_accelerate_launch_two_processes(tmp_path: Path, tiny_recipe: dict
     assert set(results["heads"]["oracle"]) == {"sentiment", "topic"}
     steps = [json.loads(line)["global_step"] for line in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines() if '"train"' in line]
     assert steps == sorted(set(steps)), "only the main process logs"
+
+
+def _keep_best_recipe(tiny_recipe: dict[str, Any], mode: str = "mean") -> dict[str, Any]:
+    """The tiny recipe with validation splits and a heads phase that scores them and keeps the best weights.
+
+    The heads phase's learning rate is far too high and constant, so validation scores jump around
+    (mean accuracy 0.3958, 0.4375, 0.2917, 0.4167 at steps 0, 2, 4, 6) and keep_best has something to undo.
+    """
+    recipe = copy.deepcopy(tiny_recipe)
+    for task in recipe["tasks"].values():
+        task["dataset"]["validation_size"] = 0.2
+    recipe["phases"][1] |= {"steps": 6, "eval_every": 2, "keep_best": mode, "lr": 0.3, "warmup_ratio": 0.0, "lr_schedule": "constant"}
+    return recipe
+
+
+def _records(out: Path, event: str) -> list[dict[str, Any]]:
+    """A run's log records of one event, without their wall-clock times."""
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k != "time"} for r in records if r["event"] == event]
+
+
+def _eval_cli(out: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "mtkit", "eval", str(out), *args]
+    return subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+
+
+def test_train_keep_best_mean_restores_the_best_validation_weights(tmp_path: Path, tiny_recipe: dict[str, Any]) -> None:
+    out = _run(tmp_path, _keep_best_recipe(tiny_recipe), "best")
+    data = json.loads((out / "data.json").read_text())["tasks"]["topic"]
+    assert data["validation"] == 24 and data["available"]["train"] == 2002 - 401  # 20% of the 2,002 set aside, capped at 24
+    checks = _records(out, "validation")
+    assert [(r["phase"], r["step"]) for r in checks] == [("heads", s) for s in (0, 2, 4, 6)]
+    scores = [r["score"] for r in checks]
+    (record,) = _records(out, "keep_best")
+    kept = record["kept"]["mean"]
+    assert kept == {"step": checks[scores.index(max(scores))]["step"], "score": max(scores)}  # the first of equal bests
+    assert kept["step"] < 6 and kept["score"] != scores[-1], "the last step should not be the best here (else this shows nothing)"
+    # The saved model is the kept one: re-scoring the validation splits gives the kept score, not the last step's.
+    rescored = json.loads(_eval_cli(out, "--split", "validation").stdout)
+    assert (rescored["sentiment"]["accuracy"] + rescored["topic"]["accuracy"]) / 2 == pytest.approx(kept["score"], abs=1e-9)
+    wrong = _eval_cli(out, "--split", "train")
+    assert wrong.returncode == 2 and "--split 'train': use test or validation" in wrong.stderr and "Traceback" not in wrong.stderr
+    report = (out / "report.md").read_text()
+    assert f"Kept the weights of step {kept['step']}" in report and "| topic | bbc_news | 64 | 24 | 24 |" in report
+
+
+def test_train_keep_best_per_task_takes_each_task_from_its_own_best_check(tmp_path: Path, tiny_recipe: dict[str, Any]) -> None:
+    out = _run(tmp_path, _keep_best_recipe(tiny_recipe, "per_task"), "best")
+    checks = _records(out, "validation")
+    (record,) = _records(out, "keep_best")
+    rescored = json.loads(_eval_cli(out, "--split", "validation").stdout)
+    steps = {}
+    for task in ("sentiment", "topic"):
+        accuracy = [r["scores"][task]["accuracy"] for r in checks]
+        steps[task] = checks[accuracy.index(max(accuracy))]["step"]
+        assert record["kept"][task] == {"step": steps[task], "score": max(accuracy)}
+        assert rescored[task]["accuracy"] == max(accuracy)  # each head from its own best check, together in one model
+    assert len(set(steps.values())) == 2, f"the tasks should peak at different steps here (else this shows little): {steps}"
+
+
+def test_train_keep_best_per_task_refuses_shared_parameters(tmp_path: Path, tiny_recipe: dict[str, Any]) -> None:
+    from mtkit import MtkitError
+
+    recipe = _keep_best_recipe(tiny_recipe, "per_task")
+    recipe["phases"][1]["train"] = ["heads", "backbone.layers.1"]
+    with pytest.raises(MtkitError, match=r"phases\.1\.keep_best: keep_best = \"per_task\" needs every trained parameter to serve one task"):
+        _run(tmp_path, recipe, "shared")
+    assert (tmp_path / "shared" / "checkpoints" / "latest").is_file(), "the first phase's checkpoint stays"
+
+
+@pytest.mark.parametrize(("crash", "mode"), [(1, "mean"), (5, "mean"), (5, "per_task")])
+def test_train_keep_best_resumes_to_the_same_selection(tmp_path: Path, tiny_recipe: dict[str, Any], crash: int, mode: str) -> None:
+    """Crashing at step 1 resumes from the phase's start (step 0 is validated again, and logged once);
+    at step 5, from the checkpoint at step 3, which carries the best weights so far."""
+    recipe = _keep_best_recipe(tiny_recipe, mode)
+    reference = _run(tmp_path, recipe, "reference")
+    with pytest.raises(_Crash):
+        _run(tmp_path, recipe, "crashed", callbacks=_CrashAt("heads", crash))
+    found = load_latest(tmp_path / "crashed")
+    assert found is not None
+    if crash == 5:
+        assert found[1]["step"] == 3 and found[1]["best"]["kept"], "the checkpoint holds the best weights so far"
+        assert (found[0] / "best.safetensors").is_file()
+        if mode == "mean":
+            assert found[1]["best"]["kept"]["mean"]["step"] == 2
+    resumed = _run(tmp_path, recipe, "crashed", resume=True)
+    assert _records(resumed, "keep_best") == _records(reference, "keep_best")
+    assert [r["step"] for r in _records(resumed, "validation")] == [0, 2, 4, 6]
+    a, b = load_file(str(reference / "model.safetensors")), load_file(str(resumed / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_best_weights_replace_the_kept_copy_only_beyond_the_margin() -> None:
+    from mtkit.keep_best import BestWeights
+
+    weight = torch.nn.Parameter(torch.zeros(2))
+    best = BestWeights({"mean": [("weight", weight)]}, min_improvement=0.05)
+    for step, score in ((0, 0.40), (2, 0.44), (4, 0.46), (6, 0.50)):
+        best.offer(step, {"mean": score})
+        weight.data += 1  # the next check's weights
+    assert best.kept() == {"mean": {"step": 4, "score": 0.46}}  # 0.44 is within 0.05 of 0.40; 0.50 within 0.05 of 0.46
+    best.restore()
+    assert torch.equal(weight.data, torch.full((2,), 2.0))  # the weights offered at step 4
