@@ -27,6 +27,7 @@ class BuiltRun:
     task_infos: dict[str, TaskInfo]
     registry: Registry
     configs: dict[str, ComponentConfig]
+    source: str = "recipe"  # the recipe file, named in errors found while training
 
 
 def _make(registry: Registry, kind: str, table: ComponentTable, configs: dict[str, ComponentConfig], path: str) -> tuple[type, ComponentConfig]:
@@ -144,4 +145,4 @@ def build_run(recipe: Recipe, configs: dict[str, ComponentConfig], registry: Reg
     sources, loaded, infos = load_sources(recipe, configs, registry, source)
     model = build_model(recipe, configs, registry, infos, source)
     data = encode_tasks(recipe, model, sources, loaded)
-    return BuiltRun(recipe, model, data, build_metrics(recipe, configs, registry), infos, registry, configs)
+    return BuiltRun(recipe, model, data, build_metrics(recipe, configs, registry), infos, registry, configs, source)

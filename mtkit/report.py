@@ -70,15 +70,12 @@ def write_report(run_dir: RunDir, recipe: Mapping[str, Any], results: Mapping[st
     lines = [f"# Run `{recipe['run']['name']}`", ""]
     lines += [f"- backbone: `{recipe['backbone']['type']}`", f"- adapters: {', '.join(recipe.get('adapters', {})) or 'none'}"]
     lines += [f"- combiner: `{(recipe.get('combiner') or {'type': 'oracle'})['type']}`", f"- seed: {recipe['run'].get('seed', 0)}", ""]
-    if any("validation" in info for info in data["tasks"].values()):
-        lines += ["## Data", "", "| task | dataset | train | validation | test | split |", "|---|---|---|---|---|---|"]
-        for task, info in data["tasks"].items():
-            row = [task, info["dataset"], info["train"], info.get("validation", ""), info["test"], info["split"]]
-            lines.append("| " + " | ".join(map(str, row)) + " |")
-    else:
-        lines += ["## Data", "", "| task | dataset | train | test | split |", "|---|---|---|---|---|"]
-        for task, info in data["tasks"].items():
-            lines.append(f"| {task} | {info['dataset']} | {info['train']} | {info['test']} | {info['split']} |")
+    columns = ["dataset", "train", "validation", "test", "split"]
+    if not any("validation" in info for info in data["tasks"].values()):
+        columns.remove("validation")
+    lines += ["## Data", "", "| task | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for task, info in data["tasks"].items():
+        lines.append(f"| {task} | " + " | ".join(str(info.get(c, "")) for c in columns) + " |")
     for phase, by_routing in results.items():
         for routing, scores in by_routing.items():
             lines += ["", f"## Phase `{phase}` ({routing} routing)", ""] + _table(scores)

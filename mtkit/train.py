@@ -272,7 +272,7 @@ class Trainer:
             batch = move(model.heads[task].collate(features, tokenizer), self.accelerator.device)
             return lambda: model([(task, batch)])[0]
 
-        return parameters_by_task(named, {task: loss(task) for task in self.built.tasks}, f"phases.{index}.keep_best")
+        return parameters_by_task(named, {task: loss(task) for task in self.built.tasks}, f"{self.built.source}: phases.{index}.keep_best")
 
     def _validate(self, phase: PhaseSection, step: int, global_step: int, best: BestWeights) -> float:
         """Score every task's validation split; offer the weights to `best`; return the mean primary score."""

@@ -13,10 +13,12 @@ from typing import Any
 from tests.conftest import ROOT, write_toml
 
 
-def mtkit(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def mtkit(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200", **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "mtkit", *args], capture_output=True, text=True, env=full_env, cwd=cwd or ROOT, timeout=600
+        [sys.executable, "-m", "mtkit", *args], capture_output=True, text=True, env=full_env, cwd=cwd or ROOT, timeout=timeout
     )
 
 

@@ -268,7 +268,7 @@ def test_train_keep_best_per_task_refuses_shared_parameters(tmp_path: Path, tiny
 
     recipe = _keep_best_recipe(tiny_recipe, "per_task")
     recipe["phases"][1]["train"] = ["heads", "backbone.layers.1"]
-    with pytest.raises(MtkitError, match=r"phases\.1\.keep_best: keep_best = \"per_task\" needs every trained parameter to serve one task"):
+    with pytest.raises(MtkitError, match=r"shared\.toml: phases\.1\.keep_best: keep_best = \"per_task\" needs every trained parameter"):
         _run(tmp_path, recipe, "shared")
     assert (tmp_path / "shared" / "checkpoints" / "latest").is_file(), "the first phase's checkpoint stays"
 

@@ -23,7 +23,8 @@ NEW_INPUTS = {
 
 @pytest.mark.slow
 def test_dynamo_router_without_task_ids_matches_oracle_and_predicts_new_inputs(tmp_path: Path) -> None:
-    result = mtkit("run", str(ROOT / "recipes" / "dynamo.toml"), cwd=tmp_path)
+    # The main job takes about ten minutes on 2 cores; the limit only guards against a hang.
+    result = mtkit("run", str(ROOT / "recipes" / "dynamo.toml"), cwd=tmp_path, timeout=2400)
     assert result.returncode == 0, result.stderr[-3000:]
     run = tmp_path / "runs" / "dynamo"
     joint = json.loads((run / "results.json").read_text())["joint"]
