@@ -250,7 +250,9 @@ class Trainer:
                 logs["temperature"] = temperature
             score = None
             if best is not None and (done % eval_every == 0 or done == phase.steps):
+                started = time.perf_counter()
                 score = self._validate(phase, done, global_step, best)
+                tic += time.perf_counter() - started  # seconds_per_step counts training only
             self.callbacks.step_done(done, logs if score is None else {**logs, "validation": score})
             if done % recipe.run.log_every == 0 or done == phase.steps:
                 logs["seconds_per_step"] = (time.perf_counter() - tic) / recipe.run.log_every
