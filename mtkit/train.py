@@ -22,7 +22,7 @@ from mtkit.build import BuiltRun, build_scheduler
 from mtkit.data import plan_batches
 from mtkit.evaluate import TaskEvaluation, evaluate, move
 from mtkit.keep_best import FILE as BEST_FILE
-from mtkit.keep_best import MEAN, BestWeights, group_scores, parameters_by_task, primary_score
+from mtkit.keep_best import MEAN, BestWeights, group_scores, parameters_by_task
 from mtkit.recipe import PhaseSection
 from mtkit.rundir import RunDir
 from mtkit.selectors import select_parameters
@@ -288,7 +288,7 @@ class Trainer:
             split="validation",
         )
         scores = {task: e.scores for task, e in evaluations.items()}
-        score = sum(primary_score(values) for values in scores.values()) / len(scores)
+        score = group_scores(MEAN, scores)[MEAN]
         improved = best.offer(step, group_scores(phase.keep_best or MEAN, scores))
         record = {"event": "validation", "phase": phase.name, "step": step, "global_step": global_step, "score": score}
         self._log({**record, "improved": improved, "scores": scores}, global_step)
