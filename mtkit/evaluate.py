@@ -40,7 +40,7 @@ def evaluate(
     batch_size: int,
     device: torch.device,
     only: Sequence[str] | None = None,
-    split: Literal["eval", "validation"] = "eval",
+    split: Literal["test", "validation"] = "test",
 ) -> dict[str, TaskEvaluation]:
     """Predict every example of each task's held-out (or validation) split and score it with the task's metrics."""
     was_training = model.training
@@ -52,7 +52,7 @@ def evaluate(
             for name, data in tasks.items():
                 if only is not None and name not in only:
                     continue
-                examples = data.eval if split == "eval" else data.validation
+                examples = data.eval if split == "test" else data.validation
                 if examples is None:
                     raise MtkitError(f"task {name!r} has no validation split; set tasks.{name}.dataset.validation_size in the recipe")
                 head = model.heads[name]

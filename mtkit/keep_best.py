@@ -95,14 +95,12 @@ class BestWeights:
                 param.copy_(self.tensors[name].to(param.device))
 
     def kept(self) -> dict[str, dict[str, Any]]:
+        """Each group's kept step and score (what checkpoints and the log record)."""
         return {g: {"step": self.steps[g], "score": self.scores[g]} for g in self.groups if self.steps[g] is not None}
 
-    def state(self) -> dict[str, Any]:
-        return {"kept": self.kept()}
-
-    def load(self, folder: Path, state: Mapping[str, Any]) -> None:
-        """Take the best weights a mid-phase checkpoint recorded."""
-        for g, entry in state["kept"].items():
+    def load(self, folder: Path, kept: Mapping[str, Mapping[str, Any]]) -> None:
+        """Take the best weights a mid-phase checkpoint recorded (`kept` as `kept()` gave it)."""
+        for g, entry in kept.items():
             self.steps[g], self.scores[g] = entry["step"], entry["score"]
-        if state["kept"]:
+        if kept:
             self.tensors = load_tensors(folder / FILE)

@@ -153,7 +153,7 @@ def evaluate_run(
         routing=routing or _final_routing(recipe),
         batch_size=recipe.run.eval_batch_size,
         device=torch.device("cpu"),
-        split="eval" if split == "test" else "validation",
+        split="validation" if split == "validation" else "test",  # checked above
     )
     return {task: result.scores for task, result in results.items()}
 

@@ -308,7 +308,7 @@ class Trainer:
         state = {"phase": phase, "step": step, "global_step": global_step, "results": self.results, "trained": sorted(self.trained)}
         extra = {}
         if best is not None:
-            state["best"] = best.state()
+            state["best"] = best.kept()
             extra = {BEST_FILE: best.tensors} if best.tensors else {}  # copies of the best weights so far
         ckpt.save_checkpoint(self.run_dir.path, global_step, self.model_state(), optimizer, state, extra)
 
