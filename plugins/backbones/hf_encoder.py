@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from torch import Tensor, nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 
 from mtkit import Backbone, BackboneOutput
 
-from .config import HfEncoderBackboneConfig
 from ._hub import load_error, resolve_model
+from .config import HfEncoderBackboneConfig
 
 
 def find_layers(model: nn.Module, count: int) -> nn.ModuleList:
@@ -37,7 +38,9 @@ class HfEncoderBackbone(Backbone):
                 model_config = AutoConfig.from_pretrained(source, revision=config.revision, **config.config_overrides)
                 self.model = AutoModel.from_config(model_config)
             else:
-                self.model = AutoModel.from_pretrained(source, revision=config.revision, **config.config_overrides)
+                # float32 whatever the checkpoint stores: transformers v5 would otherwise keep a
+                # float16/bfloat16 checkpoint's dtype, and adapters would train in half precision.
+                self.model = AutoModel.from_pretrained(source, revision=config.revision, dtype=torch.float32, **config.config_overrides)
         except (OSError, ValueError) as exc:
             raise load_error(config.model, exc) from None
         self._layers = find_layers(self.model, self.model.config.num_hidden_layers)
