@@ -31,6 +31,10 @@ class ForwardContext:
     """`oracle`: task ids pick the adapters; `learned`: the combiner decides."""
     temperature: float = 1.0
     adapters_enabled: bool = True
+    routed_only: bool = False
+    """Under oracle routing, compute only the adapters some sample of the batch is routed to, so a
+    task's loss does not reach the others' parameters through zero weights (set while probing which
+    parameters each task's loss reaches)."""
     task_ids: Tensor | None = None  # (B,)
     oracle_weights: Tensor | None = None  # (B, K) one row per sample, zeros where the task has no adapter
     attention_mask: Tensor | None = None  # (B, T)

@@ -209,6 +209,13 @@ class AdapterGroup:
     def stack(self, site: str, x: Tensor, y: Tensor, ctx: ForwardContext) -> Tensor:
         return self.cls.stack(self.adapters, site, x, y, ctx)
 
+    def routed(self, weights: Tensor) -> AdapterGroup | None:
+        """The adapters that some row of `weights` gives a nonzero weight (None if there are none)."""
+        used = [i for i, column in enumerate(self.columns) if bool(weights[..., column].any())]
+        if not used:
+            return None
+        return AdapterGroup(self.cls, [self.adapters[i] for i in used], [self.columns[i] for i in used])
+
 
 class Combiner(nn.Module, ABC):
     """Decides how the deltas of several adapters at a site become one."""

@@ -60,7 +60,7 @@ def parameters_by_task(named: Named, losses: Mapping[str, Callable[[], Tensor]],
         raise MtkitError(
             f"{where}: keep_best = \"per_task\" needs every trained parameter to serve one task, but "
             f"{len(shared)} serve several, e.g. {', '.join(shared[:3])}; use keep_best = \"mean\", or train per-task "
-            "parameters only (heads, a combiner with per_task = true)"
+            "parameters only (heads, per-task adapters under oracle routing, a combiner with per_task = true)"
         )
     groups: dict[str, list[tuple[str, Tensor]]] = {task: [] for task in losses}
     for name, param in named:

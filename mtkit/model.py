@@ -103,7 +103,9 @@ class MultiTaskModel(nn.Module):
             assert weights is not None, "oracle routing needs task ids"
             out = output
             for group in groups:
-                out = out + group.mix(site, x, output, weights, ctx)
+                routed = group.routed(weights) if ctx.routed_only else group
+                if routed is not None:
+                    out = out + routed.mix(site, x, output, weights, ctx)
             return out
         return self.combiner.combine(site, x, output, groups, ctx)
 

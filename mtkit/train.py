@@ -274,7 +274,11 @@ class Trainer:
             batch = move(model.heads[task].collate(features, tokenizer), self.accelerator.device)
             return lambda: model([(task, batch)])[0]
 
-        return parameters_by_task(named, {task: loss(task) for task in self.built.tasks}, f"{self.built.source}: phases.{index}.keep_best")
+        model.ctx.routed_only = True  # under oracle routing a task's loss reaches its own adapter only
+        try:
+            return parameters_by_task(named, {task: loss(task) for task in self.built.tasks}, f"{self.built.source}: phases.{index}.keep_best")
+        finally:
+            model.ctx.routed_only = False
 
     def _validate(self, phase: PhaseSection, step: int, global_step: int, best: BestWeights) -> float:
         """Score every task's validation split; offer the weights to `best`; return the mean primary score."""

@@ -249,8 +249,12 @@ def test_train_keep_best_mean_restores_the_best_validation_weights(tmp_path: Pat
     assert f"Kept the weights of step {kept['step']}" in report and "| topic | bbc_news | 64 | 24 | 24 |" in report
 
 
-def test_train_keep_best_per_task_takes_each_task_from_its_own_best_check(tmp_path: Path, tiny_recipe: dict[str, Any]) -> None:
-    out = _run(tmp_path, _keep_best_recipe(tiny_recipe, "per_task"), "best")
+@pytest.mark.parametrize("train", [["heads"], ["adapters", "heads"]], ids=["heads", "adapters_and_heads"])
+def test_train_keep_best_per_task_takes_each_task_from_its_own_best_check(tmp_path: Path, tiny_recipe: dict[str, Any], train: list[str]) -> None:
+    """Heads, and under oracle routing per-task adapters too: each task's loss reaches its own adapter only."""
+    recipe = _keep_best_recipe(tiny_recipe, "per_task")
+    recipe["phases"][1]["train"] = train
+    out = _run(tmp_path, recipe, "best")
     checks = _records(out, "validation")
     (record,) = _records(out, "keep_best")
     rescored = json.loads(_eval_cli(out, "--split", "validation").stdout)
