@@ -38,9 +38,9 @@ class HfEncoderBackbone(Backbone):
                 model_config = AutoConfig.from_pretrained(source, revision=config.revision, **config.config_overrides)
                 self.model = AutoModel.from_config(model_config)
             else:
-                # float32 whatever the checkpoint stores: transformers v5 would otherwise keep a
+                # float32 whatever the checkpoint stores (config_overrides may set dtype): transformers v5 would keep a
                 # float16/bfloat16 checkpoint's dtype, and adapters would train in half precision.
-                self.model = AutoModel.from_pretrained(source, revision=config.revision, dtype=torch.float32, **config.config_overrides)
+                self.model = AutoModel.from_pretrained(source, revision=config.revision, **{"dtype": torch.float32, **config.config_overrides})
         except (OSError, ValueError) as exc:
             raise load_error(config.model, exc) from None
         self._layers = find_layers(self.model, self.model.config.num_hidden_layers)

@@ -9,9 +9,6 @@ from typing import Any
 
 import pytest
 import torch
-from mtkit_backbones._hub import resolve_model
-from mtkit_backbones.config import HfEncoderBackboneConfig
-from mtkit_backbones.hf_encoder import HfEncoderBackbone
 from safetensors.torch import load_file
 from transformers import AutoTokenizer, BertConfig, BertModel
 
@@ -20,6 +17,9 @@ from mtkit.build import build_model
 from mtkit.recipe import validate_recipe
 from mtkit.runs import run_recipe
 from mtkit.selectors import select_parameters
+from mtkit_backbones._hub import resolve_model
+from mtkit_backbones.config import HfEncoderBackboneConfig
+from mtkit_backbones.hf_encoder import HfEncoderBackbone
 from tests.conftest import TINY_BERT, write_toml
 from tests.plugins.components_support import TINY_SCRATCH, tiny_bert, tiny_recipe_for  # noqa: F401  (fixture)
 
