@@ -119,7 +119,7 @@ class PhaseSection(_Section):
         default=None,
         description="At the phase's end, restore the trained weights of the best validation check (the phase's "
         "starting weights included; ties keep the earlier), scored by each task's first metric: `mean` over tasks for "
-        "all weights, or `per_task`, each task's own weights (its head, its per-task fusion) from its own best check. "
+        "all weights, or `per_task`, each task's own weights (its head, its adapter under oracle routing, its per-task fusion) from its own best check. "
         "Needs `eval_every`.",
     )
     min_improvement: float = Field(
