@@ -5,8 +5,8 @@ A phase scores every task's validation split before its first step and every `ev
 score was best, and puts them back at the phase's end. With `keep_best = "mean"` there is one group,
 all trained parameters, scored by the mean over tasks; with `"per_task"` each task's group is the
 parameters only its loss reaches (its head, its adapter under oracle routing, its per-task fusion),
-scored by that task alone. The copies travel in mid-phase checkpoints, so a resumed run selects the same weights as an
-uninterrupted one.
+scored by that task alone. The copies travel in mid-phase checkpoints, so a resumed run selects the
+same weights as an uninterrupted one.
 """
 
 from __future__ import annotations
