@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from mtkit import ComponentConfig
+
+
+def _check_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
+    """`revision` has its own key; in config_overrides it would reach `from_pretrained` twice."""
+    if "revision" in overrides:
+        raise ValueError("set the backbone's own `revision` key instead of config_overrides.revision")
+    return overrides
 
 
 class HfEncoderBackboneConfig(ComponentConfig):
@@ -26,6 +33,8 @@ class HfEncoderBackboneConfig(ComponentConfig):
         description="Model config fields to override, e.g. {hidden_size = 32, num_hidden_layers = 2} for a tiny random model.",
     )
 
+    check_overrides = field_validator("config_overrides")(_check_overrides)
+
 
 class HfCausalLmBackboneConfig(ComponentConfig):
     """A Hugging Face causal LM (AutoModelForCausalLM) by hub id, path, GGUF file or packaged alias."""
@@ -42,6 +51,8 @@ class HfCausalLmBackboneConfig(ComponentConfig):
     config_overrides: dict[str, Any] = Field(
         default_factory=dict, description="Model config fields to override, e.g. {hidden_size = 32, num_hidden_layers = 2}."
     )
+
+    check_overrides = field_validator("config_overrides")(_check_overrides)
 
 
 class ScratchTransformerBackboneConfig(ComponentConfig):

@@ -68,7 +68,11 @@ class HfCausalLmBackbone(Backbone):
                 model_config = AutoConfig.from_pretrained(source, revision=config.revision, **config.config_overrides)
                 self.model = AutoModelForCausalLM.from_config(model_config)
             else:
-                self.model = AutoModelForCausalLM.from_pretrained(source, revision=config.revision, dtype=torch.float32, **config.config_overrides)
+                # float32 unless config_overrides sets dtype (a GGUF conversion or a half-precision checkpoint would
+                # otherwise decide it).
+                self.model = AutoModelForCausalLM.from_pretrained(
+                    source, revision=config.revision, **{"dtype": torch.float32, **config.config_overrides}
+                )
         except (OSError, ValueError) as exc:
             raise load_error(config.model, exc) from None
         if self.tokenizer.pad_token_id is None:

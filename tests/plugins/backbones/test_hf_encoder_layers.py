@@ -10,16 +10,12 @@ from typing import Any
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import AutoTokenizer, BertConfig, BertModel
 
 from mtkit import Registry, TaskInfo
 from mtkit.build import build_model
 from mtkit.recipe import validate_recipe
 from mtkit.runs import run_recipe
 from mtkit.selectors import select_parameters
-from mtkit_backbones._hub import resolve_model
-from mtkit_backbones.config import HfEncoderBackboneConfig
-from mtkit_backbones.hf_encoder import HfEncoderBackbone
 from tests.conftest import TINY_BERT, write_toml
 from tests.plugins.components_support import TINY_SCRATCH, tiny_bert, tiny_recipe_for  # noqa: F401  (fixture)
 
@@ -83,15 +79,3 @@ def test_progressive_unfreezing_trains_only_the_selected_layers(tmp_path: Path, 
         assert not torch.equal(saved[key], initial[key]), f"layer {index} did not train"
     assert json.loads((run_dir / "results.json").read_text())["all_layers"]["oracle"]["sentiment"]["accuracy"] >= 0
 
-
-def test_half_precision_checkpoint_loads_in_float32(tmp_path: Path) -> None:
-    """A float16 checkpoint (common on the hub) still trains in float32, as the causal LM backbone does."""
-    tiny = BertModel(BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)).half()
-    tiny.save_pretrained(tmp_path)
-    AutoTokenizer.from_pretrained(resolve_model("all-MiniLM-L6-v2")).save_pretrained(tmp_path)
-    assert load_file(tmp_path / "model.safetensors")["embeddings.word_embeddings.weight"].dtype == torch.float16
-
-    backbone = HfEncoderBackbone(HfEncoderBackboneConfig(model=str(tmp_path)))
-    assert {p.dtype for p in backbone.parameters()} == {torch.float32}
-    stored = load_file(tmp_path / "model.safetensors")["encoder.layer.0.attention.self.query.weight"]
-    assert torch.equal(backbone.model.encoder.layer[0].attention.self.query.weight, stored.float())
