@@ -89,7 +89,6 @@ class HfCausalLmBackbone(Backbone):
     def embeddings(self) -> nn.Module:
         return self.model.get_input_embeddings()
 
-
     def forward(self, input_ids: Tensor, attention_mask: Tensor) -> BackboneOutput:
         out = self.model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True, use_cache=False)
         return BackboneOutput(hidden=out.hidden_states[-1], logits=out.logits)
