@@ -30,3 +30,11 @@ def load_error(name: str, exc: Exception, key: str = "backbone.model") -> MtkitE
     if Path(name).exists():
         hint = "the folder exists but does not hold a loadable model"
     return MtkitError(f"{key} {name!r}: {hint} ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})")
+
+
+def overrides_error(exc: Exception) -> MtkitError:
+    """transformers refused a config_overrides key (a misspelled config field, an unknown dtype)."""
+    return MtkitError(
+        f"backbone.config_overrides: the model would not load with them ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
+        'each key must be a field of the model\'s config (e.g. hidden_size) or a from_pretrained option (e.g. dtype = "bfloat16")'
+    )

@@ -15,7 +15,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from mtkit import Backbone, BackboneOutput, MtkitError
 
-from ._hub import load_error, resolve_model
+from ._hub import load_error, overrides_error, resolve_model
 from .config import HfCausalLmBackboneConfig
 from .hf_encoder import find_layers
 
@@ -75,6 +75,10 @@ class HfCausalLmBackbone(Backbone):
                 )
         except (OSError, ValueError) as exc:
             raise load_error(config.model, exc) from None
+        except (TypeError, AttributeError) as exc:
+            if not config.config_overrides:
+                raise
+            raise overrides_error(exc) from None
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self._layers = find_layers(self.model, self.model.config.num_hidden_layers)

@@ -10,7 +10,7 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer
 
 from mtkit import Backbone, BackboneOutput
 
-from ._hub import load_error, resolve_model
+from ._hub import load_error, overrides_error, resolve_model
 from .config import HfEncoderBackboneConfig
 
 
@@ -43,6 +43,10 @@ class HfEncoderBackbone(Backbone):
                 self.model = AutoModel.from_pretrained(source, revision=config.revision, **{"dtype": torch.float32, **config.config_overrides})
         except (OSError, ValueError) as exc:
             raise load_error(config.model, exc) from None
+        except (TypeError, AttributeError) as exc:
+            if not config.config_overrides:
+                raise
+            raise overrides_error(exc) from None
         self._layers = find_layers(self.model, self.model.config.num_hidden_layers)
 
     @property

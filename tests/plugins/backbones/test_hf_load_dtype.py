@@ -1,4 +1,4 @@
-"""hf_encoder and hf_causal_lm: weight dtype on load, and config_overrides that would clash with their own keys."""
+"""hf_encoder and hf_causal_lm: weight dtype on load, and config_overrides that clash with their own keys or that the model refuses."""
 
 from __future__ import annotations
 
@@ -61,3 +61,16 @@ def test_revision_in_config_overrides_is_a_recipe_error(tmp_path: Path, tiny_rec
     result = mtkit("validate", str(path))
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert f"{path}: backbone.config_overrides:" in result.stderr and "own `revision` key" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("kind", sorted(BACKBONES))
+@pytest.mark.parametrize(("overrides", "named"), [({"hidden_sizee": 32}, "hidden_sizee"), ({"dtype": "float99"}, "float99")])
+def test_config_overrides_the_model_refuses_stop_the_run_with_the_key_path(
+    tmp_path: Path, tiny_recipe: dict[str, Any], kind: str, overrides: dict[str, Any], named: str
+) -> None:
+    recipe = copy.deepcopy(tiny_recipe)
+    recipe["backbone"] = {"type": kind, "model": str(_half_checkpoint(tmp_path / "model", BACKBONES[kind])), "config_overrides": overrides}
+    recipe["run"]["output_dir"] = str(tmp_path / "run")
+    result = mtkit("run", str(write_toml(tmp_path / "r.toml", recipe)))
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert "backbone.config_overrides: the model would not load with them" in result.stderr and named in result.stderr, result.stderr
