@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
+from typing import Any
 
 from mtkit import MtkitError, package_dir
 
@@ -38,3 +40,12 @@ def overrides_error(exc: Exception) -> MtkitError:
         f"backbone.config_overrides: the model would not load with them ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
         'each key must be a field of the model\'s config (e.g. hidden_size) or a from_pretrained option (e.g. dtype = "bfloat16")'
     )
+
+
+def check_config_fields(fields: dict[str, Any], overrides: dict[str, Any]) -> None:
+    """random_init builds the model from its config, where a key that is not a config field would be ignored silently."""
+    for key in overrides:
+        if key not in fields and key != "attn_implementation":
+            close = difflib.get_close_matches(key, fields, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else "see the model's config.json for its fields"
+            raise MtkitError(f"backbone.config_overrides.{key}: not a field of the model's config, so random_init would ignore it; {hint}")

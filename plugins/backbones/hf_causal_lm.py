@@ -15,7 +15,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from mtkit import Backbone, BackboneOutput, MtkitError
 
-from ._hub import load_error, overrides_error, resolve_model
+from ._hub import check_config_fields, load_error, overrides_error, resolve_model
 from .config import HfCausalLmBackboneConfig
 from .hf_encoder import find_layers
 
@@ -65,6 +65,7 @@ class HfCausalLmBackbone(Backbone):
                 source = str(converted_gguf(source, gguf_file, Path(config.cache_dir).expanduser()))
             self.tokenizer = AutoTokenizer.from_pretrained(source, revision=config.revision)
             if config.random_init:
+                check_config_fields(AutoConfig.from_pretrained(source, revision=config.revision).to_dict(), config.config_overrides)
                 model_config = AutoConfig.from_pretrained(source, revision=config.revision, **config.config_overrides)
                 self.model = AutoModelForCausalLM.from_config(model_config)
             else:

@@ -10,7 +10,7 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer
 
 from mtkit import Backbone, BackboneOutput
 
-from ._hub import load_error, overrides_error, resolve_model
+from ._hub import check_config_fields, load_error, overrides_error, resolve_model
 from .config import HfEncoderBackboneConfig
 
 
@@ -35,6 +35,7 @@ class HfEncoderBackbone(Backbone):
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(source, revision=config.revision)
             if config.random_init:
+                check_config_fields(AutoConfig.from_pretrained(source, revision=config.revision).to_dict(), config.config_overrides)
                 model_config = AutoConfig.from_pretrained(source, revision=config.revision, **config.config_overrides)
                 self.model = AutoModel.from_config(model_config)
             else:

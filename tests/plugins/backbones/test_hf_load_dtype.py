@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoTokenizer, BertConfig, BertModel, LlamaConfig, LlamaForCausalLM, PreTrainedModel
 
-from mtkit import Registry
+from mtkit import MtkitError, Registry
 from mtkit.testing import tiny_tokenizer_path
 from tests.conftest import write_toml
 from tests.core.test_cli import mtkit
@@ -74,3 +74,15 @@ def test_config_overrides_the_model_refuses_stop_the_run_with_the_key_path(
     result = mtkit("run", str(write_toml(tmp_path / "r.toml", recipe)))
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert "backbone.config_overrides: the model would not load with them" in result.stderr and named in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("kind", sorted(BACKBONES))
+def test_random_init_refuses_an_override_that_is_not_a_config_field(tmp_path: Path, registry: Registry, kind: str) -> None:
+    """from_config would build the default size and ignore the misspelled key."""
+    path = _half_checkpoint(tmp_path, BACKBONES[kind])
+    cls = registry.component_class("backbone", kind)
+    config = cls.config_class.model_validate({"model": str(path), "random_init": True, "config_overrides": {"num_hidden_layer": 1}})
+    with pytest.raises(MtkitError, match=r"backbone\.config_overrides\.num_hidden_layer: not a field .* did you mean 'num_hidden_layers'\?"):
+        cls(config)
+    built = cls(cls.config_class.model_validate({"model": str(path), "random_init": True, "config_overrides": {"num_hidden_layers": 1}}))
+    assert len(built.layers()) == 1
