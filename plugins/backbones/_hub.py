@@ -42,10 +42,18 @@ def overrides_error(exc: Exception) -> MtkitError:
     )
 
 
-def check_config_fields(fields: dict[str, Any], overrides: dict[str, Any]) -> None:
-    """random_init builds the model from its config, where a key that is not a config field would be ignored silently."""
+def random_init_config(source: str, revision: str | None, overrides: dict[str, Any]) -> Any:
+    """The model's config with `overrides` applied, for random_init.
+
+    The model is built from this config alone, so a key that is not one of its fields would be ignored
+    silently: refuse it and name the closest field.
+    """
+    from transformers import AutoConfig
+
+    fields = AutoConfig.from_pretrained(source, revision=revision).to_dict()
     for key in overrides:
         if key not in fields and key != "attn_implementation":
             close = difflib.get_close_matches(key, fields, n=1)
             hint = f"did you mean {close[0]!r}?" if close else "see the model's config.json for its fields"
             raise MtkitError(f"backbone.config_overrides.{key}: not a field of the model's config, so random_init would ignore it; {hint}")
+    return AutoConfig.from_pretrained(source, revision=revision, **overrides)

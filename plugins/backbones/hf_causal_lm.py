@@ -11,11 +11,11 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from mtkit import Backbone, BackboneOutput, MtkitError
 
-from ._hub import check_config_fields, load_error, overrides_error, resolve_model
+from ._hub import load_error, overrides_error, random_init_config, resolve_model
 from .config import HfCausalLmBackboneConfig
 from .hf_encoder import find_layers
 
@@ -65,8 +65,7 @@ class HfCausalLmBackbone(Backbone):
                 source = str(converted_gguf(source, gguf_file, Path(config.cache_dir).expanduser()))
             self.tokenizer = AutoTokenizer.from_pretrained(source, revision=config.revision)
             if config.random_init:
-                check_config_fields(AutoConfig.from_pretrained(source, revision=config.revision).to_dict(), config.config_overrides)
-                model_config = AutoConfig.from_pretrained(source, revision=config.revision, **config.config_overrides)
+                model_config = random_init_config(source, config.revision, config.config_overrides)
                 self.model = AutoModelForCausalLM.from_config(model_config)
             else:
                 # float32 unless config_overrides sets dtype (a GGUF conversion or a half-precision checkpoint would

@@ -6,11 +6,11 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
-from transformers import AutoConfig, AutoModel, AutoTokenizer
+from transformers import AutoModel, AutoTokenizer
 
 from mtkit import Backbone, BackboneOutput
 
-from ._hub import check_config_fields, load_error, overrides_error, resolve_model
+from ._hub import load_error, overrides_error, random_init_config, resolve_model
 from .config import HfEncoderBackboneConfig
 
 
@@ -35,8 +35,7 @@ class HfEncoderBackbone(Backbone):
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(source, revision=config.revision)
             if config.random_init:
-                check_config_fields(AutoConfig.from_pretrained(source, revision=config.revision).to_dict(), config.config_overrides)
-                model_config = AutoConfig.from_pretrained(source, revision=config.revision, **config.config_overrides)
+                model_config = random_init_config(source, config.revision, config.config_overrides)
                 self.model = AutoModel.from_config(model_config)
             else:
                 # float32 whatever the checkpoint stores (config_overrides may set dtype): transformers v5 would keep a
