@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +32,24 @@ class BuiltRun:
     source: str = "recipe"  # the recipe file, named in errors found while training
 
 
+@contextmanager
+def in_recipe(source: str, path: str | None) -> Iterator[None]:
+    """An MtkitError raised inside names the recipe file and the component's key path, as validation errors do.
+
+    A component knows its own keys (``backbone.config_overrides: ...``) but not the file it came from, nor,
+    for most messages, where in the recipe it sits. With no path, only the file is added.
+    """
+    try:
+        yield
+    except MtkitError as exc:
+        message = str(exc)
+        if isinstance(exc, RecipeError) or message.startswith(f"{source}: "):
+            raise
+        if path is not None and not message.startswith(path):
+            message = f"{path}: {message}"
+        raise MtkitError(f"{source}: {message}") from None
+
+
 def _make(registry: Registry, kind: str, table: ComponentTable, configs: dict[str, ComponentConfig], path: str) -> tuple[type, ComponentConfig]:
     cls = registry.component_class(kind, table.type)
     config = configs.get(path) or cls.config_class.model_validate(table.params)
@@ -42,7 +62,8 @@ def build_model(
     """The backbone with adapters, combiner and heads attached (no data needed)."""
     torch.manual_seed(recipe.run.seed)
     cls, config = _make(registry, "backbone", recipe.backbone, configs, "backbone")
-    backbone: Backbone = cls(config)
+    with in_recipe(source, "backbone"):
+        backbone: Backbone = cls(config)
     backbone.requires_grad_(False)
     all_sites = backbone.sites()
     adapters: dict[str, Adapter] = {}
@@ -57,7 +78,8 @@ def build_model(
                 f"backbone {recipe.backbone.type!r} (sites look like: {examples}, ...)"
             )
             continue
-        adapters[aid] = cls(config, sites=sites, context_size=backbone.hidden_size)
+        with in_recipe(source, f"adapters.{aid}"):
+            adapters[aid] = cls(config, sites=sites, context_size=backbone.hidden_size)
     if problems:
         raise RecipeError(problems)
     combiner_table = recipe.combiner or ComponentTable(type="oracle")
@@ -65,13 +87,14 @@ def build_model(
     # The combiner sees the sites some adapter attaches to, in backbone order (per-site combiners
     # create their gates or attention there, and know the last one a forward pass reaches).
     used = {name for adapter in adapters.values() for name in adapter.site_names}
-    combiner: Combiner = cls(
-        config,
-        adapter_names=list(adapters),
-        task_names=list(recipe.tasks),
-        sites={name: site for name, site in all_sites.items() if name in used},
-        hidden_size=backbone.hidden_size,
-    )
+    with in_recipe(source, "combiner"):
+        combiner: Combiner = cls(
+            config,
+            adapter_names=list(adapters),
+            task_names=list(recipe.tasks),
+            sites={name: site for name, site in all_sites.items() if name in used},
+            hidden_size=backbone.hidden_size,
+        )
     # A loss no combiner provides is a typo; one this combiner lacks has nothing to weight (so a
     # recipe's router phases still run when an ablation swaps the combiner) and is skipped.
     provided = {n for entry in registry.components("combiner") for n in entry.load().aux_loss_names}
@@ -88,7 +111,8 @@ def build_model(
     heads: dict[str, Head] = {}
     for name, task in recipe.tasks.items():
         cls, config = _make(registry, "head", task.head, configs, f"tasks.{name}.head")
-        heads[name] = cls(config, backbone=backbone, task=task_infos[name])
+        with in_recipe(source, f"tasks.{name}.head"):
+            heads[name] = cls(config, backbone=backbone, task=task_infos[name])
     task_adapter = {name: recipe.adapter_for_task(name) for name in recipe.tasks}
     return MultiTaskModel(backbone, adapters, combiner, heads, task_adapter)
 
@@ -107,36 +131,40 @@ def load_sources(
     infos: dict[str, TaskInfo] = {}
     for index, (name, task) in enumerate(recipe.tasks.items()):
         cls, config = _make(registry, "dataset", task.dataset, configs, f"tasks.{name}.dataset")
-        sources[name] = cls(config)
-        try:
+        with in_recipe(source, f"tasks.{name}.dataset"):
+            sources[name] = cls(config)
             loaded[name] = sources[name].load()
-        except MtkitError as exc:
-            raise MtkitError(f"{source}: tasks.{name}.dataset: {exc}") from None
         labels = sources[name].label_names
         infos[name] = TaskInfo(name, index, tuple(labels) if labels is not None else None)
     return sources, loaded, infos
 
 
 def encode_tasks(
-    recipe: Recipe, model: MultiTaskModel, sources: dict[str, DatasetSource], loaded: dict[str, Any], only: list[str] | None = None
+    recipe: Recipe,
+    model: MultiTaskModel,
+    sources: dict[str, DatasetSource],
+    loaded: dict[str, Any],
+    only: list[str] | None = None,
+    source: str = "recipe",
 ) -> dict[str, TaskData]:
     tokenizer = model.backbone.tokenizer
-    return {
-        name: prepare_task_data(
-            name, sources[name], loaded[name], model.heads[name], tokenizer, task.max_length or recipe.run.max_length  # type: ignore[arg-type]
-        )
-        for name, task in recipe.tasks.items()
-        if only is None or name in only
-    }
+    data = {}
+    for name, task in recipe.tasks.items():
+        if only is None or name in only:
+            with in_recipe(source, None):  # the messages name the task and the row
+                max_length = task.max_length or recipe.run.max_length
+                data[name] = prepare_task_data(name, sources[name], loaded[name], model.heads[name], tokenizer, max_length)  # type: ignore[arg-type]
+    return data
 
 
-def build_metrics(recipe: Recipe, configs: dict[str, ComponentConfig], registry: Registry) -> dict[str, list[Metric]]:
+def build_metrics(recipe: Recipe, configs: dict[str, ComponentConfig], registry: Registry, source: str = "recipe") -> dict[str, list[Metric]]:
     metrics: dict[str, list[Metric]] = {}
     for name, task in recipe.tasks.items():
         metrics[name] = []
         for i, table in enumerate(task.metric_tables()):
             cls, config = _make(registry, "metric", table, configs, f"tasks.{name}.metrics.{i}")
-            metrics[name].append(cls(config))
+            with in_recipe(source, f"tasks.{name}.metrics.{i}"):
+                metrics[name].append(cls(config))
     return metrics
 
 
@@ -144,5 +172,5 @@ def build_run(recipe: Recipe, configs: dict[str, ComponentConfig], registry: Reg
     """Load every task's data, build the model, and encode the data with the heads."""
     sources, loaded, infos = load_sources(recipe, configs, registry, source)
     model = build_model(recipe, configs, registry, infos, source)
-    data = encode_tasks(recipe, model, sources, loaded)
-    return BuiltRun(recipe, model, data, build_metrics(recipe, configs, registry), infos, registry, configs, source)
+    data = encode_tasks(recipe, model, sources, loaded, source=source)
+    return BuiltRun(recipe, model, data, build_metrics(recipe, configs, registry, source), infos, registry, configs, source)

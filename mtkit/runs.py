@@ -145,11 +145,11 @@ def evaluate_run(
         raise MtkitError(f"--split {split!r}: use test or validation")
     configs = validate_recipe(loaded_run.run_dir.read_json("recipe.json"), registry, str(path))[1]
     sources, loaded, _ = load_sources(recipe, configs, registry, str(path))
-    data = encode_tasks(recipe, loaded_run.model, sources, loaded, list(tasks) if tasks else None)
+    data = encode_tasks(recipe, loaded_run.model, sources, loaded, list(tasks) if tasks else None, str(path))
     results = evaluate(
         loaded_run.model,
         data,
-        build_metrics(recipe, configs, registry),
+        build_metrics(recipe, configs, registry, str(path)),
         routing=routing or _final_routing(recipe),
         batch_size=recipe.run.eval_batch_size,
         device=torch.device("cpu"),

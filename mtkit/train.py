@@ -18,7 +18,7 @@ from accelerate import Accelerator
 from torch import Tensor
 
 from mtkit import checkpoint as ckpt
-from mtkit.build import BuiltRun, build_scheduler
+from mtkit.build import BuiltRun, build_scheduler, in_recipe
 from mtkit.data import plan_batches
 from mtkit.evaluate import TaskEvaluation, evaluate, move
 from mtkit.keep_best import FILE as BEST_FILE
@@ -194,7 +194,8 @@ class Trainer:
                     schedule.step()
         train_model, optimizer = acc.prepare(model, optimizer)
         names = list(self.built.tasks)
-        scheduler = build_scheduler(self.built.registry, phase.scheduler or recipe.scheduler, [len(self.built.tasks[n].train) for n in names])
+        with in_recipe(self.built.source, f"phases.{index}.scheduler" if phase.scheduler else "scheduler"):
+            scheduler = build_scheduler(self.built.registry, phase.scheduler or recipe.scheduler, [len(self.built.tasks[n].train) for n in names])
         plan = plan_batches(
             scheduler,
             [len(self.built.tasks[n].train) for n in names],

@@ -120,4 +120,15 @@ def test_cli_run_head_label_count_mismatch_is_a_clear_error(tmp_path: Path, tiny
     path = write_toml(tmp_path / "tiny.toml", tiny_recipe)
     result = mtkit("run", str(path), cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "tasks.sentiment.head.num_labels is 3 but the dataset has 2 labels" in result.stderr
+    assert f"{path}: tasks.sentiment.head.num_labels is 3 but the dataset has 2 labels" in result.stderr
+
+
+def test_cli_run_scheduler_refused_at_its_phase_names_file_and_key(tmp_path: Path, tiny_recipe: dict[str, Any]) -> None:
+    """A component that refuses to build while training (a phase's scheduler) names the recipe file and phase."""
+    tiny_recipe["phases"][1]["scheduler"] = {"type": "curriculum", "start_weights": [1.0, 2.0, 3.0]}  # 3 weights, 2 tasks
+    tiny_recipe["run"]["output_dir"] = str(tmp_path / "run")
+    path = write_toml(tmp_path / "tiny.toml", tiny_recipe)
+    result = mtkit("run", str(path), cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert f"{path}: phases.1.scheduler: scheduler.start_weights has 3 values for 2 tasks" in result.stderr, result.stderr
+    assert (tmp_path / "run" / "checkpoints").is_dir()  # phase 0 finished and its checkpoint stays

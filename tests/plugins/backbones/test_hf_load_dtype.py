@@ -71,9 +71,10 @@ def test_config_overrides_the_model_refuses_stop_the_run_with_the_key_path(
     recipe = copy.deepcopy(tiny_recipe)
     recipe["backbone"] = {"type": kind, "model": str(_half_checkpoint(tmp_path / "model", BACKBONES[kind])), "config_overrides": overrides}
     recipe["run"]["output_dir"] = str(tmp_path / "run")
-    result = mtkit("run", str(write_toml(tmp_path / "r.toml", recipe)))
+    path = write_toml(tmp_path / "r.toml", recipe)
+    result = mtkit("run", str(path))
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
-    assert "backbone.config_overrides: the model would not load with them" in result.stderr and named in result.stderr, result.stderr
+    assert f"{path}: backbone.config_overrides: the model would not load with them" in result.stderr and named in result.stderr, result.stderr
 
 
 @pytest.mark.parametrize("kind", sorted(BACKBONES))

@@ -70,5 +70,5 @@ def test_cli_reports_bad_row_without_traceback(tmp_path: Path) -> None:
     path = _recipe(tmp_path, {"type": "json", "data_files": _rows(tmp_path / "d.jsonl", REVIEWS), "label_names": ["neg", "pos"]}, {"type": "classification"})
     result = subprocess.run([sys.executable, "-m", "mtkit", "run", str(path)], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert result.returncode == 2, result.stderr
-    assert "task 'reviews', train row 0: field 'text' is missing" in result.stderr
+    assert f"{path}: task 'reviews', train row 0: field 'text' is missing" in result.stderr
     assert "Traceback" not in result.stderr
