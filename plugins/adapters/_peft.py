@@ -36,7 +36,7 @@ def read_peft_lora(path: str) -> tuple[dict[str, Any], dict[str, tuple[Tensor, T
 
     folder = Path(path).expanduser()
     config_file, weights_file = folder / "adapter_config.json", folder / "adapter_model.safetensors"
-    where = f"adapters.*.from_peft {path!r}"
+    where = f"from_peft {path!r}"
     if not config_file.is_file():
         raise MtkitError(f"{where}: no adapter_config.json there; point from_peft at a PEFT LoRA directory (saved by save_pretrained)")
     if not weights_file.is_file():

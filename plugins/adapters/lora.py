@@ -47,7 +47,7 @@ class LoraAdapter(Adapter):
                 a, b = imported[name]
                 if tuple(a.shape) != (self.rank, site.in_features) or tuple(b.shape) != (site.out_features, self.rank):
                     raise MtkitError(
-                        f"adapters.*.from_peft {config.from_peft!r}: {name} has A {tuple(a.shape)}, B {tuple(b.shape)} but the "
+                        f"from_peft {config.from_peft!r}: {name} has A {tuple(a.shape)}, B {tuple(b.shape)} but the "
                         f"backbone's Linear is {site.in_features}->{site.out_features} at rank {self.rank}; was it trained on this model?"
                     )
                 a, b = a.float().clone(), b.float().clone()
@@ -137,6 +137,6 @@ def _check_peft_sites(path: str, selected: set[str], imported: set[str]) -> None
     missing, extra = sorted(imported - selected), sorted(selected - imported)
     detail = f"missing {missing[:2]}" if missing else f"not in the PEFT adapter {extra[:2]}"
     raise MtkitError(
-        f"adapters.*.from_peft {path!r}: target_modules selects other sites than the PEFT adapter holds ({detail}); "
+        f"from_peft {path!r}: target_modules selects other sites than the PEFT adapter holds ({detail}); "
         f"set target_modules = {targets!r} (and layers) to match it"
     )

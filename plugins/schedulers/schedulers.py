@@ -73,7 +73,7 @@ class CurriculumScheduler(Scheduler):
         super().__init__(config, task_sizes=task_sizes)
         if config.start_weights is not None and len(config.start_weights) != len(task_sizes):
             raise MtkitError(
-                f"scheduler.start_weights has {len(config.start_weights)} values for {len(task_sizes)} tasks; give one per task"
+                f"start_weights has {len(config.start_weights)} values for {len(task_sizes)} tasks; give one per task"
             )
 
     def _named(self, which: str) -> list[float]:

@@ -130,6 +130,6 @@ def test_cli_run_scheduler_refused_at_its_phase_names_file_and_key(tmp_path: Pat
     path = write_toml(tmp_path / "tiny.toml", tiny_recipe)
     result = mtkit("run", str(path), cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
-    assert f"{path}: phases.1.scheduler: scheduler.start_weights has 3 values for 2 tasks" in result.stderr, result.stderr
+    assert f"{path}: phases.1.scheduler: start_weights has 3 values for 2 tasks" in result.stderr, result.stderr
     checkpoints = tmp_path / "run" / "checkpoints"  # phase 0 finished and its checkpoint stays
     assert (checkpoints / (checkpoints / "latest").read_text(encoding="utf-8").strip()).is_dir()

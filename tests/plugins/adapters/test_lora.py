@@ -101,6 +101,19 @@ def test_lora_from_peft_rejects_mismatched_sites_and_missing_dirs(tmp_path: Path
         harness.make_adapter()
 
 
+def test_from_peft_error_names_the_recipe_file_and_which_adapter(tmp_path: Path, tiny_recipe: dict[str, Any], registry: Any) -> None:
+    """The adapter names only its own field; building the run puts the file and the adapter's key in front."""
+    from mtkit import TaskInfo
+    from mtkit.build import build_model
+    from mtkit.recipe import validate_recipe
+
+    tiny_recipe["adapters"]["topic"]["from_peft"] = str(tmp_path / "nothing")
+    parsed, configs = validate_recipe(tiny_recipe, registry, "r.toml")
+    infos = {"sentiment": TaskInfo("sentiment", 0, ("a", "b")), "topic": TaskInfo("topic", 1, tuple("abcde"))}
+    with pytest.raises(MtkitError, match=r"^r\.toml: adapters\.topic: from_peft '.*nothing': no adapter_config\.json there"):
+        build_model(parsed, configs, registry, infos, "r.toml")
+
+
 def test_lora_merge_adapters_refuses_two_adapters(tiny_recipe: dict[str, Any], registry: Any) -> None:
     from mtkit import TaskInfo
     from mtkit.build import build_model
