@@ -50,10 +50,9 @@ def random_init_config(source: str, revision: str | None, overrides: dict[str, A
     """
     from transformers import AutoConfig
 
-    fields = AutoConfig.from_pretrained(source, revision=revision).to_dict()
-    for key in overrides:
-        if key not in fields and key != "attn_implementation":
-            close = difflib.get_close_matches(key, fields, n=1)
-            hint = f"did you mean {close[0]!r}?" if close else "see the model's config.json for its fields"
-            raise MtkitError(f"backbone.config_overrides.{key}: not a field of the model's config, so random_init would ignore it; {hint}")
-    return AutoConfig.from_pretrained(source, revision=revision, **overrides)
+    config, unused = AutoConfig.from_pretrained(source, revision=revision, return_unused_kwargs=True, **overrides)
+    for key in unused:
+        close = difflib.get_close_matches(key, config.to_dict(), n=1)
+        hint = f"did you mean {close[0]!r}?" if close else "see the model's config.json for its fields"
+        raise MtkitError(f"backbone.config_overrides.{key}: not a field of the model's config, so random_init would ignore it; {hint}")
+    return config
