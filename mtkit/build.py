@@ -47,7 +47,8 @@ def in_recipe(source: str, path: str | None) -> Iterator[None]:
             raise
         if path is not None and not message.startswith(path):
             message = f"{path}: {message}"
-        raise MtkitError(f"{source}: {message}") from None
+        exc.args = (f"{source}: {message}",)  # same error class and attributes (a PluginError keeps its plugin)
+        raise
 
 
 def _make(registry: Registry, kind: str, table: ComponentTable, configs: dict[str, ComponentConfig], path: str) -> tuple[type, ComponentConfig]:
