@@ -17,7 +17,7 @@ from mtkit.model import MultiTaskModel
 from mtkit.recipe import ComponentTable, Recipe
 from mtkit.registry import Registry
 
-__all__ = ["BuiltRun", "build_metrics", "build_model", "build_run", "build_scheduler", "encode_tasks", "load_sources"]
+__all__ = ["BuiltRun", "build_head", "build_metrics", "build_model", "build_run", "build_scheduler", "encode_tasks", "load_sources"]
 
 
 @dataclass
@@ -109,13 +109,19 @@ def build_model(
             )
     if problems:
         raise RecipeError(problems)
-    heads: dict[str, Head] = {}
-    for name, task in recipe.tasks.items():
-        cls, config = _make(registry, "head", task.head, configs, f"tasks.{name}.head")
-        with in_recipe(source, f"tasks.{name}.head"):
-            heads[name] = cls(config, backbone=backbone, task=task_infos[name])
+    heads = {name: build_head(recipe, configs, registry, name, backbone, task_infos[name], source) for name in recipe.tasks}
     task_adapter = {name: recipe.adapter_for_task(name) for name in recipe.tasks}
     return MultiTaskModel(backbone, adapters, combiner, heads, task_adapter)
+
+
+def build_head(
+    recipe: Recipe, configs: dict[str, ComponentConfig], registry: Registry, task: str, backbone: Backbone, info: TaskInfo, source: str = "recipe"
+) -> Head:
+    """Task `task`'s head, newly initialised from the current torch seed."""
+    cls, config = _make(registry, "head", recipe.tasks[task].head, configs, f"tasks.{task}.head")
+    with in_recipe(source, f"tasks.{task}.head"):
+        head: Head = cls(config, backbone=backbone, task=info)
+    return head
 
 
 def build_scheduler(registry: Registry, table: ComponentTable, task_sizes: list[int]) -> Scheduler:

@@ -122,6 +122,12 @@ class PhaseSection(_Section):
         "all weights, or `per_task`, each task's own weights (its head, its adapter under oracle routing, its per-task fusion) from its own best check. "
         "Needs `eval_every`.",
     )
+    fresh_heads: bool = Field(
+        default=False,
+        description="Start the phase from newly initialised heads for the tasks whose heads it trains (AdapterFusion's "
+        "stage 2 drops the heads trained with the single adapters and trains new ones on the fusion: a kept head that "
+        "already fits its training set leaves the fusion no loss to learn from).",
+    )
     min_improvement: float = Field(
         default=0.0,
         ge=0,
@@ -167,10 +173,29 @@ class Recipe(_Section):
         problems += [f"phase name {n!r} is used twice" for n in sorted({n for n in names if names.count(n) > 1})]
         for i, phase in enumerate(self.phases):
             problems += [f"phases.{i}.train: {msg}" for msg in selector_problems(phase.train, self)]
+            if phase.fresh_heads and not self.trained_heads(phase):
+                problems.append(
+                    f"phases.{i}.fresh_heads: the phase trains no head (add \"heads\" or \"heads.TASK\" to phases.{i}.train, "
+                    "outside `freeze`), so new heads would stay untrained"
+                )
         problems += [f"freeze: {msg}" for msg in selector_problems(self.freeze, self)]
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def trained_heads(self, phase: PhaseSection) -> list[str]:
+        """The tasks whose heads `phase` trains (its `heads` selectors, less those `freeze` names)."""
+
+        def named(selectors: Sequence[str]) -> set[str]:
+            tasks: set[str] = set()
+            for sel in selectors:
+                kind, _, task = sel.partition(".")
+                if kind == "heads":
+                    tasks |= {task} if task else set(self.tasks)
+            return tasks
+
+        trained, frozen = named(phase.train), named(self.freeze)
+        return [task for task in self.tasks if task in trained and task not in frozen]
 
     def adapter_for_task(self, task: str) -> str | None:
         """The adapter that serves `task` under oracle routing."""

@@ -18,7 +18,7 @@ from accelerate import Accelerator
 from torch import Tensor
 
 from mtkit import checkpoint as ckpt
-from mtkit.build import BuiltRun, build_scheduler, in_recipe
+from mtkit.build import BuiltRun, build_head, build_scheduler, in_recipe
 from mtkit.data import plan_batches
 from mtkit.evaluate import TaskEvaluation, evaluate, move
 from mtkit.keep_best import FILE as BEST_FILE
@@ -159,6 +159,8 @@ class Trainer:
 
     def _run_phase(self, index: int, phase: PhaseSection, first: int, global_step: int, optimizer_files: Any) -> int:
         trainable = select_parameters(self.model, phase.train, frozen=self.recipe.freeze)
+        if phase.fresh_heads and first == 0:  # resumed mid-phase, the checkpoint holds the heads trained so far
+            self._fresh_heads(index, phase)
         if phase.steps > 0 and trainable:
             global_step = self._train_phase(index, phase, first, global_step, optimizer_files)
         if phase.evaluate:
@@ -265,6 +267,14 @@ class Trainer:
             best.restore()
             self._log({"event": "keep_best", "phase": phase.name, "global_step": global_step, "kept": best.kept()}, global_step)
         return global_step
+
+    def _fresh_heads(self, index: int, phase: PhaseSection) -> None:
+        """Re-initialise the heads `phase` trains, each as its head component builds it, from a seed of (run seed, phase)."""
+        built = self.built
+        torch.manual_seed(_seed(self.recipe.run.seed, index, 1 << 30))
+        for task in self.recipe.trained_heads(phase):
+            new = build_head(self.recipe, built.configs, built.registry, task, self.model.backbone, built.task_infos[task], built.source)
+            self.model.heads[task].load_state_dict(new.state_dict())
 
     def _task_groups(self, index: int, named: Sequence[tuple[str, Tensor]]) -> dict[str, list[tuple[str, Tensor]]]:
         """The trained parameters each task's loss alone reaches (probed on two of its training examples)."""

@@ -46,12 +46,20 @@ class FusionAttention(nn.Module):
         return torch.einsum("btk,btkd->btd", attention, values), attention
 
 
+def value_identity_distance(fusion: FusionAttention) -> Tensor:
+    """Sum of squared differences between the value projection and the identity."""
+    assert fusion.value is not None
+    weight = fusion.value.weight
+    return (weight - torch.eye(weight.shape[0], device=weight.device, dtype=weight.dtype)).pow(2).sum()
+
+
 class FusionAttentionCombiner(Combiner):
     """AdapterFusion over any adapter family: it only needs each family's batched `stack` of deltas."""
 
     name = "fusion_attention"
     config_class = FusionAttentionCombinerConfig
     config: FusionAttentionCombinerConfig
+    aux_loss_names = ("value_identity",)
 
     def __init__(
         self,
@@ -94,6 +102,10 @@ class FusionAttentionCombiner(Combiner):
             own = ctx.oracle_weights[:, site_columns(groups)] if ctx.oracle_weights is not None else None  # (B, K_site)
             for task, rows in task_rows(ctx, y.device):
                 fused[rows], attention[rows] = fusions[task](y[rows], deltas[rows], self.temperature, None if own is None else own[rows])
+        if self.training and self.config.value_projection:
+            # AdapterFusion's regulariser: squared distance of each value matrix from the identity, so
+            # the fusion mixes the adapters' deltas rather than learning a new projection of them.
+            ctx.add_aux_loss("value_identity", torch.stack([value_identity_distance(fusion) for fusion in fusions]).sum())
         weights = scatter_columns(per_sample(attention, ctx.attention_mask), site_columns(groups), len(self.adapter_names))
         if not self.training:
             record_site_average(ctx, "fusion_attention", site, self.last_site, weights)

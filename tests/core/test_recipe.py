@@ -73,6 +73,23 @@ def test_recipe_validation_checks_need_validation_splits(tiny_recipe: dict[str, 
     assert info.value.problems == ["r.toml: phases.1: keep_best needs eval_every (how often to score the validation split)"]
 
 
+def test_recipe_fresh_heads_needs_a_head_the_phase_trains(tiny_recipe: dict[str, Any], registry: Registry) -> None:
+    tiny_recipe["phases"][1] |= {"train": ["heads.topic"], "fresh_heads": True}
+    recipe, _ = validate_recipe(copy.deepcopy(tiny_recipe), registry, "r.toml")
+    assert recipe.trained_heads(recipe.phases[1]) == ["topic"]
+    tiny_recipe["freeze"] = ["heads.topic"]
+    with pytest.raises(RecipeError) as info:
+        validate_recipe(copy.deepcopy(tiny_recipe), registry, "r.toml")
+    assert info.value.problems == [
+        'r.toml: phases.1.fresh_heads: the phase trains no head (add "heads" or "heads.TASK" to phases.1.train, outside '
+        "`freeze`), so new heads would stay untrained"
+    ]
+    tiny_recipe["freeze"] = []
+    tiny_recipe["phases"][1]["train"] = ["adapters"]
+    with pytest.raises(RecipeError, match=r"phases\.1\.fresh_heads: the phase trains no head"):
+        validate_recipe(tiny_recipe, registry, "r.toml")
+
+
 def test_recipe_toml_syntax_error_names_line_and_column(tmp_path: Path, registry: Registry) -> None:
     path = tmp_path / "broken.toml"
     path.write_text("[run]\nname = 'x'\nseed = = 3\n")

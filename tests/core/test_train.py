@@ -310,3 +310,44 @@ def test_best_weights_replace_the_kept_copy_only_beyond_the_margin() -> None:
     assert best.kept() == {"mean": {"step": 4, "score": 0.46}}  # 0.44 is within 0.05 of 0.40; 0.50 within 0.05 of 0.46
     best.restore()
     assert torch.equal(weight.data, torch.full((2,), 2.0))  # the weights offered at step 4
+
+
+def _fresh_heads_recipe(tiny_recipe: dict[str, Any], adapter_steps: int = 5) -> dict[str, Any]:
+    """The tiny recipe whose second phase starts the topic head afresh and trains it alone (4 steps)."""
+    recipe = copy.deepcopy(tiny_recipe)
+    recipe["phases"][0]["steps"] = adapter_steps
+    recipe["phases"][1] |= {"train": ["heads.topic"], "fresh_heads": True}
+    return recipe
+
+
+def test_train_fresh_heads_restart_the_heads_a_phase_trains(tmp_path: Path, tiny_recipe: dict[str, Any]) -> None:
+    """A fresh head does not depend on what the first phase did to it; a head the phase does not train is kept."""
+    recipes = {}
+    for name, steps in (("five", 5), ("three", 3)):
+        recipes[name] = _fresh_heads_recipe(tiny_recipe, steps)
+        recipes[name]["phases"][1]["steps"] = 0  # only the new heads, untrained
+    recipes["kept"] = copy.deepcopy(recipes["five"])
+    recipes["kept"]["phases"][1]["fresh_heads"] = False  # the same first phase, heads not restarted
+    five, three, kept = (load_file(str(_run(tmp_path, recipe, name) / "model.safetensors")) for name, recipe in recipes.items())
+    topic = [k for k in five if k.startswith("heads.topic.")]
+    sentiment = [k for k in five if k.startswith("heads.sentiment.")]
+    assert topic and sentiment
+    assert all(torch.equal(five[k], three[k]) for k in topic), "the new topic head is the same whatever phase 0 did"
+    assert not all(torch.equal(five[k], kept[k]) for k in topic), "the trained topic head was replaced"
+    assert all(torch.equal(five[k], kept[k]) for k in sentiment), "the sentiment head (not trained by the phase) is kept"
+    assert not all(torch.equal(five[k], three[k]) for k in sentiment)
+
+
+@pytest.mark.parametrize("crash", [1, 4], ids=["phase_start", "mid_phase"])
+def test_train_fresh_heads_resume_to_the_same_run(tmp_path: Path, tiny_recipe: dict[str, Any], crash: int) -> None:
+    """Resumed from the phase's start the heads are restarted again; from its step-3 checkpoint they are not."""
+    recipe = _fresh_heads_recipe(tiny_recipe)
+    reference = _run(tmp_path, recipe, "reference")
+    with pytest.raises(_Crash):
+        _run(tmp_path, recipe, "crashed", callbacks=_CrashAt("heads", crash))
+    found = load_latest(tmp_path / "crashed")
+    assert found is not None and found[1]["step"] == (0 if crash == 1 else 3)
+    resumed = _run(tmp_path, recipe, "crashed", resume=True)
+    a, b = load_file(str(reference / "model.safetensors")), load_file(str(resumed / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert json.loads((resumed / "results.json").read_text()) == json.loads((reference / "results.json").read_text())

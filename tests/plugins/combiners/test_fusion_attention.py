@@ -63,3 +63,32 @@ def test_fusion_attention_per_task_gives_each_task_its_own_fusion(build: Builder
         reference = hidden(shared, tasks)
     torch.testing.assert_close(changed[tasks == 0], reference[tasks == 0], atol=1e-5, rtol=1e-5)
     assert not torch.allclose(changed[tasks == 1], reference[tasks == 1], atol=1e-3)
+
+
+def test_fusion_attention_value_identity_loss_measures_the_values_distance_from_identity(build: Builder) -> None:
+    """AdapterFusion's regulariser: sum over fusions of ||V - I||^2, added in training only, and pulling V back to I."""
+    model = build({"type": "fusion_attention"}).train()
+    tasks = torch.tensor([0, 1, 0, 1])
+    hidden(model, tasks)
+    torch.testing.assert_close(model.ctx.aux_losses["value_identity"], torch.tensor(0.0))  # values start at the identity
+    with torch.no_grad():
+        shifts = []
+        for (fusion,) in model.combiner.fusions.values():
+            assert fusion.value is not None
+            shift = torch.randn_like(fusion.value.weight) * 0.01
+            fusion.value.weight.add_(shift)
+            shifts.append(shift.pow(2).sum())
+    hidden(model, tasks)
+    loss = model.ctx.aux_losses["value_identity"]
+    torch.testing.assert_close(loss, torch.stack(shifts).sum())
+    loss.backward()
+    for (fusion,) in model.combiner.fusions.values():
+        assert fusion.value is not None and fusion.value.weight.grad is not None
+        eye = torch.eye(fusion.value.weight.shape[0])
+        torch.testing.assert_close(fusion.value.weight.grad, 2 * (fusion.value.weight.detach() - eye))
+    with torch.no_grad():
+        hidden(model.eval(), tasks)
+    assert "value_identity" not in model.ctx.aux_losses
+    unprojected = build({"type": "fusion_attention", "value_projection": False}).train()
+    hidden(unprojected, tasks)
+    assert "value_identity" not in unprojected.ctx.aux_losses
