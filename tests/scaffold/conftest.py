@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -42,6 +43,21 @@ class Venv:
         return self.run(self.bin / "mtkit", *args, cwd=cwd, env=env, timeout=600)
 
 
+def _see_running_environment(env: Venv) -> None:
+    """Let `env` import what the environment running the tests has installed (torch & co., pip, setuptools).
+
+    `--system-site-packages` reaches the base interpreter's site-packages only; when the tests run in
+    a virtual environment (the README's set-up done in a venv), the dependencies live in that venv,
+    so its site-packages are added after `env`'s own (a .pth line adds the directory, not its .pth
+    files: this checkout's editable mtkit stays invisible there).
+    """
+    if sys.prefix == sys.base_prefix:
+        return
+    (purelib,) = (env.path / "lib").glob("python*/site-packages")
+    running = dict.fromkeys([sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]])
+    (purelib / "running-environment.pth").write_text("".join(f"{path}\n" for path in running))
+
+
 def _bad_plugin(parent: Path, dist: str, module: str, body: str) -> Path:
     return write_plugin_project(parent, dist, module, body, version="2.0.0")
 
@@ -54,6 +70,7 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Venv:
     # system's pip and setuptools (ensurepip would seed a setuptools too old for PEP 639 licenses).
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(root / "env")], check=True, timeout=120)
     env = Venv(root / "env")
+    _see_running_environment(env)
     source = root / "mtkit-src"
     source.mkdir()
     ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
