@@ -94,7 +94,10 @@ class TemperatureSchedule(_Section):
 class PhaseSection(_Section):
     name: str = Field(pattern=_ID, description="Phase name (used in logs, metrics and checkpoints).")
     steps: int = Field(ge=0, description="Optimiser steps in this phase; 0 only evaluates (e.g. the untrained model).")
-    train: list[str] = Field(default_factory=list, description=f"Parameter selectors to train: {SELECTOR_HELP}.")
+    train: list[str] = Field(
+        default_factory=list,
+        description=f"Parameter selectors to train: {SELECTOR_HELP}. A phase that trains heads only draws batches from those heads' tasks.",
+    )
     lr: float = Field(default=1e-3, gt=0, description="Peak learning rate.")
     head_lr_multiplier: float = Field(default=1.0, gt=0, description="Heads train at lr times this.")
     layer_lr_decay: float = Field(default=1.0, gt=0, le=1, description="Backbone layer i of n trains at lr * decay^(n-1-i).")
@@ -196,6 +199,13 @@ class Recipe(_Section):
 
         trained, frozen = named(phase.train), named(self.freeze)
         return [task for task in self.tasks if task in trained and task not in frozen]
+
+    def phase_tasks(self, phase: PhaseSection) -> list[str]:
+        """The tasks `phase` draws training batches from: every task, unless it trains heads only, then
+        the tasks of those heads (another task's loss would reach no parameter the phase trains)."""
+        if phase.train and all(sel.partition(".")[0] == "heads" for sel in phase.train):
+            return self.trained_heads(phase)
+        return list(self.tasks)
 
     def adapter_for_task(self, task: str) -> str | None:
         """The adapter that serves `task` under oracle routing."""

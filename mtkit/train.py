@@ -195,7 +195,7 @@ class Trainer:
                 for _ in range(first):
                     schedule.step()
         train_model, optimizer = acc.prepare(model, optimizer)
-        names = list(self.built.tasks)
+        names = recipe.phase_tasks(phase)
         with in_recipe(self.built.source, f"phases.{index}.scheduler" if phase.scheduler else "scheduler"):
             scheduler = build_scheduler(self.built.registry, phase.scheduler or recipe.scheduler, [len(self.built.tasks[n].train) for n in names])
         plan = plan_batches(
@@ -237,7 +237,8 @@ class Trainer:
                 loss, _ = train_model(batches)
                 aux = {k: v for k, v in model.ctx.aux_losses.items() if phase.aux_losses.get(k, 0.0) > 0}
                 total = loss + sum((phase.aux_losses[k] * v for k, v in aux.items()), torch.zeros((), device=loss.device))
-            acc.backward(total)
+            if total.requires_grad:  # else the batch's loss reaches no parameter the phase trains: nothing to update
+                acc.backward(total)
             self._note_trained(named)
             grad_norm = acc.clip_grad_norm_(params, phase.max_grad_norm) if phase.max_grad_norm else None
             optimizer.step()

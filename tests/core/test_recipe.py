@@ -90,6 +90,15 @@ def test_recipe_fresh_heads_needs_a_head_the_phase_trains(tiny_recipe: dict[str,
         validate_recipe(tiny_recipe, registry, "r.toml")
 
 
+def test_recipe_phase_tasks_are_the_trained_heads_tasks_in_a_heads_only_phase(tiny_recipe: dict[str, Any], registry: Registry) -> None:
+    cases = [(["heads.topic"], ["topic"]), (["heads"], ["sentiment", "topic"]), (["heads.topic", "combiner"], ["sentiment", "topic"])]
+    for train, tasks in cases:
+        tiny_recipe["phases"][1]["train"] = train
+        recipe, _ = validate_recipe(copy.deepcopy(tiny_recipe), registry, "r.toml")
+        assert recipe.phase_tasks(recipe.phases[1]) == tasks, train
+    assert recipe.phase_tasks(recipe.phases[0]) == ["sentiment", "topic"]
+
+
 def test_recipe_toml_syntax_error_names_line_and_column(tmp_path: Path, registry: Registry) -> None:
     path = tmp_path / "broken.toml"
     path.write_text("[run]\nname = 'x'\nseed = = 3\n")

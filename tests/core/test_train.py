@@ -338,6 +338,22 @@ def test_train_fresh_heads_restart_the_heads_a_phase_trains(tmp_path: Path, tiny
     assert not all(torch.equal(five[k], three[k]) for k in sentiment)
 
 
+def test_train_heads_only_phase_draws_its_heads_tasks(tmp_path: Path, tiny_recipe: dict[str, Any]) -> None:
+    """A phase that trains one task's head, one task per batch, draws that task's batches only: another
+    task's loss reaches no parameter it trains (such a batch used to stop the run in backward)."""
+    recipes = {}
+    for name, steps in (("trained", 6), ("untrained", 0)):
+        recipes[name] = copy.deepcopy(tiny_recipe)
+        recipes[name]["phases"][1] |= {"train": ["heads.topic"], "batching": "task", "steps": steps}
+    trained, untrained = (load_file(str(_run(tmp_path, recipe, name) / "model.safetensors")) for name, recipe in recipes.items())
+    sentiment = [k for k in trained if k.startswith("heads.sentiment.")]
+    topic = [k for k in trained if k.startswith("heads.topic.")]
+    assert sentiment and topic
+    assert all(torch.equal(trained[k], untrained[k]) for k in sentiment)
+    assert not all(torch.equal(trained[k], untrained[k]) for k in topic)
+    assert [r["step"] for r in _records(tmp_path / "trained", "train") if r["phase"] == "heads"] == [2, 4, 6]
+
+
 @pytest.mark.parametrize("crash", [1, 4], ids=["phase_start", "mid_phase"])
 def test_train_fresh_heads_resume_to_the_same_run(tmp_path: Path, tiny_recipe: dict[str, Any], crash: int) -> None:
     """Resumed from the phase's start the heads are restarted again; from its step-3 checkpoint they are not."""
