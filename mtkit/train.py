@@ -237,7 +237,9 @@ class Trainer:
                 loss, _ = train_model(batches)
                 aux = {k: v for k, v in model.ctx.aux_losses.items() if phase.aux_losses.get(k, 0.0) > 0}
                 total = loss + sum((phase.aux_losses[k] * v for k, v in aux.items()), torch.zeros((), device=loss.device))
-            if total.requires_grad:  # else the batch's loss reaches no parameter the phase trains: nothing to update
+            # A batch whose loss reaches no parameter the phase trains has nothing to update; skipped in
+            # one process only (in several, a process that skipped backward would leave the others waiting).
+            if total.requires_grad or acc.num_processes > 1:
                 acc.backward(total)
             self._note_trained(named)
             grad_norm = acc.clip_grad_norm_(params, phase.max_grad_norm) if phase.max_grad_norm else None
