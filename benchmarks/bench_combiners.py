@@ -25,7 +25,7 @@ import torch
 from mtkit import TaskInfo, load_registry
 from mtkit.build import build_model
 from mtkit.model import MultiTaskModel
-from mtkit.recipe import validate_recipe
+from mtkit.resolve import resolve
 
 ADAPTERS = 5
 BACKBONE = {"type": "hf_encoder", "model": "all-MiniLM-L6-v2"}
@@ -43,9 +43,9 @@ def mtkit_model(combiner: dict[str, Any], adapters: int) -> MultiTaskModel:
         "phases": [{"name": "p", "steps": 1, "train": ["adapters"]}],
     }
     registry = load_registry()
-    parsed, configs = validate_recipe(recipe, registry, "bench")
+    resolved = resolve(recipe, registry, "bench")
     infos = {n: TaskInfo(n, i, ("a", "b")) for i, n in enumerate(names)}
-    return build_model(parsed, configs, registry, infos).eval()
+    return build_model(resolved, infos).eval()
 
 
 def peft_model(base: torch.nn.Module, adapters: int) -> Any:

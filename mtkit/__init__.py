@@ -9,7 +9,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from mtkit.config import KINDS, AdapterConfig, ComponentConfig, DatasetConfig, RepresentationSource
+from mtkit.config import KINDS, AdapterConfig, CombinerConfig, ComponentConfig, DatasetConfig, RepresentationSource
 from mtkit.errors import MtkitError, PluginError, RecipeError, UnknownComponentError
 from mtkit.hookspecs import Register, hookimpl, hookspec
 from mtkit.plugins import PLUGIN_API_VERSION
@@ -17,60 +17,58 @@ from mtkit.registry import Registry, load_registry
 from mtkit.resources import package_dir
 
 if TYPE_CHECKING:
+    from mtkit import lowrank
+    from mtkit.adapter import Adapter, Exportable, LowRank, Mergeable
+    from mtkit.combiner import Combiner, CombinerSetup, SiteAdapters
     from mtkit.context import ForwardContext, masked_mean
     from mtkit.interfaces import (
-        Adapter,
-        AdapterGroup,
         Backbone,
         BackboneOutput,
-        Combiner,
         DatasetSource,
-        Exportable,
         Head,
         HeadOutput,
-        Mergeable,
+        HfModelBackbone,
         Metric,
         ModelAccess,
         Scheduler,
-        Site,
         TaskInfo,
         pad_batch,
-        select_sites,
     )
+    from mtkit.sites import Site, select_sites, site_key
 
 __version__ = "0.1.0"
 
 _LAZY = {
     "ForwardContext": "mtkit.context",
     "masked_mean": "mtkit.context",
+    **dict.fromkeys(["Adapter", "Exportable", "LowRank", "Mergeable"], "mtkit.adapter"),
+    **dict.fromkeys(["Combiner", "CombinerSetup", "SiteAdapters"], "mtkit.combiner"),
+    **dict.fromkeys(["Site", "select_sites", "site_key"], "mtkit.sites"),
     **dict.fromkeys(
         [
-            "Adapter",
-            "AdapterGroup",
             "Backbone",
             "BackboneOutput",
-            "Combiner",
             "DatasetSource",
-            "Exportable",
             "Head",
             "HeadOutput",
-            "Mergeable",
+            "HfModelBackbone",
             "Metric",
             "ModelAccess",
             "Scheduler",
-            "Site",
             "TaskInfo",
             "pad_batch",
-            "select_sites",
         ],
         "mtkit.interfaces",
     ),
 }
+_MODULES = {"lowrank": "mtkit.lowrank"}
+"""Public modules of functions plugins may use (mtkit.lowrank: composing factored adapters)."""
 
 __all__ = [
     "KINDS",
     "PLUGIN_API_VERSION",
     "AdapterConfig",
+    "CombinerConfig",
     "ComponentConfig",
     "DatasetConfig",
     "MtkitError",
@@ -86,10 +84,13 @@ __all__ = [
     "load_registry",
     "package_dir",
     *sorted(_LAZY),
+    *sorted(_MODULES),
 ]
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         return getattr(import_module(_LAZY[name]), name)
+    if name in _MODULES:
+        return import_module(_MODULES[name])
     raise AttributeError(f"module 'mtkit' has no attribute {name!r}")

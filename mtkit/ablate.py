@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from mtkit.errors import MtkitError, RecipeError
-from mtkit.recipe import load_recipe
 from mtkit.registry import Registry, load_registry
+from mtkit.resolve import load_recipe
 
 __all__ = ["AblationResult", "Variant", "format_cell", "parse_swap", "parse_variant", "run_ablation"]
 
@@ -97,7 +97,7 @@ def run_ablation(
     base_recipe = None
     for variant in variants:  # validate everything before training anything
         try:
-            base_recipe = load_recipe(recipe_path, [*overrides, *variant.overrides], registry)[0]
+            base_recipe = load_recipe(recipe_path, [*overrides, *variant.overrides], registry).recipe
         except RecipeError as exc:
             problems += [f"variant {variant.name!r}: {p}" for p in exc.problems]
     if problems or base_recipe is None:

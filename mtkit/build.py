@@ -1,4 +1,4 @@
-"""Validated recipe -> live objects: look each component up, construct it, wire the model."""
+"""A resolved recipe -> live objects: construct each node's component, wire the model, load and encode the data."""
 
 from __future__ import annotations
 
@@ -7,139 +7,173 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-
-from mtkit.config import ComponentConfig
+from mtkit.adapter import Adapter
+from mtkit.combiner import Combiner, CombinerSetup
 from mtkit.data import TaskData, prepare_task_data
 from mtkit.errors import MtkitError, RecipeError
-from mtkit.interfaces import Adapter, Backbone, Combiner, DatasetSource, Head, Metric, Scheduler, TaskInfo, select_sites
-from mtkit.model import MultiTaskModel
-from mtkit.recipe import ComponentTable, Recipe
-from mtkit.registry import Registry
+from mtkit.interfaces import Backbone, DatasetSource, Head, Metric, Scheduler, TaskInfo
+from mtkit.model import MultiTaskModel, layer_index
+from mtkit.recipe import Recipe
+from mtkit.resolve import Node, ResolvedRecipe
+from mtkit.seeding import component_seed, seeded
+from mtkit.sites import select_sites
 
-__all__ = ["BuiltRun", "build_head", "build_metrics", "build_model", "build_run", "build_scheduler", "encode_tasks", "load_sources"]
+__all__ = [
+    "BuiltRun",
+    "build_component",
+    "build_head",
+    "build_metrics",
+    "build_model",
+    "build_run",
+    "build_scheduler",
+    "encode_tasks",
+    "in_recipe",
+    "load_sources",
+]
 
 
 @dataclass
 class BuiltRun:
-    recipe: Recipe
+    resolved: ResolvedRecipe
     model: MultiTaskModel
     tasks: dict[str, TaskData]
     metrics: dict[str, list[Metric]]
     task_infos: dict[str, TaskInfo]
-    registry: Registry
-    configs: dict[str, ComponentConfig]
-    source: str = "recipe"  # the recipe file, named in errors found while training
+
+    @property
+    def recipe(self) -> Recipe:
+        return self.resolved.recipe
+
+    @property
+    def source(self) -> str:
+        """The recipe file, named in errors found while training."""
+        return self.resolved.source
 
 
 @contextmanager
 def in_recipe(source: str, path: str | None) -> Iterator[None]:
-    """An MtkitError raised inside names the recipe file and the component's key path, as validation errors do.
+    """An MtkitError raised inside names the recipe file and the full key path (`path` plus the error's own `key`).
 
-    A component knows its own keys (``backbone.config_overrides: ...``) but not the file it came from, nor,
-    for most messages, where in the recipe it sits. With no path, only the file is added.
+    A component knows its own keys but not the file it came from, nor where in the recipe it sits. With no path,
+    only the file is added. The error keeps its class and attributes (a PluginError keeps its plugin).
     """
     try:
         yield
     except MtkitError as exc:
-        message = str(exc)
-        if isinstance(exc, RecipeError) or message.startswith(f"{source}: "):
-            raise
-        if path is not None and not message.startswith(path):
-            message = f"{path}: {message}"
-        exc.args = (f"{source}: {message}",)  # same error class and attributes (a PluginError keeps its plugin)
+        exc.locate(source, path)
         raise
 
 
-def _make(registry: Registry, kind: str, table: ComponentTable, configs: dict[str, ComponentConfig], path: str) -> tuple[type, ComponentConfig]:
-    cls = registry.component_class(kind, table.type)
-    config = configs.get(path) or cls.config_class.model_validate(table.params)
-    return cls, config
+def build_component(node: Node, source: str, *, seed: int | None = None, **runtime: Any) -> Any:
+    """Construct `node`'s component with its validated config and the keyword-only runtime arguments.
+
+    With `seed`, its initial weights come from a generator seeded by (seed, its key path), whatever was built before.
+    """
+    with in_recipe(source, node.path):
+        cls = node.component_class()
+        if seed is None:
+            return cls(node.config, **runtime)
+        with seeded(component_seed(seed, node.path)):
+            return cls(node.config, **runtime)
 
 
-def build_model(
-    recipe: Recipe, configs: dict[str, ComponentConfig], registry: Registry, task_infos: dict[str, TaskInfo], source: str = "recipe"
-) -> MultiTaskModel:
-    """The backbone with adapters, combiner and heads attached (no data needed)."""
-    torch.manual_seed(recipe.run.seed)
-    cls, config = _make(registry, "backbone", recipe.backbone, configs, "backbone")
-    with in_recipe(source, "backbone"):
-        backbone: Backbone = cls(config)
+def _check_sources(component: Backbone | Adapter | Combiner, backbone: Backbone, path: str, source: str) -> None:
+    layers = len(backbone.layers())
+    for rep in component.representation_sources():
+        if rep.startswith("layer:") and not 0 <= layer_index(rep) < layers:
+            raise MtkitError(f"{source}: {path}.source {rep!r}: the backbone has layers 0-{layers - 1}; use layer:0 to layer:{layers - 1}")
+
+
+def build_model(resolved: ResolvedRecipe, task_infos: dict[str, TaskInfo]) -> MultiTaskModel:
+    """The backbone with adapters, combiners and heads attached (no data needed)."""
+    recipe, source, seed = resolved.recipe, resolved.source, resolved.recipe.run.seed
+    backbone: Backbone = build_component(resolved.backbone(), source, seed=seed)
     backbone.requires_grad_(False)
     all_sites = backbone.sites()
     adapters: dict[str, Adapter] = {}
     problems = []
-    for aid, table in recipe.adapters.items():
-        cls, config = _make(registry, "adapter", table, configs, f"adapters.{aid}")
-        sites = select_sites(config, all_sites)  # type: ignore[arg-type]
+    for aid, node in resolved.adapters().items():
+        sites = select_sites(node.config, all_sites)  # type: ignore[arg-type]
         if not sites:
             examples = ", ".join(sorted(all_sites)[:4])
             problems.append(
-                f"{source}: adapters.{aid}.target_modules {list(config.target_modules)!r} matches no Linear site of "  # type: ignore[attr-defined]
+                f"{source}: adapters.{aid}.target_modules {list(node.config.target_modules)!r} matches no Linear site of "  # type: ignore[attr-defined]
                 f"backbone {recipe.backbone.type!r} (sites look like: {examples}, ...)"
             )
             continue
-        with in_recipe(source, f"adapters.{aid}"):
-            adapters[aid] = cls(config, sites=sites, context_size=backbone.hidden_size)
+        adapters[aid] = build_component(node, source, seed=seed, sites=sites, context_size=backbone.hidden_size)
+        _check_sources(adapters[aid], backbone, node.path, source)
     if problems:
         raise RecipeError(problems)
-    combiner_table = recipe.combiner or ComponentTable(type="oracle")
-    cls, config = _make(registry, "combiner", combiner_table, configs, "combiner")
-    # The combiner sees the sites some adapter attaches to, in backbone order (per-site combiners
-    # create their gates or attention there, and know the last one a forward pass reaches).
+    # The combiners see the sites some adapter attaches to, in backbone order (per-site combiners create their
+    # gates or attention there).
     used = {name for adapter in adapters.values() for name in adapter.site_names}
-    with in_recipe(source, "combiner"):
-        combiner: Combiner = cls(
-            config,
-            adapter_names=list(adapters),
-            task_names=list(recipe.tasks),
-            sites={name: site for name, site in all_sites.items() if name in used},
-            hidden_size=backbone.hidden_size,
-        )
-    # A loss no combiner provides is a typo; one this combiner lacks has nothing to weight (so a
-    # recipe's router phases still run when an ablation swaps the combiner) and is skipped.
-    provided = {n for entry in registry.components("combiner") for n in entry.load().aux_loss_names}
+    setup = CombinerSetup(
+        adapter_names=tuple(adapters),
+        task_names=tuple(recipe.tasks),
+        sites={name: site for name, site in all_sites.items() if name in used},
+        hidden_size=backbone.hidden_size,
+    )
+    combiner: Combiner = build_component(resolved.combiner(), source, seed=seed, setup=setup)
+    _check_sources(combiner, backbone, "combiner", source)
+    oracle: Combiner = build_component(resolved.oracle, source, setup=setup)
+    heads = {name: build_head(resolved, name, backbone, task_infos[name]) for name in recipe.tasks}
+    task_adapter = {name: recipe.adapter_for_task(name) for name in recipe.tasks}
+    model = MultiTaskModel(backbone, adapters, combiner, oracle, heads, task_adapter)
+    _check_selectors(resolved, model)
+    return model
+
+
+def _check_selectors(resolved: ResolvedRecipe, model: MultiTaskModel) -> None:
+    """A `train` selector of a training phase that names no parameter of the built model is an error, not a no-op."""
+    from mtkit.param_groups import selector_matches
+
+    recipe, problems = resolved.recipe, []
     for i, phase in enumerate(recipe.phases):
-        unknown = sorted(set(phase.aux_losses) - provided)
-        if unknown:
-            known = ", ".join(sorted(provided)) or "none"
+        if phase.steps == 0:
+            continue
+        for selector in phase.train:
+            if selector_matches(model, selector):
+                continue
+            if selector.startswith("backbone.layers"):
+                why = f"the backbone has layers 0-{len(model.backbone.layers()) - 1}"
+            elif selector == "combiner":
+                why = f"combiner {recipe.combiner.type!r} has no parameters"
+            else:
+                why = "that part of the model has no parameters"
             problems.append(
-                f"{source}: phases.{i}.aux_losses: {', '.join(map(repr, unknown))} is not an auxiliary loss of any "
-                f"combiner (known: {known})"
+                f"{resolved.source}: phases.{i}.train: selector {selector!r} names no parameter ({why}); remove it, or set "
+                f"phases.{i}.steps = 0 to only evaluate in that phase"
             )
     if problems:
         raise RecipeError(problems)
-    heads = {name: build_head(recipe, configs, registry, name, backbone, task_infos[name], source) for name in recipe.tasks}
-    task_adapter = {name: recipe.adapter_for_task(name) for name in recipe.tasks}
-    return MultiTaskModel(backbone, adapters, combiner, heads, task_adapter)
 
 
-def build_head(
-    recipe: Recipe, configs: dict[str, ComponentConfig], registry: Registry, task: str, backbone: Backbone, info: TaskInfo, source: str = "recipe"
-) -> Head:
-    """Task `task`'s head, newly initialised from the current torch seed."""
-    cls, config = _make(registry, "head", recipe.tasks[task].head, configs, f"tasks.{task}.head")
-    with in_recipe(source, f"tasks.{task}.head"):
-        head: Head = cls(config, backbone=backbone, task=info)
+def build_head(resolved: ResolvedRecipe, task: str, backbone: Backbone, info: TaskInfo, *, seed_path: str | None = None) -> Head:
+    """Task `task`'s head, initialised from the run seed and its key path (or `seed_path`, for new heads mid-run)."""
+    node = resolved.head(task)
+    seed = resolved.recipe.run.seed
+    if seed_path is not None:
+        node = Node(seed_path, node.kind, node.entry, node.config)
+    head: Head = build_component(node, resolved.source, seed=seed, backbone=backbone, task=info)
     return head
 
 
-def build_scheduler(registry: Registry, table: ComponentTable, task_sizes: list[int]) -> Scheduler:
-    cls = registry.component_class("scheduler", table.type)
-    return cls(cls.config_class.model_validate(table.params), task_sizes=task_sizes)
+def build_scheduler(resolved: ResolvedRecipe, phase: int | None, task_sizes: list[int]) -> Scheduler:
+    """The task scheduler of phase `phase` (its own, or the recipe's)."""
+    scheduler: Scheduler = build_component(resolved.scheduler(phase), resolved.source, task_sizes=task_sizes)
+    return scheduler
 
 
-def load_sources(
-    recipe: Recipe, configs: dict[str, ComponentConfig], registry: Registry, source: str = "recipe"
-) -> tuple[dict[str, DatasetSource], dict[str, Any], dict[str, TaskInfo]]:
+def load_sources(resolved: ResolvedRecipe) -> tuple[dict[str, DatasetSource], dict[str, Any], dict[str, TaskInfo]]:
     """Every task's dataset component, its loaded examples, and the task infos heads are built with."""
     sources: dict[str, DatasetSource] = {}
     loaded: dict[str, Any] = {}
     infos: dict[str, TaskInfo] = {}
-    for index, (name, task) in enumerate(recipe.tasks.items()):
-        cls, config = _make(registry, "dataset", task.dataset, configs, f"tasks.{name}.dataset")
-        with in_recipe(source, f"tasks.{name}.dataset"):
-            sources[name] = cls(config)
+    for index, name in enumerate(resolved.recipe.tasks):
+        node = resolved.dataset(name)
+        sources[name] = build_component(node, resolved.source)
+        with in_recipe(resolved.source, node.path):
             loaded[name] = sources[name].load()
         labels = sources[name].label_names
         infos[name] = TaskInfo(name, index, tuple(labels) if labels is not None else None)
@@ -147,37 +181,30 @@ def load_sources(
 
 
 def encode_tasks(
-    recipe: Recipe,
+    resolved: ResolvedRecipe,
     model: MultiTaskModel,
     sources: dict[str, DatasetSource],
     loaded: dict[str, Any],
     only: list[str] | None = None,
-    source: str = "recipe",
 ) -> dict[str, TaskData]:
+    recipe = resolved.recipe
     tokenizer = model.backbone.tokenizer
     data = {}
     for name, task in recipe.tasks.items():
         if only is None or name in only:
-            with in_recipe(source, None):  # the messages name the task and the row
+            with in_recipe(resolved.source, None):  # the messages name the task and the row
                 max_length = task.max_length or recipe.run.max_length
                 data[name] = prepare_task_data(name, sources[name], loaded[name], model.heads[name], tokenizer, max_length)  # type: ignore[arg-type]
     return data
 
 
-def build_metrics(recipe: Recipe, configs: dict[str, ComponentConfig], registry: Registry, source: str = "recipe") -> dict[str, list[Metric]]:
-    metrics: dict[str, list[Metric]] = {}
-    for name, task in recipe.tasks.items():
-        metrics[name] = []
-        for i, table in enumerate(task.metric_tables()):
-            cls, config = _make(registry, "metric", table, configs, f"tasks.{name}.metrics.{i}")
-            with in_recipe(source, f"tasks.{name}.metrics.{i}"):
-                metrics[name].append(cls(config))
-    return metrics
+def build_metrics(resolved: ResolvedRecipe) -> dict[str, list[Metric]]:
+    return {name: [build_component(node, resolved.source) for node in resolved.metrics(name)] for name in resolved.recipe.tasks}
 
 
-def build_run(recipe: Recipe, configs: dict[str, ComponentConfig], registry: Registry, source: str = "recipe") -> BuiltRun:
+def build_run(resolved: ResolvedRecipe) -> BuiltRun:
     """Load every task's data, build the model, and encode the data with the heads."""
-    sources, loaded, infos = load_sources(recipe, configs, registry, source)
-    model = build_model(recipe, configs, registry, infos, source)
-    data = encode_tasks(recipe, model, sources, loaded, source=source)
-    return BuiltRun(recipe, model, data, build_metrics(recipe, configs, registry, source), infos, registry, configs, source)
+    sources, loaded, infos = load_sources(resolved)
+    model = build_model(resolved, infos)
+    data = encode_tasks(resolved, model, sources, loaded)
+    return BuiltRun(resolved, model, data, build_metrics(resolved), infos)

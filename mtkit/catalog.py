@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic_core import PydanticUndefined
 
-from mtkit.recipe import Recipe
+from mtkit.recipe import TABLES, Recipe
 from mtkit.registry import ComponentEntry, Registry
 
 __all__ = ["component_fields", "listing", "recipe_schema"]
@@ -85,25 +85,44 @@ def _component_schema(registry: Registry, kind: str) -> dict[str, Any]:
     return {"anyOf": options} if options else {"type": "object"}
 
 
+def _resolve_ref(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    ref = schema.get("$ref")
+    return defs[ref.rsplit("/", 1)[-1]] if isinstance(ref, str) else schema
+
+
+def _place(node: dict[str, Any], parts: list[str], ref: dict[str, Any], defs: dict[str, Any]) -> None:
+    """Replace the schema at the table pattern `parts` (`*` a table key, `#` a list index) with `ref`."""
+    node = _resolve_ref(node, defs)
+    if "anyOf" in node:  # an optional table or a str-or-table union: descend into its object branches
+        for branch in node["anyOf"]:
+            if branch.get("type") not in ("null", "string"):
+                _place(branch, parts, ref, defs)
+        return
+    part, rest = parts[0], parts[1:]
+    key = "additionalProperties" if part == "*" else "items" if part == "#" else None
+    container = node if key else node.setdefault("properties", {})
+    slot = key or part
+    if rest:
+        _place(container[slot], rest, ref, defs)
+        return
+    old = _resolve_ref(container.get(slot, {}), defs)
+    allows_string = any(b.get("type") == "string" for b in old.get("anyOf", ()))  # a metric may be a bare name
+    allows_null = any(b.get("type") == "null" for b in container.get(slot, {}).get("anyOf", ()))
+    options = [ref] + ([{"type": "string"}] if allows_string else []) + ([{"type": "null"}] if allows_null else [])
+    description = container.get(slot, {}).get("description")
+    container[slot] = {"anyOf": options} if len(options) > 1 else dict(ref)
+    if description:
+        container[slot]["description"] = description
+
+
 def recipe_schema(registry: Registry) -> dict[str, Any]:
     """JSON Schema of a recipe with every component table spelled out per registered type."""
     schema = Recipe.model_json_schema()
     defs = schema.setdefault("$defs", {})
-    for kind in ("backbone", "adapter", "combiner", "scheduler", "dataset", "head", "metric"):
+    for kind in sorted({kind for _, kind in TABLES}):
         defs[f"{kind}_component"] = _component_schema(registry, kind)
-
-    def ref(kind: str) -> dict[str, str]:
-        return {"$ref": f"#/$defs/{kind}_component"}
-
-    props = schema["properties"]
-    props["backbone"] = ref("backbone")
-    props["adapters"] = {"type": "object", "additionalProperties": ref("adapter"), "description": props["adapters"].get("description", "")}
-    props["combiner"] = {"anyOf": [ref("combiner"), {"type": "null"}]}
-    props["scheduler"] = ref("scheduler")
-    task = defs["TaskSection"]["properties"]
-    task["dataset"], task["head"] = ref("dataset"), ref("head")
-    task["metrics"] = {"type": "array", "items": {"anyOf": [{"type": "string"}, ref("metric")]}}
-    defs["PhaseSection"]["properties"]["scheduler"] = {"anyOf": [ref("scheduler"), {"type": "null"}]}
+    for pattern, kind in TABLES:
+        _place(schema, pattern.split("."), {"$ref": f"#/$defs/{kind}_component"}, defs)
     defs.pop("ComponentTable", None)
     schema["title"] = "mtkit recipe"
     return schema

@@ -94,7 +94,7 @@ def validate(
     set_: Annotated[list[str] | None, typer.Option("--set", help="key.path=value override applied to every recipe (repeatable).")] = None,
 ) -> None:
     """Validate recipes (structure and every component's params) without building models."""
-    from mtkit.recipe import load_recipe
+    from mtkit.resolve import load_recipe
 
     failed = []
     for path in recipes:

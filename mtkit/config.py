@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import re
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-__all__ = ["KINDS", "AdapterConfig", "ComponentConfig", "DatasetConfig", "Kind", "RepresentationSource"]
+__all__ = ["KINDS", "AdapterConfig", "CombinerConfig", "ComponentConfig", "DatasetConfig", "Kind", "RepresentationSource"]
 
 Kind = Literal["backbone", "adapter", "combiner", "head", "scheduler", "dataset", "metric"]
 KINDS: tuple[Kind, ...] = ("backbone", "adapter", "combiner", "head", "scheduler", "dataset", "metric")
@@ -35,6 +36,24 @@ class AdapterConfig(ComponentConfig):
         default=None,
         description="Only adapt sites inside these backbone layers (0-based); all layers if unset.",
     )
+
+    @field_validator("target_modules")
+    @classmethod
+    def _patterns_compile(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            if pattern.startswith("re:"):
+                try:
+                    re.compile(pattern[3:])
+                except re.error as exc:
+                    raise ValueError(f"pattern {pattern!r} is not a valid regular expression ({exc})") from None
+        return patterns
+
+
+class CombinerConfig(ComponentConfig):
+    """Params of a combiner. `aux_loss_names` declares the auxiliary losses it adds, so that a recipe's
+    `phases.N.aux_losses` can be checked without importing the combiner (or torch)."""
+
+    aux_loss_names: ClassVar[tuple[str, ...]] = ()
 
 
 class DatasetConfig(ComponentConfig):

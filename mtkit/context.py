@@ -1,11 +1,11 @@
-"""Per-forward state shared by the site hooks, the combiner and the adapters."""
+"""What every site of one forward pass knows about the batch in flight: facts only, no component state."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = ["ForwardContext", "masked_mean"]
@@ -21,50 +21,40 @@ def masked_mean(hidden: Tensor, mask: Tensor | None) -> Tensor:
 
 @dataclass
 class ForwardContext:
-    """What the model knows about the batch in flight.
+    """Facts about the batch of one forward pass (or one `generate` call), shared by every site.
 
-    `begin()` is called once per forward (or once per `generate`), so anything stored in `cache`
-    or `representations` is computed once and reused by every site.
+    Components keep their own per-forward state (cleared in their `begin`); nothing here is written by a
+    component, so two plugins can never collide in it.
     """
 
-    routing: str = "oracle"
-    """`oracle`: task ids pick the adapters; `learned`: the combiner decides."""
-    temperature: float = 1.0
-    adapters_enabled: bool = True
-    routed_only: bool = False
-    """Under oracle routing, compute only the adapters some sample of the batch is routed to, so a
-    task's loss does not reach the others' parameters through zero weights (set while probing which
-    parameters each task's loss reaches)."""
-    task_ids: Tensor | None = None  # (B,)
-    oracle_weights: Tensor | None = None  # (B, K) one row per sample, zeros where the task has no adapter
+    task_ids: Tensor | None = None
+    """(B,) each sample's task index. Combiners may read it under oracle routing and for per-task parameters;
+    a learned combiner that must decide from the input alone does not."""
+    own_adapters: Tensor | None = None
+    """(B,) the column of each sample's own adapter (the one its task uses under oracle routing), -1 for none."""
     attention_mask: Tensor | None = None  # (B, T)
-    representations: dict[str, Tensor] = field(default_factory=dict)  # source -> (B, D)
-    cache: dict[str, Any] = field(default_factory=dict)
-    aux_losses: dict[str, Tensor] = field(default_factory=dict)
-    routing_log: list[Tensor] = field(default_factory=list)
-
-    def begin(self, *, task_ids: Tensor | None, oracle_weights: Tensor | None, attention_mask: Tensor | None) -> None:
-        self.task_ids, self.oracle_weights, self.attention_mask = task_ids, oracle_weights, attention_mask
-        self.representations = {}
-        self.cache = {}
-        self.aux_losses = {}
+    num_adapters: int = 0
+    representations: dict[str, Tensor] = field(default_factory=dict)
+    """Pooled input representations by source (`embeddings`, `layer:N`, `frozen_pass`), each (B, D), filled by the
+    model as the pass reaches them, and only for the sources a running component reads."""
 
     def representation(self, source: str) -> Tensor | None:
-        """The pooled input representation from `source`, or None if not computed yet in this pass."""
+        """The pooled input representation from `source`, or None if the pass has not reached it yet."""
         return self.representations.get(source)
 
-    def add_aux_loss(self, name: str, value: Tensor) -> None:
-        self.aux_losses[name] = self.aux_losses[name] + value if name in self.aux_losses else value
-
-    def record_routing(self, weights: Tensor) -> None:
-        """Combiners call this once per forward with their per-sample adapter weights (B, K)."""
-        self.routing_log.append(weights.detach().float().cpu())
+    def own_adapter_weights(self) -> Tensor:
+        """(B, K) one-hot rows at each sample's own adapter (zero rows for samples whose task has none)."""
+        assert self.own_adapters is not None, "the model always passes each sample's own adapter"
+        k = max(self.num_adapters, 1)
+        index = self.own_adapters
+        return F.one_hot(index.clamp_min(0), k).to(torch.float32) * (index >= 0).unsqueeze(-1)
 
     @property
     def batch_size(self) -> int:
         assert self.attention_mask is not None
         return int(self.attention_mask.shape[0])
 
+    @property
     def device(self) -> torch.device:
         assert self.attention_mask is not None
         return self.attention_mask.device

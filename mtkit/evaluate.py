@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -22,7 +23,7 @@ class TaskEvaluation:
     scores: dict[str, float]
     predictions: list[Any]
     references: list[Any]
-    routing: Tensor | None = None  # (N, K) per-sample adapter weights when the combiner logs them
+    routing: Tensor | None = None  # (N, K) per-sample adapter weights under learned routing
     extras: dict[str, Any] = field(default_factory=dict)
 
 
@@ -59,18 +60,17 @@ def evaluate(
                 view = model.for_task(name)
                 predictions: list[Any] = []
                 references: list[Any] = []
-                model.ctx.routing_log = []
-                for start in range(0, len(examples), batch_size):
-                    features = examples[start : start + batch_size]
-                    batch = move(head.collate(features, tokenizer), device)
-                    predictions += head.predict(view, batch)
-                    references += head.references(batch)
+                # Routing is what learned routing decides; under oracle routing the task ids decide it.
+                with model.recording_routing() if routing == "learned" else nullcontext([]) as log:
+                    for start in range(0, len(examples), batch_size):
+                        features = examples[start : start + batch_size]
+                        batch = move(head.collate(features, tokenizer), device)
+                        predictions += head.predict(view, batch)
+                        references += head.references(batch)
                 scores: dict[str, float] = {}
                 for metric in metrics[name]:
                     scores.update(metric.compute(predictions, references))
-                log = model.ctx.routing_log
                 results[name] = TaskEvaluation(scores, predictions, references, torch.cat(log) if log else None)
-                model.ctx.routing_log = []
     finally:
         model.train(was_training)
     return results

@@ -1,53 +1,42 @@
-"""The abstract component interfaces, one per kind. No concrete component lives here."""
+"""The abstract component interfaces, one per kind. No concrete component lives here.
+
+Adapters and combiners, with the maths they share, have modules of their own (mtkit/adapter.py,
+mtkit/combiner.py); this module holds the other kinds and the table of all of them.
+"""
 
 from __future__ import annotations
 
-import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
 
-from mtkit.config import AdapterConfig, ComponentConfig, DatasetConfig
-from mtkit.context import ForwardContext
+from mtkit.adapter import Adapter
+from mtkit.combiner import Combiner
+from mtkit.config import ComponentConfig, DatasetConfig
+from mtkit.errors import MtkitError
+from mtkit.sites import Site
 
 if TYPE_CHECKING:
     import datasets
 
 __all__ = [
     "INTERFACES",
-    "Adapter",
-    "AdapterGroup",
     "Backbone",
     "BackboneOutput",
-    "Combiner",
     "DatasetSource",
-    "Exportable",
     "Head",
     "HeadOutput",
-    "Mergeable",
+    "HfModelBackbone",
     "Metric",
     "ModelAccess",
     "Scheduler",
-    "Site",
-    "select_sites",
     "TaskInfo",
     "pad_batch",
 ]
-
-
-@dataclass(frozen=True)
-class Site:
-    """A Linear module of the backbone that adapters may attach to."""
-
-    name: str  # dotted module path inside the backbone
-    in_features: int
-    out_features: int
-    layer: int | None  # index into Backbone.layers(), None outside them
 
 
 @dataclass
@@ -113,152 +102,16 @@ class Backbone(nn.Module, ABC):
         raise NotImplementedError(f"backbone {self.name!r} does not generate text")
 
 
-def select_sites(config: AdapterConfig, sites: Mapping[str, Site]) -> dict[str, Site]:
-    """The sites an adapter config targets."""
+@runtime_checkable
+class HfModelBackbone(Protocol):
+    """Capability: the backbone wraps a Hugging Face transformers model (PEFT export and import, checkpointing).
 
-    def matches(name: str, pattern: str) -> bool:
-        if pattern.startswith("re:"):
-            return re.search(pattern[3:], name) is not None
-        return name == pattern or name.endswith("." + pattern)
-
-    return {
-        name: site
-        for name, site in sites.items()
-        if any(matches(name, p) for p in config.target_modules)
-        and (config.layers is None or site.layer in config.layers)
-    }
-
-
-class Adapter(nn.Module, ABC):
-    """One adapter across its sites: produces a delta for a site's output.
-
-    Several adapters of the same class at a site are computed together by the classmethods
-    `mix` (weighted sum of deltas) and `stack` (all deltas); their defaults loop over adapters,
-    so a family overrides them with one batched operation.
+    Site names are module paths inside the backbone; inside the wrapped model they lose this prefix.
     """
 
-    kind: ClassVar[str] = "adapter"
-    name: ClassVar[str]
-    config_class: ClassVar[type[AdapterConfig]]
-
-    def __init__(self, config: AdapterConfig, *, sites: Mapping[str, Site], context_size: int) -> None:
-        super().__init__()
-        self.config = config
-        self.site_names = sorted(sites)
-
-    @staticmethod
-    def site_key(site: str) -> str:
-        """A module-dict key for a dotted site name."""
-        return site.replace(".", "__")
-
-    @abstractmethod
-    def delta(self, site: str, x: Tensor, y: Tensor, ctx: ForwardContext) -> Tensor:
-        """The delta at `site` for input x (B, T, Din) and frozen output y (B, T, Dout) -> (B, T, Dout)."""
-
-    def representation_sources(self) -> set[str]:
-        """Input representations this adapter reads from the context (see RepresentationSource)."""
-        return set()
-
-    @classmethod
-    def mix(
-        cls, adapters: Sequence[Adapter], site: str, x: Tensor, y: Tensor, weights: Tensor, ctx: ForwardContext
-    ) -> Tensor:
-        """sum_k weights[..., k] * delta_k, for weights (B, K) or (B, T, K)."""
-        out = torch.zeros_like(y)
-        for k, adapter in enumerate(adapters):
-            w = weights[..., k]
-            w = w[:, None, None] if w.dim() == 1 else w.unsqueeze(-1)
-            out = out + w * adapter.delta(site, x, y, ctx)
-        return out
-
-    @classmethod
-    def stack(cls, adapters: Sequence[Adapter], site: str, x: Tensor, y: Tensor, ctx: ForwardContext) -> Tensor:
-        """Every adapter's delta.  -> (B, T, K, Dout)"""
-        return torch.stack([a.delta(site, x, y, ctx) for a in adapters], dim=2)
-
-
-@runtime_checkable
-class Mergeable(Protocol):
-    """An adapter whose delta is linear in x and can be folded into the base weight."""
-
-    def merge(self, site: str, linear: nn.Linear) -> None: ...
-
-    def unmerge(self, site: str, linear: nn.Linear) -> None: ...
-
-
-@runtime_checkable
-class Exportable(Protocol):
-    """An adapter that can write itself in another library's on-disk format (`mtkit export`)."""
-
-    export_formats: tuple[str, ...]
-
-    def export(self, format: str, out_dir: Path, *, backbone: Backbone) -> None: ...
-
-
-@dataclass
-class AdapterGroup:
-    """Adapters of one class present at one site, and their columns in the combiner's weights."""
-
-    cls: type[Adapter]
-    adapters: list[Adapter]
-    columns: list[int]
-
-    def mix(self, site: str, x: Tensor, y: Tensor, weights: Tensor, ctx: ForwardContext) -> Tensor:
-        return self.cls.mix(self.adapters, site, x, y, weights[..., self.columns], ctx)
-
-    def stack(self, site: str, x: Tensor, y: Tensor, ctx: ForwardContext) -> Tensor:
-        return self.cls.stack(self.adapters, site, x, y, ctx)
-
-    def routed(self, weights: Tensor) -> AdapterGroup | None:
-        """The adapters that some row of `weights` gives a nonzero weight (None if there are none)."""
-        used = [i for i, column in enumerate(self.columns) if bool(weights[..., column].any())]
-        if not used:
-            return None
-        return AdapterGroup(self.cls, [self.adapters[i] for i in used], [self.columns[i] for i in used])
-
-
-class Combiner(nn.Module, ABC):
-    """Decides how the deltas of several adapters at a site become one."""
-
-    kind: ClassVar[str] = "combiner"
-    name: ClassVar[str]
-    config_class: ClassVar[type[ComponentConfig]]
-    aux_loss_names: ClassVar[tuple[str, ...]] = ()
-    """Names of auxiliary losses it adds to the context; phases weight them by these names."""
-
-    def __init__(
-        self,
-        config: ComponentConfig,
-        *,
-        adapter_names: Sequence[str],
-        task_names: Sequence[str],
-        sites: Mapping[str, Site],
-        hidden_size: int,
-    ) -> None:
-        super().__init__()
-        self.config = config
-        self.adapter_names = list(adapter_names)
-        self.task_names = list(task_names)
-
-    @abstractmethod
-    def weights(self, site: str, x: Tensor, y: Tensor, ctx: ForwardContext) -> Tensor | None:
-        """Adapter weights (B, K) or (B, T, K) at `site`; None applies no adapter there."""
-
-    def combine(self, site: str, x: Tensor, y: Tensor, groups: Sequence[AdapterGroup], ctx: ForwardContext) -> Tensor:
-        """The site output: y + sum of weighted deltas (override for attention over deltas)."""
-        w = self.weights(site, x, y, ctx)
-        if w is None:
-            return y
-        out = y
-        for group in groups:
-            out = out + group.mix(site, x, y, w, ctx)
-        return out
-
-    def representation_sources(self) -> set[str]:
-        return set()
-
-    def set_temperature(self, temperature: float) -> None:
-        """Called by the trainer every step with the phase's annealed temperature."""
+    def hf_model_path(self) -> str:
+        """The dotted attribute path of the wrapped transformers model inside the backbone, e.g. 'model'."""
+        ...
 
 
 class ModelAccess(Protocol):
@@ -321,8 +174,7 @@ class Head(nn.Module, ABC):
 
     def example_from_text(self, text: str) -> dict[str, Any]:
         """A raw example holding one new input (for `mtkit predict`)."""
-        field = getattr(self.config, "text_field", "text")
-        return {field: text}
+        raise MtkitError(f"head {self.name!r} cannot predict from a line of text (it does not implement example_from_text)")
 
     def validate_example(self, example: Mapping[str, Any]) -> str | None:
         """A problem with one raw example (missing field, label out of range), or None."""

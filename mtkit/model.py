@@ -6,7 +6,7 @@ tree and parameter names stay untouched and its state dict still loads into a ba
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import partial
 from typing import Any
@@ -15,8 +15,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mtkit.adapter import Adapter, Mergeable
+from mtkit.combiner import Combiner, SiteAdapters
 from mtkit.context import ForwardContext, masked_mean
-from mtkit.interfaces import Adapter, AdapterGroup, Backbone, BackboneOutput, Combiner, Head, HeadOutput
+from mtkit.errors import MtkitError
+from mtkit.interfaces import Backbone, BackboneOutput, Head, HeadOutput
 
 __all__ = ["MultiTaskModel", "TaskBatch"]
 
@@ -25,13 +28,19 @@ TaskBatch = tuple[str, dict[str, Any]]
 
 
 class MultiTaskModel(nn.Module):
-    """Runs mixed-task batches through one backbone pass, routing adapters per sample."""
+    """Runs mixed-task batches through one backbone pass, routing adapters per sample.
+
+    `combiner` is the recipe's combiner, which runs at every site while the routing mode is `learned`; `oracle`
+    runs there while it is `oracle` (task ids pick the adapters). Either way a site calls one combiner's
+    `combine`, once.
+    """
 
     def __init__(
         self,
         backbone: Backbone,
         adapters: Mapping[str, Adapter],
         combiner: Combiner,
+        oracle: Combiner,
         heads: Mapping[str, Head],
         task_adapter: Mapping[str, str | None],
     ) -> None:
@@ -39,127 +48,128 @@ class MultiTaskModel(nn.Module):
         self.backbone = backbone
         self.adapters = nn.ModuleDict(dict(adapters))
         self.combiner = combiner
+        self.oracle = oracle
         self.heads = nn.ModuleDict(dict(heads))
         self.task_names = list(heads)
         self.adapter_names = list(adapters)
-        index = [self.adapter_names.index(a) if a is not None else -1 for a in (task_adapter[t] for t in self.task_names)]
-        self.register_buffer("task_adapter_index", torch.tensor(index, dtype=torch.long), persistent=False)
+        self.routing_mode = "oracle"
+        self.adapters_enabled = True
         self.ctx = ForwardContext()
+        self.register_buffer("task_adapter_index", torch.empty(0, dtype=torch.long), persistent=False)
+        self.set_task_adapters(task_adapter)
         self.merged_adapter: str | None = None
-        self._groups = self._site_groups()
+        self._needed: set[str] = set()
+        self._last_combiner = oracle
+        self._sites = self._site_adapters()
         self._handles: list[Any] = []
         self._attach()
 
     # --- wiring -----------------------------------------------------------------------------
 
-    def _site_groups(self) -> dict[str, list[AdapterGroup]]:
-        groups: dict[str, list[AdapterGroup]] = {}
+    def set_task_adapters(self, task_adapter: Mapping[str, str | None]) -> None:
+        """Which adapter serves each task under oracle routing (a phase may route a task elsewhere)."""
+        index = [self.adapter_names.index(a) if a is not None else -1 for a in (task_adapter[t] for t in self.task_names)]
+        self.task_adapter_index = torch.tensor(index, dtype=torch.long, device=self.task_adapter_index.device)
+
+    def task_adapters(self) -> dict[str, str | None]:
+        return {t: self.adapter_names[i] if i >= 0 else None for t, i in zip(self.task_names, self.task_adapter_index.tolist(), strict=True)}
+
+    @property
+    def running_combiner(self) -> Combiner:
+        """The combiner the sites call in the current routing mode."""
+        return self.oracle if self.routing_mode == "oracle" else self.combiner
+
+    def _site_adapters(self) -> dict[str, SiteAdapters]:
+        members: dict[str, list[tuple[int, Adapter]]] = {}
         for column, (aid, adapter) in enumerate(self.adapters.items()):
             if aid == self.merged_adapter:
                 continue  # folded into the base weights: its sites need no hook for it
             for site in adapter.site_names:
-                site_groups = groups.setdefault(site, [])
-                group = next((g for g in site_groups if g.cls is type(adapter)), None)
-                if group is None:
-                    site_groups.append(AdapterGroup(type(adapter), [adapter], [column]))
-                else:
-                    group.adapters.append(adapter)
-                    group.columns.append(column)
-        return groups
+                members.setdefault(site, []).append((column, adapter))
+        return {site: SiteAdapters(site, found, len(self.adapter_names)) for site, found in members.items()}
+
+    def _sources(self, combiners: Sequence[Combiner]) -> set[str]:
+        sources = {s for c in combiners for s in c.representation_sources()}
+        return sources | {s for a in self.adapters.values() for s in a.representation_sources()}
 
     def _attach(self) -> None:
-        for site in self._groups:
+        for site in self._sites:
             module = self.backbone.get_submodule(site)
             self._handles.append(module.register_forward_hook(partial(self._site_hook, site)))
-        sources = set(self.combiner.representation_sources())
-        for adapter in self.adapters.values():
-            sources |= adapter.representation_sources()
-        self._frozen_pass = "frozen_pass" in sources
-        for source in sources - {"frozen_pass"}:
-            module = self.backbone.embeddings() if source == "embeddings" else self._layer(source)
+        for source in self._sources([self.combiner, self.oracle]) - {"frozen_pass"}:
+            module = self.backbone.embeddings() if source == "embeddings" else self.backbone.layers()[layer_index(source)]
             self._handles.append(module.register_forward_hook(partial(self._representation_hook, source)))
 
-    def _layer(self, source: str) -> nn.Module:
-        layers = self.backbone.layers()
-        index = int(source.split(":", 1)[1])
-        if not 0 <= index < len(layers):
-            raise ValueError(f"representation source {source!r}: the backbone has layers 0-{len(layers) - 1}")
-        return layers[index]
-
     def _representation_hook(self, source: str, module: nn.Module, args: Any, output: Any) -> None:
-        if source in self.ctx.representations:
-            return  # computed once per forward (and once per generate call)
+        # Only the sources a running component reads, once per forward (once per generate call), never in the frozen pass.
+        if source not in self._needed or source in self.ctx.representations or not self.adapters_enabled:
+            return
         hidden = output[0] if isinstance(output, tuple) else output
         self.ctx.representations[source] = masked_mean(hidden, self.ctx.attention_mask)
 
     def _site_hook(self, site: str, module: nn.Module, args: tuple[Tensor, ...], output: Tensor) -> Tensor:
-        ctx = self.ctx
-        if not ctx.adapters_enabled:
+        if not self.adapters_enabled:
             return output
-        x = args[0]
-        groups = self._groups[site]
-        if ctx.routing == "oracle":
-            weights = ctx.oracle_weights
-            assert weights is not None, "oracle routing needs task ids"
-            out = output
-            for group in groups:
-                routed = group.routed(weights) if ctx.routed_only else group
-                if routed is not None:
-                    out = out + routed.mix(site, x, output, weights, ctx)
-            return out
-        return self.combiner.combine(site, x, output, groups, ctx)
+        return self.running_combiner.combine(site, args[0], output, self._sites[site], self.ctx)
 
     # --- forward --------------------------------------------------------------------------
 
-    def oracle_weights(self, task_ids: Tensor) -> Tensor:
-        """(B,) task ids -> (B, K) one-hot rows over adapters (zero rows for tasks without one)."""
-        k = max(len(self.adapter_names), 1)
-        index = self.task_adapter_index.to(task_ids.device)[task_ids]
-        return F.one_hot(index.clamp_min(0), k).to(torch.float32) * (index >= 0).unsqueeze(-1)
-
     def _begin(self, input_ids: Tensor, attention_mask: Tensor, task_ids: Tensor) -> None:
-        self.ctx.begin(task_ids=task_ids, oracle_weights=self.oracle_weights(task_ids), attention_mask=attention_mask)
-        if self._frozen_pass:
+        index = self.task_adapter_index.to(task_ids.device)
+        self.ctx = ForwardContext(
+            task_ids=task_ids, own_adapters=index[task_ids], attention_mask=attention_mask, num_adapters=len(self.adapter_names)
+        )
+        combiner = self._last_combiner = self.running_combiner
+        self._needed = self._sources([combiner]) if self.adapters_enabled else set()
+        if "frozen_pass" in self._needed:
             with torch.no_grad(), self.adapters_disabled():
                 hidden = self.backbone(input_ids, attention_mask).hidden
             self.ctx.representations["frozen_pass"] = masked_mean(hidden, attention_mask)
+        combiner._start_forward(self.ctx)
+        for adapter in self.adapters.values():
+            adapter.begin(self.ctx)
 
     def run_backbone(self, input_ids: Tensor, attention_mask: Tensor, task_ids: Tensor) -> BackboneOutput:
         self._begin(input_ids, attention_mask, task_ids)
-        return self.backbone(input_ids, attention_mask)
+        output = self.backbone(input_ids, attention_mask)
+        self.running_combiner._finish_forward()
+        return output
 
-    def forward(self, batches: Sequence[TaskBatch]) -> tuple[Tensor, dict[str, HeadOutput]]:
-        """One backbone pass over the concatenated task batches; returns the weighted loss and outputs.
+    def forward(self, batches: Sequence[TaskBatch]) -> tuple[dict[str, Tensor], dict[str, HeadOutput]]:
+        """One backbone pass over the concatenated task batches; returns each task's loss and head outputs.
 
-        The loss is the mean of the tasks' losses weighted by each task's share of the batch.
+        Tasks whose head gives no loss (no labels) have no entry in the losses.
         """
-        input_ids, attention_mask, task_ids, sizes = self._concat(batches)
+        input_ids, attention_mask, task_ids = self._concat(batches)
         output = self.run_backbone(input_ids, attention_mask, task_ids)
+        losses: dict[str, Tensor] = {}
         outputs: dict[str, HeadOutput] = {}
-        total = input_ids.new_zeros((), dtype=torch.float32)
         start = 0
-        for (task, batch), size in zip(batches, sizes, strict=True):
-            sliced = _slice_output(output, start, size, batch["input_ids"].shape[1])
-            result = self.heads[task](sliced, batch)
+        for task, batch in batches:
+            size = batch["input_ids"].shape[0]
+            result = self.heads[task](_slice_output(output, start, size, batch["input_ids"].shape[1]), batch)
             outputs[task] = result
             if result.loss is not None:
-                total = total + result.loss * (size / input_ids.shape[0])
+                losses[task] = result.loss
             start += size
-        return total, outputs
+        return losses, outputs
 
-    def _concat(self, batches: Sequence[TaskBatch]) -> tuple[Tensor, Tensor, Tensor, list[int]]:
+    @property
+    def aux_losses(self) -> dict[str, Tensor]:
+        """The auxiliary losses the combiner that ran the last forward pass added in it."""
+        return dict(self._last_combiner.aux_losses)
+
+    def _concat(self, batches: Sequence[TaskBatch]) -> tuple[Tensor, Tensor, Tensor]:
         width = max(b["input_ids"].shape[1] for _, b in batches)
         pad_id = self.pad_token_id
-        ids, masks, tasks, sizes = [], [], [], []
+        ids, masks, tasks = [], [], []
         for task, batch in batches:
             pad = width - batch["input_ids"].shape[1]
             ids.append(F.pad(batch["input_ids"], (0, pad), value=pad_id))
             masks.append(F.pad(batch["attention_mask"], (0, pad), value=0))
-            size = batch["input_ids"].shape[0]
-            tasks.append(torch.full((size,), self.task_names.index(task), dtype=torch.long))
-            sizes.append(size)
+            tasks.append(torch.full((batch["input_ids"].shape[0],), self.task_names.index(task), dtype=torch.long))
         device = ids[0].device
-        return torch.cat(ids), torch.cat(masks), torch.cat(tasks).to(device), sizes
+        return torch.cat(ids), torch.cat(masks), torch.cat(tasks).to(device)
 
     @property
     def pad_token_id(self) -> int:
@@ -167,22 +177,34 @@ class MultiTaskModel(nn.Module):
         return int(tokenizer.pad_token_id) if tokenizer.pad_token_id is not None else 0
 
     @contextmanager
-    def adapters_disabled(self) -> Any:
-        previous = self.ctx.adapters_enabled
-        self.ctx.adapters_enabled = False
+    def adapters_disabled(self) -> Iterator[None]:
+        previous = self.adapters_enabled
+        self.adapters_enabled = False
         try:
             yield
         finally:
-            self.ctx.adapters_enabled = previous
+            self.adapters_enabled = previous
 
     @contextmanager
-    def routing(self, mode: str) -> Any:
-        previous = self.ctx.routing
-        self.ctx.routing = mode
+    def routing(self, mode: str) -> Iterator[None]:
+        previous = self.routing_mode
+        self.routing_mode = mode
         try:
             yield
         finally:
-            self.ctx.routing = previous
+            self.routing_mode = previous
+
+    @contextmanager
+    def recording_routing(self) -> Iterator[list[Tensor]]:
+        """Record the running combiner's per-sample adapter weights, one (B, K) tensor per forward pass."""
+        combiner = self.running_combiner
+        combiner._set_recording(True)
+        log = combiner._routing_log
+        assert log is not None
+        try:
+            yield log
+        finally:
+            combiner._set_recording(False)
 
     # --- merging -----------------------------------------------------------------------------
 
@@ -193,13 +215,10 @@ class MultiTaskModel(nn.Module):
         while merged, so a forward costs what the bare backbone costs. The merged model applies
         that adapter to every input whatever the routing mode. Returns the adapter's id.
         """
-        from mtkit.errors import MtkitError
-        from mtkit.interfaces import Mergeable
-
         if self.merged_adapter is not None:
             raise MtkitError(f"adapter {self.merged_adapter!r} is already merged; call unmerge_adapters() first")
         used = {self.adapter_names[i] if i >= 0 else None for i in self.task_adapter_index.tolist()}
-        if len(used) != 1 or None in used or self.ctx.routing != "oracle":
+        if len(used) != 1 or None in used or self.routing_mode != "oracle":
             raise MtkitError(
                 "merge_adapters: merging needs oracle routing with every task using one and the same adapter "
                 f"(tasks use: {', '.join(sorted(str(u) for u in used))}); run unmerged instead"
@@ -229,7 +248,7 @@ class MultiTaskModel(nn.Module):
         for handle in self._handles:
             handle.remove()
         self._handles = []
-        self._groups = self._site_groups()
+        self._sites = self._site_adapters()
         self._attach()
 
     def for_task(self, task: str) -> TaskView:
@@ -256,5 +275,13 @@ class TaskView:
 
     def generate(self, batch: Mapping[str, Any], **kwargs: Any) -> Tensor:
         # Routing is decided once from the prompt and reused for every generated token.
-        self.model._begin(batch["input_ids"], batch["attention_mask"], self._task_ids(batch))
-        return self.model.backbone.generate(batch["input_ids"], batch["attention_mask"], **kwargs)
+        model = self.model
+        model._begin(batch["input_ids"], batch["attention_mask"], self._task_ids(batch))
+        tokens = model.backbone.generate(batch["input_ids"], batch["attention_mask"], **kwargs)
+        model.running_combiner._finish_forward()
+        return tokens
+
+
+def layer_index(source: str) -> int:
+    """N of a `layer:N` representation source."""
+    return int(source.split(":", 1)[1])

@@ -31,9 +31,15 @@ __all__ = [
 
 ENTRY_POINT_GROUP = "mtkit"
 BUILTIN_DISTRIBUTION = "mtkit"
-PLUGIN_API_VERSION = 1
+PLUGIN_API_VERSION = 2
 """The plugin API this mtkit provides. A plugin module may set `MTKIT_PLUGIN_API = <int>`; a
 different value marks it incompatible and it is skipped."""
+API_CHANGES = {
+    2: "combiners take `setup=CombinerSetup(...)`, get a SiteAdapters in combine(), keep per-forward state themselves "
+    "(ForwardContext has no cache, no oracle_weights), declare aux losses on their config class; adapters may expose "
+    "`low_rank` instead of `mix`/`stack`",
+}
+"""What each plugin API version changed, named when a plugin built for an older one is skipped."""
 DISABLE_ENV = "MTKIT_DISABLE_PLUGINS"
 """Comma-separated entry-point or distribution names to skip; `third-party` skips every plugin not
 shipped with mtkit."""
@@ -81,9 +87,10 @@ def _api_problem(module: ModuleType) -> str | None:
     declared = getattr(module, "MTKIT_PLUGIN_API", PLUGIN_API_VERSION)
     if declared == PLUGIN_API_VERSION:
         return None
+    changed = "; ".join(f"API {v}: {API_CHANGES[v]}" for v in sorted(API_CHANGES) if isinstance(declared, int) and v > declared)
     return (
         f"plugin API {declared!r} is not supported by this mtkit (it provides API {PLUGIN_API_VERSION}); "
-        "install a release of the plugin built for it"
+        "install a release of the plugin built for it" + (f" ({changed}; see docs/plugins.md)" if changed else "")
     )
 
 

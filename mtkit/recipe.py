@@ -1,47 +1,53 @@
-"""Recipe files: pydantic models for the TOML structure, overrides, and both validation passes.
+"""The recipe's structure (validation pass 1): pydantic models for the TOML tables, and where component tables sit.
 
 Pass 1 checks the structure (known tables and keys, types, references between sections). Pass 2
-looks every component table's `type` up in the registry and validates the rest of the table with
-that component's config class. Problems of both passes are collected and raised together.
+(mtkit/resolve.py) looks every component table's `type` up in the registry and validates the rest of
+the table with that component's config class.
 """
 
 from __future__ import annotations
 
-import difflib
-import json
 import re
-import tomllib
-import types
-import typing
 from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from mtkit.config import ComponentConfig
-from mtkit.errors import RecipeError, UnknownComponentError
-from mtkit.registry import Registry
+from mtkit import defaults
+from mtkit.selectors import SELECTOR_HELP, selected_tasks, selector_problems
 
 __all__ = [
+    "TABLES",
     "ComponentTable",
     "PhaseSection",
     "Recipe",
     "RunSection",
     "TaskSection",
     "TemperatureSchedule",
-    "apply_overrides",
     "component_tables",
-    "load_recipe",
-    "read_recipe_file",
-    "validate_recipe",
 ]
 
 _ID = r"^[A-Za-z_][A-Za-z0-9_]*$"
-SELECTOR_HELP = (
-    "adapters, adapters.<id>, combiner, heads, heads.<task>, backbone, backbone.embeddings, "
-    "backbone.layers.<i> or backbone.layers.<i>-<j>"
+
+TABLES: tuple[tuple[str, str], ...] = (
+    ("backbone", "backbone"),
+    ("adapters.*", "adapter"),
+    ("combiner", "combiner"),
+    ("scheduler", "scheduler"),
+    ("tasks.*.dataset", "dataset"),
+    ("tasks.*.head", "head"),
+    ("tasks.*.metrics.#", "metric"),
+    ("phases.#.scheduler", "scheduler"),
 )
+"""Where component tables sit in a recipe, as (key pattern, kind): `*` is any table key, `#` any list index.
+Validation, building, the JSON Schema and the recipe reference all read this one list."""
+
+_DEFAULTS: dict[str, Any] = {
+    "combiner": {"type": defaults.COMBINER},
+    "scheduler": {"type": defaults.SCHEDULER},
+    "tasks.*.metrics": list(defaults.METRICS),
+}
+"""What a recipe that leaves a component table out gets."""
 
 
 class _Section(BaseModel):
@@ -61,7 +67,7 @@ class ComponentTable(BaseModel):
 
 class RunSection(_Section):
     name: str = Field(default="run", pattern=r"^[\w.-]+$", description="Run name; default run directory is runs/<name>.")
-    seed: int = Field(default=0, ge=0, description="Seed for weights, data order and dropout.")
+    seed: int = Field(default=0, ge=0, le=2**32 - 1, description="Seed for weights, data order and dropout.")
     output_dir: str | None = Field(default=None, description="Run directory (default runs/<name>).")
     device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="Where to train; auto picks a GPU if present.")
     mixed_precision: Literal["no", "fp16", "bf16"] = Field(default="no", description="Accelerate mixed precision.")
@@ -76,14 +82,16 @@ class RunSection(_Section):
 class TaskSection(_Section):
     dataset: ComponentTable = Field(description="Where the task's examples come from.")
     head: ComponentTable = Field(description="How backbone outputs become this task's predictions and loss.")
-    metrics: list[str | ComponentTable] = Field(default_factory=lambda: ["accuracy"],  # type: ignore[arg-type]
+    metrics: list[str | ComponentTable] = Field(default_factory=lambda: list(defaults.METRICS),  # type: ignore[arg-type]
         description="Metrics scored on the held-out split.")
     adapter: str | None = Field(default=None, description="The adapter that serves this task under oracle routing (default: the adapter with the task's name, or the only adapter).")
     max_length: int | None = Field(default=None, gt=0, description="Token limit for this task's examples.")
-    loss_weight: float = Field(default=1.0, gt=0, description="Weight of this task's loss in mixed batches.")
-
-    def metric_tables(self) -> list[ComponentTable]:
-        return [ComponentTable(type=m) if isinstance(m, str) else m for m in self.metrics]
+    loss_weight: float = Field(
+        default=1.0,
+        ge=0,
+        description="Multiplies this task's loss, in task batches and mixed ones (where each task's loss also counts by its "
+        "share of the batch); 0 leaves the task's own parameters untouched.",
+    )
 
 
 class TemperatureSchedule(_Section):
@@ -109,6 +117,11 @@ class PhaseSection(_Section):
     routing: Literal["oracle", "learned"] = Field(default="oracle", description="oracle: task ids pick adapters; learned: the combiner decides.")
     batching: Literal["task", "mixed"] = Field(default="task", description="task: one task per batch; mixed: tasks drawn per sample.")
     scheduler: ComponentTable | None = Field(default=None, description="Overrides the recipe's task scheduler in this phase.")
+    task_adapters: dict[str, str] = Field(
+        default_factory=dict,
+        description="Under oracle routing in this phase (and its evaluation), route these tasks to another adapter: "
+        "{headlines = \"topic\"} serves the headlines task with the topic adapter (a best-single-adapter baseline).",
+    )
     aux_losses: dict[str, float] = Field(default_factory=dict, description="Auxiliary loss weights by name (the combiner's losses).")
     temperature: TemperatureSchedule | None = Field(default=None, description="Combiner temperature schedule.")
     evaluate: bool = Field(default=True, description="Evaluate every task at the end of the phase.")
@@ -155,8 +168,13 @@ class Recipe(_Section):
     run: RunSection = Field(default_factory=RunSection, description="Run-wide settings.")
     backbone: ComponentTable = Field(description="The shared pretrained or from-scratch transformer.")
     adapters: dict[str, ComponentTable] = Field(default_factory=dict, description="Adapters by id.")
-    combiner: ComponentTable | None = Field(default=None, description="How adapters at a site combine (default oracle).")
-    scheduler: ComponentTable = Field(default_factory=lambda: ComponentTable(type="proportional"), description="Which task each batch draws from.")
+    combiner: ComponentTable = Field(
+        default_factory=lambda: ComponentTable(**_DEFAULTS["combiner"]),
+        description=f"How adapters at a site combine when a phase routes `learned` (default {defaults.COMBINER}).",
+    )
+    scheduler: ComponentTable = Field(
+        default_factory=lambda: ComponentTable(**_DEFAULTS["scheduler"]), description="Which task each batch draws from."
+    )
     tasks: dict[str, TaskSection] = Field(min_length=1, description="Tasks by name.")
     phases: list[PhaseSection] = Field(min_length=1, description="Training phases, run in order.")
     freeze: list[str] = Field(
@@ -175,30 +193,26 @@ class Recipe(_Section):
         names = [p.name for p in self.phases]
         problems += [f"phase name {n!r} is used twice" for n in sorted({n for n in names if names.count(n) > 1})]
         for i, phase in enumerate(self.phases):
-            problems += [f"phases.{i}.train: {msg}" for msg in selector_problems(phase.train, self)]
-            if phase.fresh_heads and not self.trained_heads(phase):
+            problems += [f"phases.{i}.train: {msg}" for msg in selector_problems(phase.train, self.adapters, self.tasks)]
+            for task, adapter in phase.task_adapters.items():
+                if task not in self.tasks:
+                    problems.append(f"phases.{i}.task_adapters.{task}: not a task of the recipe ({_known(self.tasks)})")
+                elif adapter not in self.adapters:
+                    problems.append(f"phases.{i}.task_adapters.{task}: {adapter!r} is not an adapter id ({_known(self.adapters)})")
+            if phase.fresh_heads and not problems and not self.trained_heads(phase):
                 problems.append(
                     f"phases.{i}.fresh_heads: the phase trains no head (add \"heads\" or \"heads.TASK\" to phases.{i}.train, "
                     "outside `freeze`), so new heads would stay untrained"
                 )
-        problems += [f"freeze: {msg}" for msg in selector_problems(self.freeze, self)]
+        problems += [f"freeze: {msg}" for msg in selector_problems(self.freeze, self.adapters, self.tasks)]
         if problems:
             raise ValueError("; ".join(problems))
         return self
 
     def trained_heads(self, phase: PhaseSection) -> list[str]:
         """The tasks whose heads `phase` trains (its `heads` selectors, less those `freeze` names)."""
-
-        def named(selectors: Sequence[str]) -> set[str]:
-            tasks: set[str] = set()
-            for sel in selectors:
-                kind, _, task = sel.partition(".")
-                if kind == "heads":
-                    tasks |= {task} if task else set(self.tasks)
-            return tasks
-
-        trained, frozen = named(phase.train), named(self.freeze)
-        return [task for task in self.tasks if task in trained and task not in frozen]
+        trained = selected_tasks(phase.train, list(self.tasks)) - selected_tasks(self.freeze, list(self.tasks))
+        return [task for task in self.tasks if task in trained]
 
     def phase_tasks(self, phase: PhaseSection) -> list[str]:
         """The tasks `phase` draws training batches from: every task, unless it trains heads only, then
@@ -207,8 +221,10 @@ class Recipe(_Section):
             return self.trained_heads(phase)
         return list(self.tasks)
 
-    def adapter_for_task(self, task: str) -> str | None:
-        """The adapter that serves `task` under oracle routing."""
+    def adapter_for_task(self, task: str, phase: PhaseSection | None = None) -> str | None:
+        """The adapter that serves `task` under oracle routing (in `phase`, if it routes the task elsewhere)."""
+        if phase is not None and task in phase.task_adapters:
+            return phase.task_adapters[task]
         explicit = self.tasks[task].adapter
         if explicit is not None:
             return explicit
@@ -221,225 +237,43 @@ def _known(ids: Mapping[str, Any]) -> str:
     return f"known: {', '.join(sorted(ids))}" if ids else "the recipe defines none"
 
 
-def selector_problems(selectors: Sequence[str], recipe: Recipe) -> list[str]:
-    problems = []
-    for sel in selectors:
-        head, _, rest = sel.partition(".")
-        ok = (
-            (head == "adapters" and (not rest or rest in recipe.adapters))
-            or (head == "heads" and (not rest or rest in recipe.tasks))
-            or (head == "combiner" and not rest)
-            or (head == "backbone" and (not rest or rest == "embeddings" or re.fullmatch(r"layers\.\d+(-\d+)?", rest)))
-        )
-        if not ok:
-            problems.append(f"selector {sel!r} matches nothing (use {SELECTOR_HELP})")
-    return problems
+def _expand(node: Any, parts: Sequence[str], path: str) -> Iterator[tuple[str, Any]]:
+    if not parts:
+        yield path, node
+        return
+    part, rest = parts[0], parts[1:]
+    join = (lambda key: f"{path}.{key}") if path else (lambda key: str(key))
+    if part == "*":
+        for key, value in (node.items() if isinstance(node, Mapping) else ()):
+            yield from _expand(value, rest, join(key))
+    elif part == "#":
+        for index, value in enumerate(node if isinstance(node, list) else ()):
+            yield from _expand(value, rest, join(index))
+    elif isinstance(node, Mapping) and part in node:
+        yield from _expand(node[part], rest, join(part))
 
 
-# --- reading and overrides -------------------------------------------------------------------
-
-
-def read_recipe_file(path: str | Path) -> dict[str, Any]:
-    """Read a TOML recipe (or the JSON one a run directory saves)."""
-    path = Path(path)
-    if not path.is_file():
-        raise RecipeError([f"{path}: no such recipe file; check the path (recipes live in recipes/*.toml)"])
-    text = path.read_text(encoding="utf-8")
-    try:
-        data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise RecipeError([f"{path}: invalid TOML: {exc}"]) from None
-    except json.JSONDecodeError as exc:
-        raise RecipeError([f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"]) from None
-    data.setdefault("run", {}).setdefault("name", re.sub(r"[^\w.-]", "_", path.stem))
+def _with_defaults(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The raw recipe with the default component tables filled in where it leaves them out."""
+    data = dict(raw)
+    for key in ("combiner", "scheduler"):
+        if data.get(key) is None:
+            data[key] = dict(_DEFAULTS[key])
+    tasks = data.get("tasks")
+    if isinstance(tasks, Mapping):
+        data["tasks"] = {
+            name: ({**task, "metrics": list(_DEFAULTS["tasks.*.metrics"])} if isinstance(task, Mapping) and "metrics" not in task else task)
+            for name, task in tasks.items()
+        }
     return data
 
 
-def _parse_value(text: str) -> Any:
-    try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        return text  # a bare word is a string: --set adapters.a.type=lora
-
-
-def apply_overrides(raw: dict[str, Any], overrides: Sequence[str], source: str) -> dict[str, Any]:
-    """Apply `key.path=value` overrides (values parsed as TOML, else taken as strings)."""
-    problems = []
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            problems.append(f"{source}: override {item!r} must look like key.path=value")
-            continue
-        node: Any = raw
-        parts = key.strip().split(".")
-        try:
-            for part in parts[:-1]:
-                node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
-            last = parts[-1]
-            if isinstance(node, list):
-                node[int(last)] = _parse_value(value)
-            elif isinstance(node, dict):
-                node[last] = _parse_value(value)
-            else:
-                raise TypeError
-        except (ValueError, IndexError, TypeError, AttributeError):
-            problems.append(f"{source}: override {key!r} does not name a place in the recipe")
-    if problems:
-        raise RecipeError(problems)
-    return raw
-
-
-# --- validation --------------------------------------------------------------------------------
-
-
-def _path(loc: Sequence[int | str]) -> str:
-    return ".".join(str(p) for p in loc if p not in ("ComponentTable", "str"))
-
-
-def _pydantic_problems(exc: ValidationError, source: str, prefix: str, model: type[BaseModel] | None) -> list[str]:
-    problems = []
-    for err in exc.errors():
-        loc = [p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p in {"str", "ComponentTable"}))]
-        where = ".".join(x for x in [prefix, _path(loc)] if x)
-        if err["type"] == "extra_forbidden":
-            allowed = _allowed_keys(model, loc[:-1])
-            hint = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
-            msg = "unknown key" + (f"; did you mean {hint[0]!r}?" if hint else "")
-            msg += f" (allowed: {', '.join(sorted(allowed))})" if allowed else ""
-        elif err["type"] == "value_error":
-            msg = str(err["ctx"]["error"]) if "ctx" in err else err["msg"]
-        else:
-            msg = err["msg"][0].lower() + err["msg"][1:]
-            if err["type"] != "missing" and "input" in err:
-                msg += f" (got {err['input']!r})"
-        problems.append(f"{source}: {where}: {msg}" if where else f"{source}: {msg}")
-    return problems
-
-
-def _unwrap_optional(annotation: Any) -> Any:
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        if len(args) == 1:
-            return args[0]
-    return annotation
-
-
-def _allowed_keys(model: type[BaseModel] | None, loc: Sequence[int | str]) -> list[str]:
-    """Field names of the sub-model at `loc`, walking fields, list items and dict values."""
-    current: Any = model
-    for part in loc:
-        current = _unwrap_optional(current)
-        if isinstance(current, type) and issubclass(current, BaseModel):
-            field = current.model_fields.get(str(part))
-            if field is None:
-                return []
-            current = field.annotation
-        elif typing.get_origin(current) in (list, dict):
-            current = typing.get_args(current)[-1]
-        else:
-            return []
-    current = _unwrap_optional(current)
-    if isinstance(current, type) and issubclass(current, BaseModel) and current is not ComponentTable:
-        return list(current.model_fields)
-    return []
-
-
 def component_tables(raw: Mapping[str, Any]) -> Iterator[tuple[str, str, Any]]:
-    """Every component table in a raw recipe as (key path, kind, table), found best-effort."""
-
-    def tables(node: Any) -> Mapping[str, Any]:
-        return node if isinstance(node, Mapping) else {}
-
-    if "backbone" in raw:
-        yield "backbone", "backbone", raw["backbone"]
-    for aid, table in tables(raw.get("adapters")).items():
-        yield f"adapters.{aid}", "adapter", table
-    if raw.get("combiner") is not None:
-        yield "combiner", "combiner", raw["combiner"]
-    if "scheduler" in raw:
-        yield "scheduler", "scheduler", raw["scheduler"]
-    for name, task in tables(raw.get("tasks")).items():
-        task = tables(task)
-        for key, kind in (("dataset", "dataset"), ("head", "head")):
-            if key in task:
-                yield f"tasks.{name}.{key}", kind, task[key]
-        metrics = task.get("metrics", ["accuracy"])
-        for i, metric in enumerate(metrics if isinstance(metrics, list) else []):
-            yield f"tasks.{name}.metrics.{i}", "metric", {"type": metric} if isinstance(metric, str) else metric
-    for i, phase in enumerate(raw.get("phases") if isinstance(raw.get("phases"), list) else []):
-        if isinstance(phase, Mapping) and phase.get("scheduler") is not None:
-            yield f"phases.{i}.scheduler", "scheduler", phase["scheduler"]
-
-
-def validate_components(raw: Mapping[str, Any], registry: Registry, source: str) -> tuple[dict[str, ComponentConfig], list[str]]:
-    """Pass 2: validate each component table's params with its registered config class."""
-    configs: dict[str, ComponentConfig] = {}
-    problems: list[str] = []
-    for path, kind, table in component_tables(raw):
-        if not isinstance(table, Mapping):
-            continue  # pass 1 reports the wrong shape
-        name = table.get("type")
-        if not isinstance(name, str):
-            continue  # pass 1 reports the missing or mistyped `type`
-        try:
-            entry = registry.get(kind, name)
-        except UnknownComponentError:
-            known = ", ".join(registry.names(kind)) or "none installed"
-            problems.append(
-                f"{source}: {path}.type {name!r} is not a registered {kind} (known: {known}); "
-                f"see 'mtkit list-components --kind {kind}'"
-            )
-            continue
-        params = {k: v for k, v in table.items() if k != "type"}
-        try:
-            configs[path] = entry.config_class.model_validate(params)
-        except ValidationError as exc:
-            problems += _pydantic_problems(exc, source, path, entry.config_class)
-    return configs, problems
-
-
-def validate_recipe(raw: dict[str, Any], registry: Registry, source: str) -> tuple[Recipe, dict[str, ComponentConfig]]:
-    """Run both passes over a raw recipe; raise one RecipeError listing every problem."""
-    problems: list[str] = []
-    recipe = None
-    try:
-        recipe = Recipe.model_validate(raw)
-    except ValidationError as exc:
-        problems += _pydantic_problems(exc, source, "", Recipe)
-    configs, component_problems = validate_components(raw, registry, source)
-    problems += component_problems
-    if recipe is not None and not problems:
-        problems += _validation_split_problems(recipe, configs, source)
-    if problems or recipe is None:
-        raise RecipeError(problems)
-    return recipe, configs
-
-
-def _validation_split_problems(recipe: Recipe, configs: Mapping[str, ComponentConfig], source: str) -> list[str]:
-    """A phase that scores validation splits needs every task's dataset to carve one."""
-    problems = []
-    for i, phase in enumerate(recipe.phases):
-        if phase.eval_every is None:
-            continue
-        for name in recipe.tasks:
-            if getattr(configs.get(f"tasks.{name}.dataset"), "validation_size", None) is None:
-                problems.append(
-                    f"{source}: phases.{i}.eval_every scores validation splits, but tasks.{name}.dataset has none; "
-                    f"set tasks.{name}.dataset.validation_size (e.g. 0.1)"
-                )
-    return problems
-
-
-def load_recipe(
-    path: str | Path, overrides: Sequence[str] = (), registry: Registry | None = None
-) -> tuple[Recipe, dict[str, ComponentConfig], dict[str, Any]]:
-    """Read, override and validate a recipe file.
-
-    Returns:
-        The recipe, the validated component configs by key path, and the resolved raw dict.
-    """
-    from mtkit.registry import load_registry
-
-    raw = apply_overrides(read_recipe_file(path), overrides, str(path))
-    recipe, configs = validate_recipe(raw, registry or load_registry(), str(path))
-    return recipe, configs, raw
+    """Every component table of a raw recipe as (key path, kind, table), defaults included, found best-effort
+    (structure problems are pass 1's to report); a metric named by a bare string is the table {type = name}."""
+    data = _with_defaults(raw)
+    for pattern, kind in TABLES:
+        for path, table in _expand(data, pattern.split("."), ""):
+            if table is None:
+                continue
+            yield path, kind, {"type": table} if isinstance(table, str) else table

@@ -61,6 +61,8 @@ def _check_class(cls: Any, kind: str, name: str, config_class: type, plugin: Plu
     if not (isinstance(cls, type) and issubclass(cls, interface)):
         raise PluginError(plugin.name, f"{where} is not a subclass of mtkit.{interface.__name__}")
     missing = sorted(getattr(cls, "__abstractmethods__", ()))
+    if kind == "combiner" and cls.weights is interface.weights and cls.combine is interface.combine:  # type: ignore[attr-defined]
+        missing.append("weights() or combine()")
     if missing:
         raise PluginError(plugin.name, f"{where} does not implement {', '.join(missing)}")
     if getattr(cls, "name", None) != name or getattr(cls, "config_class", None) is not config_class:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from mtkit import defaults
 from mtkit.rundir import RunDir
 
 __all__ = ["plot_training_curves", "write_report"]
@@ -69,7 +70,7 @@ def write_report(run_dir: RunDir, recipe: Mapping[str, Any], results: Mapping[st
     data = run_dir.read_json("data.json")
     lines = [f"# Run `{recipe['run']['name']}`", ""]
     lines += [f"- backbone: `{recipe['backbone']['type']}`", f"- adapters: {', '.join(recipe.get('adapters', {})) or 'none'}"]
-    lines += [f"- combiner: `{(recipe.get('combiner') or {'type': 'oracle'})['type']}`", f"- seed: {recipe['run'].get('seed', 0)}", ""]
+    lines += [f"- combiner: `{(recipe.get('combiner') or {'type': defaults.COMBINER})['type']}`", f"- seed: {recipe['run'].get('seed', 0)}", ""]
     columns = ["dataset", "train", "validation", "test", "split"]
     if not any("validation" in info for info in data["tasks"].values()):
         columns.remove("validation")

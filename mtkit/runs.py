@@ -10,8 +10,9 @@ from typing import Any
 
 from mtkit.checkpoint import load_tensors, save_tensors
 from mtkit.errors import MtkitError
-from mtkit.recipe import Recipe, load_recipe, validate_recipe
+from mtkit.recipe import Recipe
 from mtkit.registry import Registry, load_registry
+from mtkit.resolve import ResolvedRecipe, load_recipe, resolve
 from mtkit.rundir import RunDir
 
 __all__ = ["LoadedRun", "evaluate_run", "load_run", "predict_texts", "run_recipe"]
@@ -41,7 +42,8 @@ def run_recipe(
 ) -> RunDir:
     """Validate, build, train and evaluate a recipe; return its finished run directory."""
     registry = registry or load_registry()
-    recipe, configs, raw = load_recipe(path, overrides, registry)
+    resolved = load_recipe(path, overrides, registry)
+    recipe, raw = resolved.recipe, resolved.raw
     out = Path(recipe.run.output_dir or os.path.join("runs", recipe.run.name))
     if resume and (out / "recipe.json").is_file():
         saved = RunDir(out).read_json("recipe.json")
@@ -57,7 +59,7 @@ def run_recipe(
         run_dir.write_json("recipe.json", raw)
     accelerator.wait_for_everyone()
     run_dir = RunDir(out)
-    built = build_run(recipe, configs, registry, str(path))
+    built = build_run(resolved)
     trainer = Trainer(built, run_dir, accelerator, callbacks)
     if main:
         run_dir.write_json("data.json", {"seed": recipe.run.seed, "tasks": {n: d.split for n, d in built.tasks.items()}})
@@ -89,30 +91,40 @@ def _after_run(run_dir: RunDir, built: Any, trainer: Any) -> list[str]:
 @dataclass
 class LoadedRun:
     run_dir: RunDir
-    recipe: Recipe
+    resolved: ResolvedRecipe
     model: Any
+
+    @property
+    def recipe(self) -> Recipe:
+        return self.resolved.recipe
 
 
 def load_run(path: str | Path, registry: Registry | None = None) -> LoadedRun:
-    """Rebuild a finished run's model from its directory alone (no training data needed)."""
+    """Rebuild a finished run's model from its directory alone (no training data needed).
+
+    The model routes as the run's last phase did (its routing mode and its task -> adapter mapping).
+    """
     from mtkit.build import build_model
     from mtkit.interfaces import TaskInfo
 
     registry = registry or load_registry()
     run_dir = RunDir.open(Path(path))
-    raw = run_dir.read_json("recipe.json")
-    recipe, configs = validate_recipe(raw, registry, str(run_dir.path / "recipe.json"))
+    resolved = resolve(run_dir.read_json("recipe.json"), registry, str(run_dir.path / "recipe.json"))
+    recipe = resolved.recipe
     labels = run_dir.read_json("tasks.json")
     infos = {
         name: TaskInfo(name, i, tuple(labels[name]["labels"]) if labels[name]["labels"] else None)
         for i, name in enumerate(recipe.tasks)
     }
-    model = build_model(recipe, configs, registry, infos, str(run_dir.path))
+    model = build_model(resolved, infos)
     missing, unexpected = model.load_state_dict(load_tensors(run_dir.path / "model.safetensors"), strict=False)
     if unexpected or any(not k.startswith("backbone.") for k in missing):
         raise MtkitError(f"{run_dir.path}/model.safetensors does not match the recipe's model (unexpected: {unexpected[:3]})")
+    last = recipe.phases[-1]
+    model.routing_mode = last.routing
+    model.set_task_adapters({task: recipe.adapter_for_task(task, last) for task in recipe.tasks})
     model.eval()
-    return LoadedRun(run_dir, recipe, model)
+    return LoadedRun(run_dir, resolved, model)
 
 
 def _final_routing(recipe: Recipe) -> str:
@@ -143,13 +155,13 @@ def evaluate_run(
         raise MtkitError(f"--routing {routing!r}: use oracle or learned")
     if split not in ("test", "validation"):
         raise MtkitError(f"--split {split!r}: use test or validation")
-    configs = validate_recipe(loaded_run.run_dir.read_json("recipe.json"), registry, str(path))[1]
-    sources, loaded, _ = load_sources(recipe, configs, registry, str(path))
-    data = encode_tasks(recipe, loaded_run.model, sources, loaded, list(tasks) if tasks else None, str(path))
+    resolved = loaded_run.resolved
+    sources, loaded, _ = load_sources(resolved)
+    data = encode_tasks(resolved, loaded_run.model, sources, loaded, list(tasks) if tasks else None)
     results = evaluate(
         loaded_run.model,
         data,
-        build_metrics(recipe, configs, registry, str(path)),
+        build_metrics(resolved),
         routing=routing or _final_routing(recipe),
         batch_size=recipe.run.eval_batch_size,
         device=torch.device("cpu"),
@@ -180,9 +192,9 @@ def predict_texts(
             columns = {key: [e[key] for e in examples] for key in examples[0]}
             encoded = head.encode(columns, tokenizer, recipe.tasks[name].max_length or recipe.run.max_length)
             batch = move(head.collate(encoded, tokenizer), torch.device("cpu"))
-            model.ctx.routing_log = []
-            predictions = head.predict(model.for_task(name), batch)
-            weights = torch.cat(model.ctx.routing_log) if model.ctx.routing_log else None
+            with model.recording_routing() as log:
+                predictions = head.predict(model.for_task(name), batch)
+            weights = torch.cat(log) if log else None
             labels = head.task.label_names
             for i, prediction in enumerate(predictions):
                 shown = labels[prediction] if labels and isinstance(prediction, int) else prediction

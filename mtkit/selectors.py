@@ -1,74 +1,83 @@
-"""Phase parameter selectors -> parameter groups with learning-rate multipliers."""
+"""The grammar of parameter selectors (`train`, `freeze`): parsed here once, for validation and for the trainer.
+
+Importing this never imports torch: `mtkit validate` checks selectors without building a model.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
-from torch import nn
+__all__ = ["SELECTOR_HELP", "Selector", "parse_selector", "selected_tasks", "selector_problems"]
 
-from mtkit.model import MultiTaskModel
+SELECTOR_HELP = (
+    "adapters, adapters.<id>, combiner, heads, heads.<task>, backbone, backbone.embeddings, "
+    "backbone.layers.<i> or backbone.layers.<i>-<j>"
+)
 
-__all__ = ["ParamGroup", "select_parameters"]
-
-
-@dataclass
-class ParamGroup:
-    params: list[nn.Parameter]
-    lr_scale: float
-    label: str
+Part = Literal["adapters", "heads", "combiner", "backbone"]
 
 
-def _selected_modules(model: MultiTaskModel, selector: str) -> list[tuple[nn.Module, str]]:
-    head, _, rest = selector.partition(".")
-    if head == "adapters":
-        return [(model.adapters[rest], "adapters")] if rest else [(model.adapters, "adapters")]
-    if head == "heads":
-        return [(model.heads[rest], "heads")] if rest else [(model.heads, "heads")]
-    if head == "combiner":
-        return [(model.combiner, "combiner")]
-    layers = model.backbone.layers()
-    if rest == "embeddings":
-        return [(model.backbone.embeddings(), "backbone.embeddings")]
-    if rest.startswith("layers."):
-        lo, _, hi = rest.removeprefix("layers.").partition("-")
-        return [(layers[i], f"backbone.layers.{i}") for i in range(int(lo), int(hi or lo) + 1) if i < len(layers)]
-    return [(model.backbone, "backbone")]
+@dataclass(frozen=True)
+class Selector:
+    """One parsed selector: a part of the model, optionally one adapter, head, or a range of backbone layers."""
+
+    text: str
+    part: Part
+    name: str | None = None  # adapters.<id> / heads.<task>
+    layers: tuple[int, int] | None = None  # backbone.layers.<i>[-<j>], inclusive
+    embeddings: bool = False  # backbone.embeddings
 
 
-def select_parameters(
-    model: MultiTaskModel,
-    selectors: Sequence[str],
-    *,
-    head_lr_multiplier: float = 1.0,
-    layer_lr_decay: float = 1.0,
-    frozen: Sequence[str] = (),
-) -> list[ParamGroup]:
-    """Parameters the selectors name (less those `frozen` names), grouped by learning-rate scale.
+def parse_selector(text: str) -> Selector:
+    """Parse one selector.
 
-    Heads get `head_lr_multiplier`; backbone layer i of n gets `layer_lr_decay ** (n - 1 - i)`,
-    the embeddings and other backbone parameters `layer_lr_decay ** n`.
+    Raises:
+        ValueError: the text is not a selector; the message says what the grammar allows.
     """
-    excluded = {id(p) for selector in frozen for module, _ in _selected_modules(model, selector) for p in module.parameters()}
-    layers = model.backbone.layers()
-    layer_of = {id(p): i for i, layer in enumerate(layers) for p in layer.parameters()}
-    backbone_ids = {id(p) for p in model.backbone.parameters()}
-    head_ids = {id(p) for p in model.heads.parameters()}
-    chosen: dict[int, nn.Parameter] = {}
-    for selector in selectors:
-        for module, _ in _selected_modules(model, selector):
-            for p in module.parameters():
-                if id(p) not in excluded:
-                    chosen.setdefault(id(p), p)
-    groups: dict[float, ParamGroup] = {}
-    for pid, p in chosen.items():
-        if pid in head_ids:
-            scale, label = head_lr_multiplier, "heads"
-        elif pid in layer_of:
-            scale, label = layer_lr_decay ** (len(layers) - 1 - layer_of[pid]), f"layer {layer_of[pid]}"
-        elif pid in backbone_ids:
-            scale, label = layer_lr_decay ** len(layers), "backbone"
-        else:
-            scale, label = 1.0, "adapters/combiner"
-        groups.setdefault(scale, ParamGroup([], scale, label)).params.append(p)
-    return sorted(groups.values(), key=lambda g: -g.lr_scale)
+    head, _, rest = text.partition(".")
+    if head in ("adapters", "heads") and (not rest or re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", rest)):
+        return Selector(text, head, name=rest or None)  # type: ignore[arg-type]
+    if head == "combiner" and not rest:
+        return Selector(text, "combiner")
+    if head == "backbone":
+        if not rest:
+            return Selector(text, "backbone")
+        if rest == "embeddings":
+            return Selector(text, "backbone", embeddings=True)
+        match = re.fullmatch(r"layers\.(\d+)(?:-(\d+))?", rest)
+        if match:
+            lo, hi = int(match[1]), int(match[2] or match[1])
+            if hi < lo:
+                raise ValueError(f"selector {text!r} names layers {lo} down to {hi}; write the range low-high (backbone.layers.{hi}-{lo})")
+            return Selector(text, "backbone", layers=(lo, hi))
+    raise ValueError(f"selector {text!r} is not one of: {SELECTOR_HELP}")
+
+
+def selector_problems(selectors: Sequence[str], adapters: Collection[str], tasks: Collection[str]) -> list[str]:
+    """What is wrong with each selector, given the recipe's adapter ids and task names."""
+    problems = []
+    for text in selectors:
+        try:
+            sel = parse_selector(text)
+        except ValueError as exc:
+            problems.append(str(exc))
+            continue
+        known = adapters if sel.part == "adapters" else tasks if sel.part == "heads" else None
+        if known is not None and sel.name is not None and sel.name not in known:
+            kind = "adapter" if sel.part == "adapters" else "task"
+            listed = ", ".join(sorted(known)) or "none"
+            problems.append(f"selector {text!r} names no {kind} of the recipe (known: {listed})")
+    return problems
+
+
+def selected_tasks(selectors: Sequence[str], tasks: Sequence[str]) -> set[str]:
+    """The tasks whose heads the selectors name (`heads` names every task)."""
+    named: set[str] = set()
+    for text in selectors:
+        sel = parse_selector(text)
+        if sel.part == "heads":
+            named |= {sel.name} if sel.name else set(tasks)
+    return named

@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 import math
 import time
-import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
@@ -18,16 +18,18 @@ from accelerate import Accelerator
 from torch import Tensor
 
 from mtkit import checkpoint as ckpt
-from mtkit.build import BuiltRun, build_head, build_scheduler, in_recipe
-from mtkit.data import plan_batches
+from mtkit.build import BuiltRun, build_head, build_scheduler
+from mtkit.data import BatchPlan, plan_batches
+from mtkit.errors import MtkitError
 from mtkit.evaluate import TaskEvaluation, evaluate, move
 from mtkit.keep_best import FILE as BEST_FILE
 from mtkit.keep_best import MEAN, BestWeights, group_scores, parameters_by_task
+from mtkit.param_groups import select_parameters
+from mtkit.predictions import prediction_rows, write_predictions
 from mtkit.recipe import PhaseSection
 from mtkit.rundir import RunDir
-from mtkit.selectors import select_parameters
 
-__all__ = ["Callbacks", "Trainer", "lr_lambda", "temperature_at"]
+__all__ = ["Callbacks", "Trainer", "lr_lambda", "task_loss", "temperature_at"]
 
 
 class Callbacks(Protocol):
@@ -71,6 +73,35 @@ def temperature_at(phase: PhaseSection, step: int) -> float | None:
     t = phase.temperature
     fraction = step / max(1, phase.steps - 1)
     return float(t.start * (t.end / t.start) ** fraction)
+
+
+def task_loss(losses: Mapping[str, Tensor], batches: Sequence[tuple[str, Mapping[str, Any]]], weights: Mapping[str, float]) -> Tensor:
+    """The step's loss: each task's loss times its `loss_weight` and its share of the batch's samples.
+
+    A task of weight 0 is left out (its head and own adapter receive no gradient at all).
+    """
+    sizes = {task: int(batch["input_ids"].shape[0]) for task, batch in batches}
+    total_size = sum(sizes.values())
+    terms = [losses[t] * (weights[t] * sizes[t] / total_size) for t in losses if weights[t] > 0]
+    if not terms:
+        return next(iter(losses.values())).new_zeros(()) if losses else torch.zeros(())
+    return torch.stack(terms).sum()
+
+
+@dataclass
+class _PhaseRun:
+    """What one training phase works with, built at its start."""
+
+    index: int
+    phase: PhaseSection
+    train_model: Any  # the model as Accelerate prepared it (DDP-wrapped in several processes)
+    optimizer: Any
+    schedule: Any
+    plan: BatchPlan
+    names: list[str]  # the tasks the phase draws from, in plan order
+    params: list[Tensor]
+    named: list[tuple[str, Tensor]]
+    best: BestWeights | None
 
 
 def _seed(*parts: int) -> int:
@@ -158,6 +189,8 @@ class Trainer:
         return self.results
 
     def _run_phase(self, index: int, phase: PhaseSection, first: int, global_step: int, optimizer_files: Any) -> int:
+        self.model.routing_mode = phase.routing
+        self.model.set_task_adapters({task: self.recipe.adapter_for_task(task, phase) for task in self.recipe.tasks})
         trainable = select_parameters(self.model, phase.train, frozen=self.recipe.freeze)
         if phase.fresh_heads and first == 0:  # resumed mid-phase, the checkpoint holds the heads trained so far
             self._fresh_heads(index, phase)
@@ -171,6 +204,25 @@ class Trainer:
         return global_step
 
     def _train_phase(self, index: int, phase: PhaseSection, first: int, global_step: int, optimizer_files: Any) -> int:
+        run = self._start_phase(index, phase, first, optimizer_files)
+        self.callbacks.phase_started(phase.name, phase.steps, first)
+        if run.best is not None:
+            if optimizer_files is not None and self._resumed_best is not None:
+                run.best.load(optimizer_files, self._resumed_best)
+            elif first == 0:
+                self._validate(phase, 0, global_step, run.best)
+        tic = time.perf_counter()
+        for step in range(first, phase.steps):
+            logs = self._step(run, step)
+            global_step += 1
+            tic = self._bookkeeping(run, step + 1, global_step, logs, tic)
+        if run.best is not None and phase.keep_best:
+            run.best.restore()
+            self._log({"event": "keep_best", "phase": phase.name, "global_step": global_step, "kept": run.best.kept()}, global_step)
+        return global_step
+
+    def _start_phase(self, index: int, phase: PhaseSection, first: int, optimizer_files: Any) -> _PhaseRun:
+        """The optimiser, learning-rate schedule, batch plan and best-weights keeper of a phase."""
         model, recipe, acc = self.model, self.recipe, self.accelerator
         model.requires_grad_(False)
         groups = select_parameters(
@@ -190,93 +242,107 @@ class Trainer:
                 ckpt.load_tensors(optimizer_files / "optimizer.safetensors"),
                 json.loads((optimizer_files / "optimizer.json").read_text()),
             )
-            with warnings.catch_warnings():  # stepping the schedule to where the run stopped, before any optimizer step
-                warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step()`")
-                for _ in range(first):
-                    schedule.step()
+            # The saved param groups hold the learning rates of step `first`; the schedule continues from there
+            # (stepping it `first` times before any optimiser step would warn and do the same).
+            schedule.last_epoch = first
+            schedule._last_lr = [group["lr"] for group in optimizer.param_groups]  # type: ignore[attr-defined]
         train_model, optimizer = acc.prepare(model, optimizer)
         names = recipe.phase_tasks(phase)
-        with in_recipe(self.built.source, f"phases.{index}.scheduler" if phase.scheduler else "scheduler"):
-            scheduler = build_scheduler(self.built.registry, phase.scheduler or recipe.scheduler, [len(self.built.tasks[n].train) for n in names])
+        sizes = [len(self.built.tasks[n].train) for n in names]
+        scheduler = build_scheduler(self.built.resolved, index, sizes)
         plan = plan_batches(
             scheduler,
-            [len(self.built.tasks[n].train) for n in names],
+            sizes,
             steps=phase.steps,
             batch_size=phase.batch_size or recipe.run.batch_size,
             mixed=phase.batching == "mixed",
             seed=recipe.run.seed + acc.process_index * 7_777,
             phase=index,
         )
-        self.callbacks.phase_started(phase.name, phase.steps, first)
         model.train()
-        model.ctx.routing = phase.routing
-        tokenizer = model.backbone.tokenizer
         best = None
         if phase.eval_every:
             per_task = phase.keep_best == "per_task"
             best = BestWeights(self._task_groups(index, named) if per_task else {MEAN: named}, phase.min_improvement)
+        return _PhaseRun(index, phase, train_model, optimizer, schedule, plan, names, params, named, best)
+
+    def _step(self, run: _PhaseRun, step: int) -> dict[str, float]:
+        """One optimiser step of a phase; returns its log values."""
+        model, recipe, acc, phase = self.model, self.recipe, self.accelerator, run.phase
+        torch.manual_seed(_seed(recipe.run.seed, run.index, step))
+        temperature = temperature_at(phase, step)
+        if temperature is not None:
+            model.combiner.set_temperature(temperature)
+        tokenizer = model.backbone.tokenizer
+        batches = []
+        for task_index, rows in run.plan.steps[step]:
+            task = run.names[task_index]
+            features = self.built.tasks[task].train[rows]
+            batches.append((task, move(model.heads[task].collate(features, tokenizer), acc.device)))
+        with acc.autocast():
+            losses, _ = run.train_model(batches)
+            loss = task_loss(losses, batches, {t: recipe.tasks[t].loss_weight for t in losses})
+            aux = {k: v for k, v in model.aux_losses.items() if phase.aux_losses.get(k, 0.0) > 0}
+            total = loss + sum((phase.aux_losses[k] * v for k, v in aux.items()), torch.zeros((), device=loss.device))
+        self._check_finite(run, step, losses, total)
+        # A batch whose loss reaches no parameter the phase trains has nothing to update; skipped in
+        # one process only (in several, a process that skipped backward would leave the others waiting).
+        if total.requires_grad or acc.num_processes > 1:
+            acc.backward(total)
+        self._note_trained(run.named)
+        grad_norm = acc.clip_grad_norm_(run.params, phase.max_grad_norm) if phase.max_grad_norm else None
+        if grad_norm is not None and not torch.isfinite(grad_norm):
+            raise self._diverged(run, step, "the gradient norm is not finite")
+        run.optimizer.step()
+        run.schedule.step()
+        run.optimizer.zero_grad(set_to_none=True)
+        logs = {"loss": float(loss.detach()), "lr": phase.lr * lr_lambda(phase)(step)}
+        logs.update({f"loss/{task}": float(value.detach()) for task, value in losses.items()})
+        logs.update({f"aux/{k}": float(v.detach()) for k, v in aux.items()})
+        if grad_norm is not None:
+            logs["grad_norm"] = float(grad_norm)
+        if temperature is not None:
+            logs["temperature"] = temperature
+        return logs
+
+    def _check_finite(self, run: _PhaseRun, step: int, losses: Mapping[str, Tensor], total: Tensor) -> None:
+        if bool(torch.isfinite(total)):
+            return
+        bad = [task for task, value in losses.items() if not bool(torch.isfinite(value))]
+        what = f"the loss of task {', '.join(map(repr, bad))}" if bad else "an auxiliary loss"
+        raise self._diverged(run, step, f"{what} is not finite")
+
+    def _diverged(self, run: _PhaseRun, step: int, what: str) -> MtkitError:
+        latest = ckpt.load_latest(self.run_dir.path) if self.main else None
+        kept = f"the last checkpoint ({latest[0].name}) is kept" if latest else "no checkpoint was written before it"
+        return MtkitError(
+            f"{self.built.source}: phases.{run.index} ({run.phase.name!r}), step {step + 1}: {what}, so training diverged; {kept}. "
+            f"Lower phases.{run.index}.lr, check the adapters' alpha and scale, and run again (--overwrite)"
+        )
+
+    def _bookkeeping(self, run: _PhaseRun, done: int, global_step: int, logs: dict[str, float], tic: float) -> float:
+        """Validation checks, progress, log lines and checkpoints after step `done`; returns the log timer."""
+        phase, recipe = run.phase, self.recipe
         eval_every = phase.eval_every or phase.steps
-        if best is not None:
-            if optimizer_files is not None and self._resumed_best is not None:
-                best.load(optimizer_files, self._resumed_best)
-            elif first == 0:
-                self._validate(phase, 0, global_step, best)
-        tic = time.perf_counter()
-        for step in range(first, phase.steps):
-            torch.manual_seed(_seed(recipe.run.seed, index, step))
-            temperature = temperature_at(phase, step)
-            if temperature is not None:
-                model.ctx.temperature = temperature
-                model.combiner.set_temperature(temperature)
-            batches = []
-            for task_index, rows in plan.steps[step]:
-                task = names[task_index]
-                features = self.built.tasks[task].train[rows]
-                batches.append((task, move(model.heads[task].collate(features, tokenizer), acc.device)))
-            with acc.autocast():
-                loss, _ = train_model(batches)
-                aux = {k: v for k, v in model.ctx.aux_losses.items() if phase.aux_losses.get(k, 0.0) > 0}
-                total = loss + sum((phase.aux_losses[k] * v for k, v in aux.items()), torch.zeros((), device=loss.device))
-            # A batch whose loss reaches no parameter the phase trains has nothing to update; skipped in
-            # one process only (in several, a process that skipped backward would leave the others waiting).
-            if total.requires_grad or acc.num_processes > 1:
-                acc.backward(total)
-            self._note_trained(named)
-            grad_norm = acc.clip_grad_norm_(params, phase.max_grad_norm) if phase.max_grad_norm else None
-            optimizer.step()
-            schedule.step()
-            optimizer.zero_grad(set_to_none=True)
-            global_step += 1
-            done = step + 1
-            logs = {"loss": float(loss.detach()), "lr": phase.lr * lr_lambda(phase)(step)}
-            logs.update({f"aux/{k}": float(v.detach()) for k, v in aux.items()})
-            if grad_norm is not None:
-                logs["grad_norm"] = float(grad_norm)
-            if temperature is not None:
-                logs["temperature"] = temperature
-            score = None
-            if best is not None and (done % eval_every == 0 or done == phase.steps):
-                started = time.perf_counter()
-                score = self._validate(phase, done, global_step, best)
-                tic += time.perf_counter() - started  # seconds_per_step counts training only
-            self.callbacks.step_done(done, logs if score is None else {**logs, "validation": score})
-            if done % recipe.run.log_every == 0 or done == phase.steps:
-                logs["seconds_per_step"] = (time.perf_counter() - tic) / recipe.run.log_every
-                tic = time.perf_counter()
-                self._log({"event": "train", "phase": phase.name, "step": done, "global_step": global_step, **logs}, global_step)
-            if recipe.run.checkpoint_every and done % recipe.run.checkpoint_every == 0 and done < phase.steps:
-                self._checkpoint(global_step, optimizer, index, done, best)
-        if best is not None and phase.keep_best:
-            best.restore()
-            self._log({"event": "keep_best", "phase": phase.name, "global_step": global_step, "kept": best.kept()}, global_step)
-        return global_step
+        score = None
+        if run.best is not None and (done % eval_every == 0 or done == phase.steps):
+            started = time.perf_counter()
+            score = self._validate(phase, done, global_step, run.best)
+            tic += time.perf_counter() - started  # seconds_per_step counts training only
+        self.callbacks.step_done(done, logs if score is None else {**logs, "validation": score})
+        if done % recipe.run.log_every == 0 or done == phase.steps:
+            logs["seconds_per_step"] = (time.perf_counter() - tic) / recipe.run.log_every
+            tic = time.perf_counter()
+            self._log({"event": "train", "phase": phase.name, "step": done, "global_step": global_step, **logs}, global_step)
+        if recipe.run.checkpoint_every and done % recipe.run.checkpoint_every == 0 and done < phase.steps:
+            self._checkpoint(global_step, run.optimizer, run.index, done, run.best)
+        return tic
 
     def _fresh_heads(self, index: int, phase: PhaseSection) -> None:
-        """Re-initialise the heads `phase` trains, each as its head component builds it, from a seed of (run seed, phase)."""
+        """Re-initialise the heads `phase` trains, each as its head component builds it, from (run seed, phase, head)."""
         built = self.built
-        torch.manual_seed(_seed(self.recipe.run.seed, index, 1 << 30))
         for task in self.recipe.trained_heads(phase):
-            new = build_head(self.recipe, built.configs, built.registry, task, self.model.backbone, built.task_infos[task], built.source)
+            new = build_head(built.resolved, task, self.model.backbone, built.task_infos[task], seed_path=f"phases.{index}.fresh_heads.{task}")
             self.model.heads[task].load_state_dict(new.state_dict())
 
     def _task_groups(self, index: int, named: Sequence[tuple[str, Tensor]]) -> dict[str, list[tuple[str, Tensor]]]:
@@ -286,13 +352,10 @@ class Trainer:
         def loss(task: str) -> Any:
             features = self.built.tasks[task].train[:2]
             batch = move(model.heads[task].collate(features, tokenizer), self.accelerator.device)
-            return lambda: model([(task, batch)])[0]
+            return lambda: sum(model([(task, batch)])[0].values())
 
-        model.ctx.routed_only = True  # under oracle routing a task's loss reaches its own adapter only
-        try:
-            return parameters_by_task(named, {task: loss(task) for task in self.built.tasks}, f"{self.built.source}: phases.{index}.keep_best")
-        finally:
-            model.ctx.routed_only = False
+        # Under oracle routing a task's loss reaches its own adapter only (the others are not computed).
+        return parameters_by_task(named, {task: loss(task) for task in self.built.tasks}, f"{self.built.source}: phases.{index}.keep_best")
 
     def _validate(self, phase: PhaseSection, step: int, global_step: int, best: BestWeights) -> float:
         """Score every task's validation split; offer the weights to `best`; return the mean primary score."""
@@ -338,11 +401,16 @@ class Trainer:
             if isinstance(value, int | float) and key not in {"step", "global_step"}:
                 self.writer.add_scalar(f"{record.get('phase', 'eval')}/{key}", value, global_step)
 
-    def _evaluate(self, phase: str, routing: str, global_step: int) -> dict[str, TaskEvaluation]:
+    def _evaluate(self, phase: str, routing: str, global_step: int, *, save: bool = True) -> dict[str, TaskEvaluation]:
         run = self.recipe.run
         evaluations = evaluate(
             self.model, self.built.tasks, self.built.metrics, routing=routing, batch_size=run.eval_batch_size, device=self.accelerator.device
         )
+        if save and self.main:
+            for task, evaluation in evaluations.items():
+                labels = self.built.task_infos[task].label_names
+                rows = prediction_rows(self.built.tasks[task].eval, evaluation, labels, self.model.adapter_names)
+                write_predictions(self.run_dir.path / "predictions" / phase, task, rows)
         scores = {task: e.scores for task, e in evaluations.items()}
         self.results.setdefault(phase, {})[routing] = scores
         for task, values in scores.items():
@@ -358,4 +426,4 @@ class Trainer:
             self.final = self._evaluate(last.name, last.routing, total)
         has_adapters = bool(self.model.adapter_names)
         if last.routing == "learned" and has_adapters and "oracle" not in self.results.get(last.name, {}):
-            self._evaluate(last.name, "oracle", total)
+            self._evaluate(last.name, "oracle", total, save=False)  # for the comparison; the predictions are the phase's own

@@ -6,11 +6,16 @@ import textwrap
 from pathlib import Path
 
 
-def write_plugin_project(parent: Path, dist: str, module: str, source: str, *, version: str) -> Path:
-    """A pyproject-based project whose package `module` is registered in the `mtkit` entry-point group."""
+def write_plugin_project(
+    parent: Path, dist: str, module: str, source: str, *, version: str, submodules: dict[str, str] | None = None
+) -> Path:
+    """A pyproject-based project whose package `module` is registered in the `mtkit` entry-point group
+    (`submodules`: more modules of the package, name -> source)."""
     project = parent / dist
     (project / module).mkdir(parents=True)
     (project / module / "__init__.py").write_text(textwrap.dedent(source))
+    for name, body in (submodules or {}).items():
+        (project / module / f"{name}.py").write_text(textwrap.dedent(body))
     (project / "pyproject.toml").write_text(
         textwrap.dedent(
             f"""

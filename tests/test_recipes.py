@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from mtkit import Registry
-from mtkit.recipe import load_recipe
+from mtkit.resolve import load_recipe
 
 RECIPES = sorted((Path(__file__).resolve().parent.parent / "recipes").glob("*.toml"))
 
@@ -18,13 +18,13 @@ def test_recipes_exist() -> None:
 
 @pytest.mark.parametrize("path", RECIPES, ids=[p.stem for p in RECIPES])
 def test_recipe_validates(path: Path, registry: Registry) -> None:
-    recipe, configs, _ = load_recipe(path, registry=registry)
-    assert recipe.phases and recipe.tasks and "backbone" in configs
+    resolved = load_recipe(path, registry=registry)
+    assert resolved.recipe.phases and resolved.recipe.tasks and "backbone" in resolved.nodes
 
 
 def few_step_overrides(path: Path, registry: Registry, tmp: Path) -> list[str]:
     """Overrides that shrink a recipe to a few steps on a few examples, keeping everything else."""
-    recipe, _, _ = load_recipe(path, registry=registry)
+    recipe = load_recipe(path, registry=registry).recipe
     overrides = [f'run.output_dir="{tmp / path.stem}"', "run.checkpoint_every=0", "run.batch_size=4", "run.eval_batch_size=8"]
     for name in recipe.tasks:
         overrides += [f"tasks.{name}.dataset.max_train_examples=16", f"tasks.{name}.dataset.max_eval_examples=6"]
@@ -41,6 +41,6 @@ def test_recipe_runs_a_few_steps(path: Path, registry: Registry, tmp_path: Path)
 
     run_dir = run_recipe(path, few_step_overrides(path, registry, tmp_path), registry=registry)
     results = json.loads((run_dir.path / "results.json").read_text())
-    recipe, _, _ = load_recipe(path, registry=registry)
+    recipe = load_recipe(path, registry=registry).recipe
     assert set(results) == {p.name for p in recipe.phases if p.evaluate}
     assert (run_dir.path / "report.md").is_file() and (run_dir.path / "model.safetensors").is_file()

@@ -22,10 +22,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from mtkit.adapter import Adapter, Mergeable
 from mtkit.context import ForwardContext
-from mtkit.interfaces import Adapter, Backbone, Mergeable, TaskInfo, select_sites
+from mtkit.interfaces import Backbone, TaskInfo
 from mtkit.model import MultiTaskModel
 from mtkit.registry import Registry, load_registry
+from mtkit.sites import select_sites
 
 __all__ = ["ADAPTER_CHECKS", "AdapterHarness", "check_adapter"]
 
@@ -73,17 +75,15 @@ class AdapterHarness:
 
     def model(self, adapter: Adapter) -> MultiTaskModel:
         """The backbone with `adapter` attached (routing: every sample uses it)."""
-        combiner_cls = self.registry.component_class("combiner", "oracle")
-        combiner = combiner_cls(
-            combiner_cls.config_class.model_validate({}),
-            adapter_names=["a"],
-            task_names=["t"],
-            sites=self.backbone.sites(),
-            hidden_size=self.backbone.hidden_size,
-        )
+        from mtkit import defaults
+        from mtkit.combiner import CombinerSetup
+
+        combiner_cls = self.registry.component_class("combiner", defaults.ORACLE_COMBINER)
+        setup = CombinerSetup(adapter_names=("a",), task_names=("t",), sites=self.backbone.sites(), hidden_size=self.backbone.hidden_size)
+        combiner = combiner_cls(combiner_cls.config_class.model_validate({}), setup=setup)
         head_cls = self.registry.component_class("head", "classification")
         head = head_cls(head_cls.config_class.model_validate({}), backbone=self.backbone, task=TaskInfo("t", 0, ("x", "y")))
-        return MultiTaskModel(self.backbone, {"a": adapter}, combiner, {"t": head}, {"t": "a"}).eval()
+        return MultiTaskModel(self.backbone, {"a": adapter}, combiner, combiner, {"t": head}, {"t": "a"}).eval()
 
     def outputs(self, model: MultiTaskModel, *, adapters: bool = True) -> Tensor:
         """The backbone's outputs (LM logits if any, else last hidden states) on the test texts."""

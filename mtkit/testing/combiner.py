@@ -17,9 +17,12 @@ def _model(cls: type, config: Any, seed: int = 0) -> Any:
     """Tiny BERT + two random-initialised LoRAs (non-zero deltas, so routing matters) + the combiner."""
     import torch
 
-    from mtkit.interfaces import TaskInfo, select_sites
+    from mtkit import defaults
+    from mtkit.combiner import CombinerSetup
+    from mtkit.interfaces import TaskInfo
     from mtkit.model import MultiTaskModel
     from mtkit.registry import load_registry
+    from mtkit.sites import select_sites
 
     registry = load_registry()
     backbone = tiny_backbone("bert", seed=seed)
@@ -32,14 +35,17 @@ def _model(cls: type, config: Any, seed: int = 0) -> Any:
         adapters[name] = lora(lora_config, sites=select_sites(lora_config, sites), context_size=backbone.hidden_size)
     # Like build.py: the combiner sees the sites some adapter attaches to, in backbone order.
     adapted = {name: site for name, site in sites.items() if any(name in a.site_names for a in adapters.values())}
+    setup = CombinerSetup(adapter_names=TASKS, task_names=TASKS, sites=adapted, hidden_size=backbone.hidden_size)
     torch.manual_seed(seed)
-    combiner = cls(config, adapter_names=list(TASKS), task_names=list(TASKS), sites=adapted, hidden_size=backbone.hidden_size)
+    combiner = cls(config, setup=setup)
+    oracle_cls = registry.component_class("combiner", defaults.ORACLE_COMBINER)
+    oracle = oracle_cls(oracle_cls.config_class.model_validate({}), setup=setup)
     head_cls = registry.component_class("head", "classification")
     heads = {
         name: head_cls(head_cls.config_class(dropout=0.0), backbone=backbone, task=TaskInfo(name, i, ("no", "yes")))
         for i, name in enumerate(TASKS)
     }
-    return MultiTaskModel(backbone, adapters, combiner, heads, {name: name for name in TASKS})
+    return MultiTaskModel(backbone, adapters, combiner, oracle, heads, {name: name for name in TASKS})
 
 
 def _batches(model: Any) -> list[tuple[str, dict[str, Any]]]:
@@ -60,7 +66,8 @@ def check_combiner(cls: type, params: Mapping[str, Any]) -> None:
     config = check_config(cls, "combiner", params)
     model = _model(cls, config)
     combiner = model.combiner
-    assert isinstance(combiner.aux_loss_names, tuple), "aux_loss_names must be a tuple of names"
+    assert isinstance(getattr(cls.config_class, "aux_loss_names", ()), tuple), "the config class's aux_loss_names must be a tuple"
+    assert "temperature" in combiner.state_dict(), "the combiner's temperature buffer is missing (call Combiner.__init__)"
     batches = _batches(model)
     batch_size = sum(b["input_ids"].shape[0] for _, b in batches)
     k = len(TASKS)
@@ -76,8 +83,8 @@ def check_combiner(cls: type, params: Mapping[str, Any]) -> None:
             assert torch.isfinite(w).all(), f"weights at {site!r} hold NaN or inf"
         return w
 
-    def combine(site: str, x: Any, y: Any, groups: Any, ctx: Any) -> Any:
-        out = original_combine(site, x, y, groups, ctx)
+    def combine(site: str, x: Any, y: Any, adapters: Any, ctx: Any) -> Any:
+        out = original_combine(site, x, y, adapters, ctx)
         combined.append((tuple(out.shape), tuple(y.shape)))
         return out
 
@@ -86,7 +93,7 @@ def check_combiner(cls: type, params: Mapping[str, Any]) -> None:
     model.train()
     combiner.set_temperature(1.0)
     with model.routing("learned"):
-        loss, _ = model(batches)
+        losses, _ = model(batches)
     del combiner.weights, combiner.combine
     assert combined, "the combiner's combine() was never called under learned routing"
     for out_shape, y_shape in combined:
@@ -95,11 +102,12 @@ def check_combiner(cls: type, params: Mapping[str, Any]) -> None:
         assert len(shape) in (2, 3) and shape[0] == batch_size and shape[-1] == k, (
             f"weights() returned shape {shape}; expected (B, K) or (B, T, K) with B={batch_size}, K={k}"
         )
-    aux = dict(model.ctx.aux_losses)
+    aux = model.aux_losses
     unknown = sorted(set(aux) - set(combiner.aux_loss_names))
     assert not unknown, f"aux losses {unknown} are not declared in aux_loss_names {combiner.aux_loss_names}"
     for name, value in aux.items():
         assert value.dim() == 0 and torch.isfinite(value), f"aux loss {name!r} is not a finite scalar"
+    loss = sum(losses.values())
     assert loss.dim() == 0 and torch.isfinite(loss), "the model's loss is not a finite scalar"
     total = loss + sum(aux.values())
     total.backward()
@@ -111,13 +119,20 @@ def check_combiner(cls: type, params: Mapping[str, Any]) -> None:
     if trainable:
         assert any(torch.any(p.grad != 0) for _, p in trainable), "every combiner parameter gets zero gradient"
 
-    with model.routing("oracle"):  # oracle routing bypasses the combiner and must still work
-        loss, _ = model(batches)
-    assert torch.isfinite(loss)
+    # Evaluation records one routing row per sample and forward pass; training records nothing.
+    model.eval()
+    with torch.no_grad(), model.routing("learned"), model.recording_routing() as log:
+        model(batches)
+    assert len(log) == 1 and tuple(log[0].shape) == (batch_size, k), f"evaluation recorded {[tuple(t.shape) for t in log]}"
+    assert torch.allclose(log[0].sum(-1), torch.ones(batch_size), atol=1e-4), "recorded routing rows must sum to 1"
+
+    with model.routing("oracle"):  # the built-in oracle combiner runs instead, with the same adapters
+        losses, _ = model(batches)
+    assert all(torch.isfinite(v) for v in losses.values())
 
     def run(m: Any) -> Any:
         torch.manual_seed(0)  # combiners that draw at random (e.g. random routing) draw the same
         with m.routing("learned"):
-            return m(batches)[0]
+            return sum(m(batches)[0].values())
 
     check_state_dict_round_trip(lambda seed: _model(cls, config, seed=seed), run)

@@ -1,7 +1,8 @@
 """The PEFT LoRA on-disk format: adapter_config.json + adapter_model.safetensors.
 
-mtkit site names are module paths inside the Backbone module, whose Hugging Face model sits at
-attribute `model`; PEFT keys are `base_model.model.<HF module path>.lora_A.weight`.
+mtkit site names are module paths inside the Backbone module, whose Hugging Face model sits at the
+path the backbone declares (`HfModelBackbone.hf_model_path()`); PEFT keys are
+`base_model.model.<HF module path>.lora_A.weight`.
 """
 
 from __future__ import annotations
@@ -16,22 +17,23 @@ from torch import Tensor
 from mtkit import MtkitError
 
 PREFIX = "base_model.model."
-HF_ATTRIBUTE = "model."
 UNSUPPORTED = {"use_dora": False, "use_rslora": False, "fan_in_fan_out": False, "bias": "none"}
 
 
-def site_to_peft(site: str) -> str:
-    if not site.startswith(HF_ATTRIBUTE):
-        raise MtkitError(f"site {site!r} is not inside the backbone's Hugging Face model (attribute 'model'); PEFT cannot address it")
-    return PREFIX + site[len(HF_ATTRIBUTE) :]
+def site_to_peft(site: str, model_path: str) -> str:
+    """The PEFT module key of a site (a module path inside the backbone, whose HF model sits at `model_path`)."""
+    if not site.startswith(model_path + "."):
+        raise MtkitError(f"site {site!r} is not inside the backbone's Hugging Face model (at {model_path!r}); PEFT cannot address it")
+    return PREFIX + site[len(model_path) + 1 :]
 
 
-def peft_to_site(module: str) -> str:
-    return HF_ATTRIBUTE + module[len(PREFIX) :] if module.startswith(PREFIX) else HF_ATTRIBUTE + module
+def peft_module(key: str) -> str:
+    """A PEFT module key -> the module path inside the HF model."""
+    return key[len(PREFIX) :] if key.startswith(PREFIX) else key
 
 
 def read_peft_lora(path: str) -> tuple[dict[str, Any], dict[str, tuple[Tensor, Tensor]]]:
-    """A PEFT LoRA directory -> (its config, {site: (A (R, Din), B (Dout, R))})."""
+    """A PEFT LoRA directory -> (its config, {module path inside the HF model: (A (R, Din), B (Dout, R))})."""
     from safetensors.torch import load_file
 
     folder = Path(path).expanduser()
@@ -56,7 +58,7 @@ def read_peft_lora(path: str) -> tuple[dict[str, Any], dict[str, tuple[Tensor, T
         for part in ("lora_A", "lora_B"):
             marker = f".{part}."
             if marker in key:
-                pairs.setdefault(peft_to_site(key.split(marker)[0]), {})[part] = value
+                pairs.setdefault(peft_module(key.split(marker)[0]), {})[part] = value
                 break
         else:
             raise MtkitError(f"{where}: unexpected tensor {key!r} in adapter_model.safetensors (only lora_A/lora_B weights import)")
@@ -68,7 +70,9 @@ def read_peft_lora(path: str) -> tuple[dict[str, Any], dict[str, tuple[Tensor, T
     return config, weights
 
 
-def peft_lora_config(*, rank: int, alpha: float, dropout: float, sites: list[str], base_model: str | None, task_type: str | None) -> dict[str, Any]:
+def peft_lora_config(
+    *, rank: int, alpha: float, dropout: float, sites: list[str], model_path: str, base_model: str | None, task_type: str | None
+) -> dict[str, Any]:
     """An adapter_config.json that `peft.PeftConfig.from_pretrained` reads (exact module paths as targets)."""
     return {
         "peft_type": "LORA",
@@ -77,7 +81,7 @@ def peft_lora_config(*, rank: int, alpha: float, dropout: float, sites: list[str
         "r": rank,
         "lora_alpha": alpha,
         "lora_dropout": dropout,
-        "target_modules": sorted(site_to_peft(s)[len(PREFIX) :] for s in sites),
+        "target_modules": sorted(site_to_peft(s, model_path)[len(PREFIX) :] for s in sites),
         "bias": "none",
         "fan_in_fan_out": False,
         "use_rslora": False,
@@ -88,10 +92,10 @@ def peft_lora_config(*, rank: int, alpha: float, dropout: float, sites: list[str
     }
 
 
-def peft_lora_tensors(weights: Mapping[str, tuple[Tensor, Tensor]]) -> dict[str, Tensor]:
+def peft_lora_tensors(weights: Mapping[str, tuple[Tensor, Tensor]], *, model_path: str) -> dict[str, Tensor]:
     out = {}
     for site, (a, b) in weights.items():
-        key = site_to_peft(site)
+        key = site_to_peft(site, model_path)
         out[f"{key}.lora_A.weight"] = a.detach().cpu().contiguous()
         out[f"{key}.lora_B.weight"] = b.detach().cpu().contiguous()
     return out

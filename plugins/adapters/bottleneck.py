@@ -1,4 +1,4 @@
-"""`bottleneck`: Houlsby/Pfeiffer bottleneck adapters on sublayer outputs, batched across adapters."""
+"""`bottleneck`: Houlsby/Pfeiffer bottleneck adapters on sublayer outputs, composed in their inner space."""
 
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mtkit import Adapter, ForwardContext, Site
+from mtkit import Adapter, ForwardContext, LowRank, Site
 
-from ._low_rank import rank_space_weights
 from .config import BottleneckAdapterConfig
 
 ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "silu": F.silu, "tanh": torch.tanh}
@@ -58,29 +57,23 @@ class BottleneckAdapter(Adapter):
         return self._dropout(up(self.act(down(y))))
 
     @classmethod
-    def mix(
-        cls, adapters: Sequence[Adapter], site: str, x: Tensor, y: Tensor, weights: Tensor, ctx: ForwardContext
-    ) -> Tensor:
-        """K bottlenecks as one wide bottleneck: y -> (B, T, sum R) -> act -> scaled by w_k -> Dout.
+    def low_rank(cls, adapters: Sequence[Adapter], site: str) -> LowRank | None:
+        """delta_k = act(y down_k^T + a_k) up_k^T + b_k, so K bottlenecks compose like one wide bottleneck.
 
-        The non-linearity acts per hidden unit, so weighting adapter k's units by w_k weights its
-        whole delta; the up-projection biases are weighted separately (weights @ biases).
+        None (compute each delta on its own) when the adapters differ in activation, or train with output dropout:
+        each adapter's dropout mask must fall on its own delta.
         """
         bottlenecks: list[BottleneckAdapter] = list(adapters)  # type: ignore[arg-type]
-        if len({(b.config.non_linearity, b.config.dropout) for b in bottlenecks}) > 1:
-            return super().mix(adapters, site, x, y, weights, ctx)  # one wide bottleneck needs one activation
+        if len({b.config.non_linearity for b in bottlenecks}) > 1:
+            return None
+        if bottlenecks[0].training and any(b.config.dropout > 0 for b in bottlenecks):
+            return None
         pairs = [b.layers_at(site) for b in bottlenecks]
-        weights = weights.to(y.dtype)
-        w = rank_space_weights(weights, [1.0] * len(pairs), [down.out_features for down, _ in pairs])
-        if len(pairs) == 1:
-            down, up = pairs[0]
-            h = bottlenecks[0].act(down(y)) * w
-            bias = weights * up.bias  # (B, Dout) or (B, T, Dout)
-            return bottlenecks[0]._dropout(F.linear(h, up.weight) + (bias.unsqueeze(1) if bias.dim() == 2 else bias))
-        down_w = torch.cat([down.weight for down, _ in pairs])  # (sum R, Dout)
-        down_b = torch.cat([down.bias for down, _ in pairs])
-        up_w = torch.cat([up.weight for _, up in pairs], dim=1)  # (Dout, sum R)
-        up_b = torch.stack([up.bias for _, up in pairs])  # (K, Dout)
-        h = bottlenecks[0].act(F.linear(y, down_w, down_b)) * w
-        bias = weights @ up_b
-        return bottlenecks[0]._dropout(F.linear(h, up_w) + (bias.unsqueeze(1) if bias.dim() == 2 else bias))
+        return LowRank(
+            reads="output",
+            down=[down.weight for down, _ in pairs],
+            down_bias=[down.bias for down, _ in pairs],
+            up=[up.weight.T for _, up in pairs],
+            up_bias=[up.bias for _, up in pairs],
+            activation=bottlenecks[0].act,
+        )

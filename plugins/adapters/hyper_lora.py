@@ -16,9 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mtkit import Adapter, ForwardContext, Site
+from mtkit import Adapter, ForwardContext, Site, lowrank
 
-from ._low_rank import rank_space_weights
 from .config import HyperLoraAdapterConfig
 
 
@@ -63,26 +62,30 @@ class HyperLoraAdapter(Adapter):
                 nn.init.normal_(gen.weight, std=0.02)
             else:
                 nn.init.zeros_(gen.weight)  # B = 0: the adapted model equals the base at init
+        self._generated: dict[str, tuple[Tensor, Tensor]] = {}  # this forward's matrices by site (cleared in begin)
+        self._projected: Tensor | None = None
 
     def representation_sources(self) -> set[str]:
         return {self.config.source}
+
+    def begin(self, ctx: ForwardContext) -> None:
+        self._generated = {}
+        self._projected = None
 
     def generated(self, site: str, ctx: ForwardContext) -> tuple[Tensor, Tensor] | None:
         """This forward's (A (B, R, Din), B (B, Dout, R)) at `site`, or None before the context exists.
 
         Generated once per forward (and once per `generate` call, so decoding with a KV cache reuses them).
         """
-        key = f"hyper_lora:{id(self)}:{site}"
-        cached = ctx.cache.get(key)
+        cached = self._generated.get(site)
         if cached is not None:
-            return cached  # type: ignore[no-any-return]
+            return cached
         context = ctx.representation(self.config.source)
         if context is None:
             return None  # layer:N before layer N: nothing to apply yet
-        ckey = f"hyper_lora:{id(self)}:context"
-        projected = ctx.cache.get(ckey)
-        if projected is None:
-            projected = ctx.cache[ckey] = self.hyper_context(context.to(self.hyper_context.weight.dtype))  # (B, H)
+        if self._projected is None:
+            self._projected = self.hyper_context(context.to(self.hyper_context.weight.dtype))  # (B, H)
+        projected = self._projected
         layer, kind, shape = self._site_index[site]
         position = torch.cat([self.hyper_layer.weight[layer], self.hyper_site.weight[kind]])
         h = F.gelu(projected + self.hyper_position(position))
@@ -91,7 +94,7 @@ class HyperLoraAdapter(Adapter):
         d_in, d_out = self._shapes[shape]
         a = self.hyper_gen_a[shape](h).unflatten(-1, (self.rank, d_in)) / math.sqrt(d_in)  # (B, R, Din)
         b = self.hyper_gen_b[shape](h).unflatten(-1, (d_out, self.rank))  # (B, Dout, R)
-        ctx.cache[key] = (a, b)
+        self._generated[site] = (a, b)
         return a, b
 
     def delta(self, site: str, x: Tensor, y: Tensor, ctx: ForwardContext) -> Tensor:
@@ -113,7 +116,8 @@ class HyperLoraAdapter(Adapter):
             return torch.zeros_like(y)
         columns = [hypers.index(h) for h, _ in active]
         w = weights[..., columns] if len(columns) < len(hypers) else weights
-        w = rank_space_weights(w.to(x.dtype), [h.scale for h, _ in active], [h.rank for h, _ in active])
+        scales = torch.tensor([h.scale for h, _ in active], device=w.device, dtype=x.dtype)
+        w = lowrank.rank_weights(w.to(x.dtype) * scales, [h.rank for h, _ in active])
         a = active[0][1][0] if len(active) == 1 else torch.cat([p[0] for _, p in active], dim=1)  # (B, sum R, Din)
         b = active[0][1][1] if len(active) == 1 else torch.cat([p[1] for _, p in active], dim=2)  # (B, Dout, sum R)
         h = torch.bmm(x, a.transpose(1, 2).to(x.dtype)) * w

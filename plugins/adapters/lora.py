@@ -1,4 +1,4 @@
-"""`lora`: low-rank adaptation of Linear sites, batched across adapters in rank space."""
+"""`lora`: low-rank adaptation of Linear sites, composed with other LoRAs in rank space (its factored form)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mtkit import Adapter, Backbone, ForwardContext, MtkitError, Site
+from mtkit import Adapter, Backbone, ForwardContext, HfModelBackbone, LowRank, MtkitError, Site
 
-from ._low_rank import rank_space_weights
 from ._peft import peft_lora_config, peft_lora_tensors, read_peft_lora
 from .config import LoraAdapterConfig
 
@@ -28,12 +27,13 @@ class LoraAdapter(Adapter):
 
     def __init__(self, config: LoraAdapterConfig, *, sites: Mapping[str, Site], context_size: int) -> None:
         super().__init__(config, sites=sites, context_size=context_size)
-        self.rank, self.alpha = config.rank, config.alpha
         imported = None
         if config.from_peft is not None:
-            peft_config, imported = read_peft_lora(config.from_peft)
-            self.rank, self.alpha = int(peft_config["r"]), float(peft_config["lora_alpha"])
-            _check_peft_sites(config.from_peft, set(sites), set(imported))
+            peft_config, modules = read_peft_lora(config.from_peft)
+            config = _with_peft_rank(config, int(peft_config["r"]), float(peft_config["lora_alpha"]))
+            self.config = config
+            imported = _by_site(config.from_peft, sites, modules)  # type: ignore[arg-type]
+        self.rank, self.alpha = config.rank, config.alpha
         self.scale = self.alpha / self.rank
         self.lora_a = nn.ParameterDict()
         self.lora_b = nn.ParameterDict()
@@ -68,37 +68,16 @@ class LoraAdapter(Adapter):
         return F.linear(F.linear(self._dropout(x), a), b) * self.scale
 
     @classmethod
-    def mix(
-        cls, adapters: Sequence[Adapter], site: str, x: Tensor, y: Tensor, weights: Tensor, ctx: ForwardContext
-    ) -> Tensor:
-        """All K adapters as one LoRA of rank sum(R_k): x -> (B, T, sum R) -> scaled by w_k -> Dout.
-
-        Weighting in rank space never materialises the K deltas, so K adapters cost about
-        one LoRA of rank K*R: two matmuls whatever the weights (per sample or per token).
-        A single adapter (the common oracle case) skips the concatenations entirely.
-        """
+    def low_rank(cls, adapters: Sequence[Adapter], site: str) -> LowRank:
+        """delta_k = (dropout_k(x) A_k^T) (scale_k B_k)^T: K LoRAs mix in rank space like one LoRA of rank sum(R_k)."""
         loras: list[LoraAdapter] = list(adapters)  # type: ignore[arg-type]
-        x = loras[0]._dropout(x)
-        w = rank_space_weights(weights.to(x.dtype), [lora.scale for lora in loras], [lora.rank for lora in loras])
-        if len(loras) == 1:
-            a, b = loras[0].weights(site)
-            return F.linear(F.linear(x, a) * w, b)
-        a_cat = torch.cat([lora.weights(site)[0] for lora in loras])  # (sum R, Din)
-        b_cat = torch.cat([lora.weights(site)[1] for lora in loras], dim=1)  # (Dout, sum R)
-        return F.linear(F.linear(x, a_cat) * w, b_cat)
-
-    @classmethod
-    def stack(cls, adapters: Sequence[Adapter], site: str, x: Tensor, y: Tensor, ctx: ForwardContext) -> Tensor:
-        """Every adapter's delta in one pass.  -> (B, T, K, Dout)"""
-        loras: list[LoraAdapter] = list(adapters)  # type: ignore[arg-type]
-        if len({lora.rank for lora in loras}) > 1:
-            return super().stack(adapters, site, x, y, ctx)
-        k, r = len(loras), loras[0].rank
-        a_cat = torch.cat([lora.weights(site)[0] for lora in loras])  # (K R, Din)
-        b_stack = torch.stack([lora.weights(site)[1] * lora.scale for lora in loras])  # (K, Dout, R)
-        x = loras[0]._dropout(x)
-        h = F.linear(x, a_cat).unflatten(-1, (k, r))  # (B, T, K, R)
-        return torch.einsum("btkr,kor->btko", h, b_stack)
+        pairs = [lora.weights(site) for lora in loras]
+        return LowRank(
+            reads="input",
+            down=[a for a, _ in pairs],
+            up=[(b * lora.scale).T for lora, (_, b) in zip(loras, pairs, strict=True)],
+            dropout=[lora.config.dropout for lora in loras],
+        )
 
     @torch.no_grad()
     def merge(self, site: str, linear: nn.Linear) -> None:
@@ -116,27 +95,49 @@ class LoraAdapter(Adapter):
             raise MtkitError(f"--format {format!r}: lora exports only to 'peft'")
         from safetensors.torch import save_file
 
-        hf_config = getattr(getattr(backbone, "model", None), "config", None)
+        if not isinstance(backbone, HfModelBackbone):
+            raise MtkitError(f"backbone {backbone.name!r} does not wrap a Hugging Face model, so PEFT cannot load its adapters")
+        path = backbone.hf_model_path()
+        hf_config = getattr(backbone.get_submodule(path), "config", None)
         config = peft_lora_config(
             rank=self.rank,
             alpha=self.alpha,
             dropout=self.config.dropout,
             sites=self.site_names,
+            model_path=path,
             base_model=getattr(hf_config, "_name_or_path", None) or None,
             task_type="CAUSAL_LM" if backbone.generative else None,
         )
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "adapter_config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-        save_file(peft_lora_tensors({s: self.weights(s) for s in self.site_names}), str(out_dir / "adapter_model.safetensors"), metadata={"format": "pt"})
+        tensors = peft_lora_tensors({s: self.weights(s) for s in self.site_names}, model_path=path)
+        save_file(tensors, str(out_dir / "adapter_model.safetensors"), metadata={"format": "pt"})
 
 
-def _check_peft_sites(path: str, selected: set[str], imported: set[str]) -> None:
-    if selected == imported:
-        return
-    targets = sorted({name.rsplit(".", 1)[-1] for name in imported})
-    missing, extra = sorted(imported - selected), sorted(selected - imported)
+def _with_peft_rank(config: LoraAdapterConfig, rank: int, alpha: float) -> LoraAdapterConfig:
+    """The config with the PEFT folder's rank and alpha; a different rank or alpha set in the recipe is an error."""
+    for key, value in (("rank", rank), ("alpha", alpha)):
+        if key in config.model_fields_set and getattr(config, key) != value:
+            raise MtkitError(
+                f"{getattr(config, key)!r} differs from the PEFT adapter in from_peft {config.from_peft!r}, which has {value!r}; "
+                f"leave {key} out (it is read from the adapter) or set it to {value!r}",
+                key=key,
+            )
+    return config.model_copy(update={"rank": rank, "alpha": alpha})
+
+
+def _by_site(path: str, sites: Mapping[str, Site], modules: Mapping[str, tuple[Tensor, Tensor]]) -> dict[str, tuple[Tensor, Tensor]]:
+    """The PEFT adapter's (A, B) by site. PEFT names modules inside the transformers model, mtkit inside the
+    backbone that wraps it, so a site matches the module its name ends with; both must cover the same modules."""
+    found = {site: (m, modules[m]) for site in sites for m in modules if site == m or site.endswith("." + m)}
+    matched = {m for m, _ in found.values()}
+    if set(found) == set(sites) and matched == set(modules):
+        return {site: pair for site, (_, pair) in found.items()}
+    targets = sorted({name.rsplit(".", 1)[-1] for name in modules})
+    missing, extra = sorted(set(modules) - matched), sorted(set(sites) - set(found))
     detail = f"missing {missing[:2]}" if missing else f"not in the PEFT adapter {extra[:2]}"
     raise MtkitError(
         f"from_peft {path!r}: target_modules selects other sites than the PEFT adapter holds ({detail}); "
-        f"set target_modules = {targets!r} (and layers) to match it"
+        f"set target_modules = {targets!r} (and layers) to match it",
+        key="target_modules",
     )

@@ -6,7 +6,7 @@ from mtkit import Register, hookimpl
 
 from .config import HfCausalLmBackboneConfig, HfEncoderBackboneConfig, ScratchTransformerBackboneConfig
 
-MTKIT_PLUGIN_API = 1
+MTKIT_PLUGIN_API = 2
 
 
 @hookimpl

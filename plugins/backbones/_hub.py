@@ -24,21 +24,22 @@ def resolve_model(name: str) -> str:
     return name
 
 
-def load_error(name: str, exc: Exception, key: str = "backbone.model") -> MtkitError:
+def load_error(name: str, exc: Exception, key: str = "model") -> MtkitError:
     hint = (
         "it is not a local folder, and the hub is unreachable or has no such model; "
         "use a local path or a packaged alias (all-MiniLM-L6-v2, SmolLM2-135M-Instruct)"
     )
     if Path(name).exists():
         hint = "the folder exists but does not hold a loadable model"
-    return MtkitError(f"{key} {name!r}: {hint} ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})")
+    return MtkitError(f"{name!r}: {hint} ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})", key=key)
 
 
 def overrides_error(exc: Exception) -> MtkitError:
     """transformers refused a config_overrides key (a misspelled config field, an unknown dtype)."""
     return MtkitError(
-        f"backbone.config_overrides: the model would not load with them ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
-        'each key must be a field of the model\'s config (e.g. hidden_size) or a from_pretrained option (e.g. dtype = "bfloat16")'
+        f"the model would not load with them ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
+        'each key must be a field of the model\'s config (e.g. hidden_size) or a from_pretrained option (e.g. dtype = "bfloat16")',
+        key="config_overrides",
     )
 
 
@@ -54,5 +55,5 @@ def random_init_config(source: str, revision: str | None, overrides: dict[str, A
     for key in unused:
         close = difflib.get_close_matches(key, config.to_dict(), n=1)
         hint = f"did you mean {close[0]!r}?" if close else "see the model's config.json for its fields"
-        raise MtkitError(f"backbone.config_overrides.{key}: not a field of the model's config, so random_init would ignore it; {hint}")
+        raise MtkitError(f"not a field of the model's config, so random_init would ignore it; {hint}", key=f"config_overrides.{key}")
     return config

@@ -32,7 +32,7 @@ def converted_gguf(source: str, gguf_file: str, cache_dir: Path) -> Path:
         tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=gguf_file)
         model = AutoModelForCausalLM.from_pretrained(source, gguf_file=gguf_file, dtype=torch.float32)
     except ImportError as exc:
-        raise MtkitError(f"backbone.gguf_file {gguf_file!r}: reading GGUF needs the gguf package; pip install gguf ({exc})") from None
+        raise MtkitError(f"{gguf_file!r}: reading GGUF needs the gguf package; pip install gguf ({exc})", key="gguf_file") from None
     # Loading de-quantises the GGUF tensors to fp32; only the quantizer marker remains, and it
     # blocks save_pretrained. Dropping it saves the plain fp32 model.
     model.hf_quantizer = None
@@ -89,6 +89,10 @@ class HfCausalLmBackbone(Backbone):
 
     def layers(self) -> Sequence[nn.Module]:
         return self._layers
+
+    def hf_model_path(self) -> str:
+        """The wrapped transformers model sits at attribute `model` (HfModelBackbone: PEFT export and import)."""
+        return "model"
 
     def embeddings(self) -> nn.Module:
         return self.model.get_input_embeddings()

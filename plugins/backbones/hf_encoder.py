@@ -56,6 +56,10 @@ class HfEncoderBackbone(Backbone):
     def layers(self) -> Sequence[nn.Module]:
         return self._layers
 
+    def hf_model_path(self) -> str:
+        """The wrapped transformers model sits at attribute `model` (HfModelBackbone: PEFT export and import)."""
+        return "model"
+
     def embeddings(self) -> nn.Module:
         return getattr(self.model, "embeddings", None) or self.model.get_input_embeddings()
 

@@ -111,7 +111,7 @@ class ScratchTransformerBackbone(Backbone):
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(resolve_model(config.tokenizer))
         except (OSError, ValueError) as exc:
-            raise load_error(config.tokenizer, exc, "backbone.tokenizer") from None
+            raise load_error(config.tokenizer, exc, "tokenizer") from None
         pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         self.embedding = Embeddings(config, len(self.tokenizer), pad_id)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.num_layers))

@@ -14,7 +14,7 @@ from .config import (
     WeightedCombinerConfig,
 )
 
-MTKIT_PLUGIN_API = 1
+MTKIT_PLUGIN_API = 2
 
 
 @hookimpl

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-
 import torch
 from torch import Tensor
 
-from mtkit import Combiner, ForwardContext, Site
+from mtkit import Combiner, CombinerSetup, ForwardContext
 
 from ._routing import one_hot_top_k
 from .config import RandomCombinerConfig, UniformCombinerConfig
@@ -20,13 +18,8 @@ class UniformCombiner(Combiner):
     config_class = UniformCombinerConfig
 
     def weights(self, site: str, x: Tensor, y: Tensor, ctx: ForwardContext) -> Tensor | None:
-        if "uniform" not in ctx.cache:
-            k = max(1, len(self.adapter_names))
-            ctx.cache["uniform"] = torch.full((x.shape[0], k), 1.0 / k, device=x.device, dtype=torch.float32)
-            if not self.training:
-                ctx.record_routing(ctx.cache["uniform"])
-        weights: Tensor = ctx.cache["uniform"]
-        return weights
+        k = max(1, self.num_adapters)
+        return torch.full((x.shape[0], k), 1.0 / k, device=x.device)
 
 
 class RandomCombiner(Combiner):
@@ -36,25 +29,17 @@ class RandomCombiner(Combiner):
     config_class = RandomCombinerConfig
     config: RandomCombinerConfig
 
-    def __init__(
-        self,
-        config: RandomCombinerConfig,
-        *,
-        adapter_names: Sequence[str],
-        task_names: Sequence[str],
-        sites: Mapping[str, Site],
-        hidden_size: int,
-    ) -> None:
-        super().__init__(config, adapter_names=adapter_names, task_names=task_names, sites=sites, hidden_size=hidden_size)
-        self.k = min(config.top_k, max(1, len(self.adapter_names)))
+    def __init__(self, config: RandomCombinerConfig, *, setup: CombinerSetup) -> None:
+        super().__init__(config, setup=setup)
+        self.k = min(config.top_k, max(1, self.num_adapters))
+        self._drawn: Tensor | None = None
+
+    def begin(self, ctx: ForwardContext) -> None:
+        self._drawn = None
 
     def weights(self, site: str, x: Tensor, y: Tensor, ctx: ForwardContext) -> Tensor | None:
-        if "random" not in ctx.cache:
-            # Uniform scores through topk draw k distinct adapters per sample (torch's global RNG,
-            # which the trainer reseeds every step, so runs stay reproducible).
-            scores = torch.rand(x.shape[0], max(1, len(self.adapter_names)), device=x.device)
-            ctx.cache["random"] = one_hot_top_k(scores, self.k)
-            if not self.training:
-                ctx.record_routing(ctx.cache["random"])
-        weights: Tensor = ctx.cache["random"]
-        return weights
+        if self._drawn is None:
+            # Uniform scores through topk draw k distinct adapters per sample (torch's global RNG, which the
+            # trainer reseeds every step, so runs stay reproducible).
+            self._drawn = one_hot_top_k(torch.rand(x.shape[0], max(1, self.num_adapters), device=x.device), self.k)
+        return self._drawn

@@ -2,28 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from mtkit import ComponentConfig, RepresentationSource
+from mtkit import CombinerConfig, RepresentationSource
 
 
-class OracleCombinerConfig(ComponentConfig):
+class OracleCombinerConfig(CombinerConfig):
     """Each sample's task id picks its task's adapter (batches may mix tasks)."""
 
 
-class UniformCombinerConfig(ComponentConfig):
+class UniformCombinerConfig(CombinerConfig):
     """Every adapter gets the same weight 1/K (an ablation baseline)."""
 
 
-class RandomCombinerConfig(ComponentConfig):
+class RandomCombinerConfig(CombinerConfig):
     """Each sample goes to adapters drawn uniformly at random (an ablation baseline)."""
 
     top_k: int = Field(default=1, gt=0, description="Adapters drawn per sample, each weighted 1/top_k.")
 
 
-class PerTaskFusionConfig(ComponentConfig):
+class PerTaskFusionConfig(CombinerConfig):
     """Options the fusing combiners (weighted, gating, fusion_attention) share: per-task copies."""
 
     per_task: bool = Field(
@@ -58,8 +58,10 @@ class GatingCombinerConfig(PerTaskFusionConfig):
     )
 
 
-class RouterCombinerConfig(ComponentConfig):
+class RouterCombinerConfig(CombinerConfig):
     """DYNAMO-style router: an MLP on a pooled input representation outputs adapter probabilities."""
+
+    aux_loss_names: ClassVar[tuple[str, ...]] = ("load_balance", "entropy", "efficiency", "consistency", "task_supervision")
 
     source: RepresentationSource = Field(
         default="embeddings",
@@ -86,6 +88,8 @@ class RouterCombinerConfig(ComponentConfig):
 
 class FusionAttentionCombinerConfig(PerTaskFusionConfig):
     """AdapterFusion: per site, attention from the site output over the adapters' deltas."""
+
+    aux_loss_names: ClassVar[tuple[str, ...]] = ("value_identity",)
 
     projection_dim: int | None = Field(
         default=None, gt=0, description="Width of query and key projections (default: the site's output size)."

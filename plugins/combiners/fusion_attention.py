@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-
 import torch
 from torch import Tensor, nn
 
-from mtkit import AdapterGroup, Combiner, ForwardContext, Site
+from mtkit import Combiner, CombinerSetup, ForwardContext, SiteAdapters, site_key
 
-from ._routing import add_own_bias, per_sample, record_site_average, scatter_columns, site_columns, task_rows
+from ._routing import add_own_bias, task_rows
 from .config import FusionAttentionCombinerConfig
 
 
@@ -33,7 +31,7 @@ class FusionAttention(nn.Module):
             self.value = nn.Linear(size, size, bias=False)
             nn.init.eye_(self.value.weight)
 
-    def forward(self, y: Tensor, deltas: Tensor, temperature: float, own: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def forward(self, y: Tensor, deltas: Tensor, temperature: Tensor, own: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """y (B, T, D), deltas (B, T, K, D), own (B, K): 1 at each sample's own adapter -> (fused delta (B, T, D), attention (B, T, K))."""
         query = self.query(y)  # (B, T, P)
         keys = self.key(deltas)  # (B, T, K, P)
@@ -59,54 +57,40 @@ class FusionAttentionCombiner(Combiner):
     name = "fusion_attention"
     config_class = FusionAttentionCombinerConfig
     config: FusionAttentionCombinerConfig
-    aux_loss_names = ("value_identity",)
 
-    def __init__(
-        self,
-        config: FusionAttentionCombinerConfig,
-        *,
-        adapter_names: Sequence[str],
-        task_names: Sequence[str],
-        sites: Mapping[str, Site],
-        hidden_size: int,
-    ) -> None:
-        super().__init__(config, adapter_names=adapter_names, task_names=task_names, sites=sites, hidden_size=hidden_size)
-        self.temperature = config.temperature
+    def __init__(self, config: FusionAttentionCombinerConfig, *, setup: CombinerSetup) -> None:
+        super().__init__(config, setup=setup)
+        self.temperature.fill_(config.temperature)
         copies = len(self.task_names) if config.per_task else 1
         self.fusions = nn.ModuleDict(
             {
-                name.replace(".", "__"): nn.ModuleList(
+                site_key(name): nn.ModuleList(
                     FusionAttention(site.out_features, config.projection_dim or site.out_features, config.value_projection, config.own_adapter_init)
                     for _ in range(copies)
                 )
-                for name, site in sites.items()
+                for name, site in setup.sites.items()
             }
         )
-        self.last_site = list(sites)[-1] if sites else ""
 
-    def set_temperature(self, temperature: float) -> None:
-        self.temperature = temperature
-
-    def weights(self, site: str, x: Tensor, y: Tensor, ctx: ForwardContext) -> Tensor | None:
-        """Attention weights depend on the deltas; `combine` computes them (this is for inspection)."""
-        return None
-
-    def combine(self, site: str, x: Tensor, y: Tensor, groups: Sequence[AdapterGroup], ctx: ForwardContext) -> Tensor:
-        deltas = torch.cat([group.stack(site, x, y, ctx) for group in groups], dim=2)  # (B, T, K_site, D)
-        fusions = self.fusions[site.replace(".", "__")]
-        if not self.config.per_task:
-            fused, attention = fusions[0](y, deltas, self.temperature)
-        else:  # each sample through its own task's fusion (AdapterFusion's per-target-task parameters)
-            fused = torch.empty_like(y)
-            attention = deltas.new_empty(deltas.shape[:3])
-            own = ctx.oracle_weights[:, site_columns(groups)] if ctx.oracle_weights is not None else None  # (B, K_site)
-            for task, rows in task_rows(ctx, y.device):
-                fused[rows], attention[rows] = fusions[task](y[rows], deltas[rows], self.temperature, None if own is None else own[rows])
+    def begin(self, ctx: ForwardContext) -> None:
         if self.training and self.config.value_projection:
             # AdapterFusion's regulariser: squared distance of each value matrix from the identity, so
             # the fusion mixes the adapters' deltas rather than learning a new projection of them.
-            ctx.add_aux_loss("value_identity", torch.stack([value_identity_distance(fusion) for fusion in fusions]).sum())
-        weights = scatter_columns(per_sample(attention, ctx.attention_mask), site_columns(groups), len(self.adapter_names))
-        if not self.training:
-            record_site_average(ctx, "fusion_attention", site, self.last_site, weights)
+            distances = [value_identity_distance(fusion) for fusions in self.fusions.values() for fusion in fusions]
+            if distances:
+                self.add_aux_loss("value_identity", torch.stack(distances).sum())
+
+    def combine(self, site: str, x: Tensor, y: Tensor, adapters: SiteAdapters, ctx: ForwardContext) -> Tensor:
+        deltas = adapters.stack(x, y, ctx)  # (B, T, K_site, D)
+        fusions = self.fusions[site_key(site)]
+        temperature = self.temperature
+        if not self.config.per_task:
+            fused, attention = fusions[0](y, deltas, temperature)
+        else:  # each sample through its own task's fusion (AdapterFusion's per-target-task parameters)
+            fused = torch.empty_like(y)
+            attention = deltas.new_empty(deltas.shape[:3])
+            own = ctx.own_adapter_weights().to(y.device)[:, adapters.columns]  # (B, K_site)
+            for task, rows in task_rows(ctx, y.device):
+                fused[rows], attention[rows] = fusions[task](y[rows], deltas[rows], temperature, own[rows])
+        self.record(adapters.to_columns(attention), ctx)
         return y + fused.to(y.dtype)

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-
 import torch
 from torch import Tensor, nn
 
-from mtkit import AdapterGroup, Combiner, ForwardContext, Site
+from mtkit import Combiner, CombinerSetup, ForwardContext, SiteAdapters, site_key
 
-from ._routing import add_own_bias, add_weighted, per_sample, record_site_average, scatter_columns, site_columns, task_rows
+from ._routing import add_own_bias, task_rows
 from .config import GatingCombinerConfig
 
 
@@ -24,54 +22,42 @@ class GatingCombiner(Combiner):
     config_class = GatingCombinerConfig
     config: GatingCombinerConfig
 
-    def __init__(
-        self,
-        config: GatingCombinerConfig,
-        *,
-        adapter_names: Sequence[str],
-        task_names: Sequence[str],
-        sites: Mapping[str, Site],
-        hidden_size: int,
-    ) -> None:
-        super().__init__(config, adapter_names=adapter_names, task_names=task_names, sites=sites, hidden_size=hidden_size)
-        k = max(1, len(self.adapter_names))
+    def __init__(self, config: GatingCombinerConfig, *, setup: CombinerSetup) -> None:
+        super().__init__(config, setup=setup)
+        k = max(1, self.num_adapters)
         copies = len(self.task_names) if config.per_task else 1
         self.gates = nn.ModuleDict()  # site -> one gate, or one per task (index = task id)
-        for name, site in sites.items():
+        for name, site in setup.sites.items():
             gates = nn.ModuleList(nn.Linear(site.in_features, k) for _ in range(copies))
             for gate in gates:
                 nn.init.zeros_(gate.weight)
                 nn.init.zeros_(gate.bias)
-            self.gates[name.replace(".", "__")] = gates
+            self.gates[site_key(name)] = gates
         # per_task with own_adapter_init: per site, each task's learned bias towards its own adapter.
         self.own = nn.ParameterDict()
         if config.own_adapter_init:
-            for name in sites:
-                self.own[name.replace(".", "__")] = nn.Parameter(torch.full((copies,), config.own_adapter_init))
-        self.last_site = list(sites)[-1] if sites else ""
+            for name in setup.sites:
+                self.own[site_key(name)] = nn.Parameter(torch.full((copies,), config.own_adapter_init))
 
-    def weights(self, site: str, x: Tensor, y: Tensor, ctx: ForwardContext) -> Tensor | None:
-        return self._weights(site, x, list(range(len(self.adapter_names))), ctx)
+    def combine(self, site: str, x: Tensor, y: Tensor, adapters: SiteAdapters, ctx: ForwardContext) -> Tensor:
+        weights = self.gate_weights(site, x, adapters, ctx)
+        self.record(weights, ctx)
+        return adapters.apply(x, y, weights, ctx)
 
-    def _weights(self, site: str, x: Tensor, columns: list[int], ctx: ForwardContext) -> Tensor:
-        key = site.replace(".", "__")
+    def gate_weights(self, site: str, x: Tensor, adapters: SiteAdapters, ctx: ForwardContext) -> Tensor:
+        """Per-token weights (B, T, K) at `site` over the adapters attached there (zeros at the others)."""
+        key = site_key(site)
         gates = self.gates[key]
         if not self.config.per_task:
-            logits = gates[0](x)
+            logits = gates[0](x)  # (B, T, K)
         else:  # each sample through its own task's gate
             logits = x.new_empty(*x.shape[:-1], gates[0].out_features)
             for task, rows in task_rows(ctx, x.device):
                 logits[rows] = gates[task](x[rows])
-            if key in self.own and ctx.oracle_weights is not None:
+            if key in self.own:
                 assert ctx.task_ids is not None
-                logits = add_own_bias(logits, self.own[key][ctx.task_ids.to(x.device)], ctx.oracle_weights)
-        logits = logits[..., columns]  # (B, T, K_site): only the adapters present at this site
-        gated = logits.softmax(-1) if self.config.activation == "softmax" else torch.sigmoid(logits)
-        weights = scatter_columns(gated, columns, len(self.adapter_names))  # (B, T, K)
-        if not self.training:
-            record_site_average(ctx, "gating", site, self.last_site, per_sample(weights, ctx.attention_mask))
-        return weights
-
-    def combine(self, site: str, x: Tensor, y: Tensor, groups: Sequence[AdapterGroup], ctx: ForwardContext) -> Tensor:
-        weights = self._weights(site, x, site_columns(groups), ctx)
-        return add_weighted(site, x, y, groups, weights, ctx)
+                logits = add_own_bias(logits, self.own[key][ctx.task_ids.to(x.device)], ctx.own_adapter_weights().to(x.device))
+        present = adapters.present(x.device)  # only the adapters attached at this site share the weight
+        if self.config.activation == "softmax":
+            return logits.masked_fill(~present, float("-inf")).softmax(-1)
+        return torch.sigmoid(logits) * present

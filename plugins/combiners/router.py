@@ -1,25 +1,21 @@
 """`router` (DYNAMO): an MLP on a pooled input representation outputs adapter probabilities.
 
-The routing is decided once per forward pass (cached in the context) and reused at every site.
+The routing is decided once per forward pass and reused at every site.
 Training samples with Gumbel-softmax at the trainer's annealed temperature; evaluation is
 deterministic (argmax, or the top-k renormalised). The auxiliary losses are returned through the
-context under the names in `aux_loss_names`, and phases weight them by name.
+router under the names its config declares (`aux_loss_names`), and phases weight them by name.
 """
 
 from __future__ import annotations
-
-from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mtkit import AdapterGroup, Combiner, ForwardContext, Site
+from mtkit import Combiner, CombinerSetup, ForwardContext, SiteAdapters
 
-from ._routing import active_groups, add_weighted, keep_top_k, one_hot_top_k
+from ._routing import keep_top_k, one_hot_top_k
 from .config import RouterCombinerConfig
-
-_CACHE = "router"
 
 
 def load_balance_loss(probs: Tensor) -> Tensor:
@@ -81,34 +77,27 @@ class RouterCombiner(Combiner):
     name = "router"
     config_class = RouterCombinerConfig
     config: RouterCombinerConfig
-    aux_loss_names = ("load_balance", "entropy", "efficiency", "consistency", "task_supervision")
 
-    def __init__(
-        self,
-        config: RouterCombinerConfig,
-        *,
-        adapter_names: Sequence[str],
-        task_names: Sequence[str],
-        sites: Mapping[str, Site],
-        hidden_size: int,
-    ) -> None:
-        super().__init__(config, adapter_names=adapter_names, task_names=task_names, sites=sites, hidden_size=hidden_size)
-        k = max(1, len(self.adapter_names))
+    def __init__(self, config: RouterCombinerConfig, *, setup: CombinerSetup) -> None:
+        super().__init__(config, setup=setup)
+        k = max(1, self.num_adapters)
         self.top_k = min(config.top_k, k) if config.top_k is not None else None
-        self.temperature = config.temperature
-        layers: list[nn.Module] = [nn.LayerNorm(hidden_size)] if config.normalize_input else []
-        width = hidden_size
+        self.temperature.fill_(config.temperature)
+        layers: list[nn.Module] = [nn.LayerNorm(setup.hidden_size)] if config.normalize_input else []
+        width = setup.hidden_size
         for _ in range(config.num_layers - 1):
             layers += [nn.Linear(width, config.hidden_dim), nn.GELU(), nn.Dropout(config.dropout)]
             width = config.hidden_dim
         layers.append(nn.Linear(width, k))
         self.mlp = nn.Sequential(*layers)
+        self._weights: Tensor | None = None  # this forward's routing, decided once and used at every site
+        self._probs: Tensor | None = None
 
     def representation_sources(self) -> set[str]:
         return {self.config.source}
 
-    def set_temperature(self, temperature: float) -> None:
-        self.temperature = temperature
+    def begin(self, ctx: ForwardContext) -> None:
+        self._weights = self._probs = None
 
     def route(self, representation: Tensor) -> tuple[Tensor, Tensor]:
         """(B, D) representation -> (weights applied to the deltas (B, K), probabilities (B, K))."""
@@ -129,41 +118,31 @@ class RouterCombiner(Combiner):
         return soft, probs
 
     def weights(self, site: str, x: Tensor, y: Tensor, ctx: ForwardContext) -> Tensor | None:
-        if _CACHE in ctx.cache:
-            cached: Tensor = ctx.cache[_CACHE]
-            return cached
+        if self._weights is not None:
+            return self._weights
         representation = ctx.representation(self.config.source)
         if representation is None:
             return None  # a site before layer N of a `layer:N` source: no adapter applies there
-        weights, probs = self.route(representation)
-        ctx.cache[_CACHE] = weights
-        if not self.training:
-            ctx.record_routing(probs)
-        else:
-            ctx.add_aux_loss("load_balance", load_balance_loss(probs))
-            ctx.add_aux_loss("entropy", entropy_loss(probs))
-            ctx.add_aux_loss("efficiency", efficiency_loss(probs))
-            ctx.add_aux_loss("consistency", consistency_loss(probs, representation))
-            if ctx.oracle_weights is not None:
-                ctx.add_aux_loss("task_supervision", task_supervision_loss(probs, ctx.oracle_weights))
-        return weights
+        self._weights, self._probs = self.route(representation)
+        if self.training:
+            probs = self._probs
+            self.add_aux_loss("load_balance", load_balance_loss(probs))
+            self.add_aux_loss("entropy", entropy_loss(probs))
+            self.add_aux_loss("efficiency", efficiency_loss(probs))
+            self.add_aux_loss("consistency", consistency_loss(probs, representation))
+            if ctx.own_adapters is not None:
+                self.add_aux_loss("task_supervision", task_supervision_loss(probs, ctx.own_adapter_weights()))
+        return self._weights
 
-    def combine(self, site: str, x: Tensor, y: Tensor, groups: Sequence[AdapterGroup], ctx: ForwardContext) -> Tensor:
+    def combine(self, site: str, x: Tensor, y: Tensor, adapters: SiteAdapters, ctx: ForwardContext) -> Tensor:
         weights = self.weights(site, x, y, ctx)
         if weights is None:
             return y
-        if self._sparse():
-            active = ctx.cache.get(_CACHE + ".active")
-            if active is None:
-                active = ctx.cache[_CACHE + ".active"] = set(torch.nonzero(weights.detach().any(0)).flatten().tolist())
-            groups = active_groups(groups, active)
-        return add_weighted(site, x, y, groups, weights, ctx)
-
-    def _sparse(self) -> bool:
-        """Whether unchosen adapters have zero weight and zero gradient, so their work can be skipped.
-
-        Not under straight-through training: there the unchosen adapters' deltas carry the gradient.
-        """
-        if self.training:
-            return self.top_k is not None and self.top_k < len(self.adapter_names) and not self.config.hard
-        return len(self.adapter_names) > 1
+        assert self._probs is not None
+        self.record(self._probs, ctx)  # the routing probabilities, not the argmax applied in evaluation
+        # Top-k training masks the unchosen adapters (no gradient reaches them): skip their work. Not under
+        # straight-through training, where the unchosen adapters' deltas carry the gradient.
+        sparse = None
+        if self.training and self.top_k is not None and self.top_k < self.num_adapters and not self.config.hard:
+            sparse = True
+        return adapters.apply(x, y, weights, ctx, sparse=sparse)

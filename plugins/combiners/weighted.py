@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-
 import torch
 from torch import Tensor, nn
 
-from mtkit import Combiner, ForwardContext, Site
+from mtkit import Combiner, CombinerSetup, ForwardContext
 
 from ._routing import add_own_bias
 from .config import WeightedCombinerConfig
@@ -23,34 +21,26 @@ class WeightedCombiner(Combiner):
     config_class = WeightedCombinerConfig
     config: WeightedCombinerConfig
 
-    def __init__(
-        self,
-        config: WeightedCombinerConfig,
-        *,
-        adapter_names: Sequence[str],
-        task_names: Sequence[str],
-        sites: Mapping[str, Site],
-        hidden_size: int,
-    ) -> None:
-        super().__init__(config, adapter_names=adapter_names, task_names=task_names, sites=sites, hidden_size=hidden_size)
+    def __init__(self, config: WeightedCombinerConfig, *, setup: CombinerSetup) -> None:
+        super().__init__(config, setup=setup)
         rows = len(self.task_names) if config.per_task else 1
-        self.logits = nn.Parameter(torch.zeros(rows, max(1, len(self.adapter_names))))  # (tasks or 1, K)
+        self.logits = nn.Parameter(torch.zeros(rows, max(1, self.num_adapters)))  # (tasks or 1, K)
         # per_task with own_adapter_init: each task's learned bias towards its own adapter's logit.
         self.own = nn.Parameter(torch.full((rows,), config.own_adapter_init)) if config.own_adapter_init else None
+        self._weights: Tensor | None = None
+
+    def begin(self, ctx: ForwardContext) -> None:
+        self._weights = None
 
     def weights(self, site: str, x: Tensor, y: Tensor, ctx: ForwardContext) -> Tensor | None:
-        if "weighted" not in ctx.cache:
+        if self._weights is None:  # the same at every site: computed once per forward
             if self.config.per_task:
                 assert ctx.task_ids is not None, "the model always passes task ids"
                 task_ids = ctx.task_ids.to(self.logits.device)
                 logits = self.logits[task_ids]  # (B, K)
-                if self.own is not None and ctx.oracle_weights is not None:
-                    logits = add_own_bias(logits, self.own[task_ids], ctx.oracle_weights)
-                weights = logits.softmax(-1)
+                if self.own is not None:
+                    logits = add_own_bias(logits, self.own[task_ids], ctx.own_adapter_weights().to(logits.device))
+                self._weights = logits.softmax(-1)
             else:
-                weights = self.logits.softmax(-1).expand(x.shape[0], -1)
-            ctx.cache["weighted"] = weights
-            if not self.training:
-                ctx.record_routing(weights)
-        cached: Tensor = ctx.cache["weighted"]
-        return cached
+                self._weights = self.logits.softmax(-1).expand(x.shape[0], -1)
+        return self._weights

@@ -17,7 +17,7 @@ from .config import (
     RottenTomatoesDatasetConfig,
 )
 
-MTKIT_PLUGIN_API = 1
+MTKIT_PLUGIN_API = 2
 
 
 @hookimpl

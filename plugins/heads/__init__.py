@@ -12,7 +12,7 @@ from .config import (
     TokenClassificationHeadConfig,
 )
 
-MTKIT_PLUGIN_API = 1
+MTKIT_PLUGIN_API = 2
 
 
 @hookimpl

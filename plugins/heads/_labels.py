@@ -10,11 +10,8 @@ def resolve_num_labels(config: ComponentConfig, task: TaskInfo) -> int:
     configured: int | None = getattr(config, "num_labels", None)
     labels = len(task.label_names) if task.label_names else None
     if configured is not None and labels is not None and configured != labels:
-        raise MtkitError(
-            f"tasks.{task.name}.head.num_labels is {configured} but the dataset has {labels} labels; "
-            "remove num_labels or make it match"
-        )
+        raise MtkitError(f"{configured} classes, but the dataset has {labels} labels; remove num_labels or make it match", key="num_labels")
     resolved = configured or labels
     if resolved is None:
-        raise MtkitError(f"tasks.{task.name}.head.num_labels is required: the dataset names no labels")
+        raise MtkitError("required: the dataset names no labels; set it to the number of classes", key="num_labels")
     return resolved

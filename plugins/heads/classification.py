@@ -58,6 +58,13 @@ class ClassificationHead(Head):
     def references(self, batch: Mapping[str, Any]) -> list[Any]:
         return batch["labels"].tolist()
 
+    def example_from_text(self, text: str) -> dict[str, Any]:
+        """The text itself, or `text | pair` for a sentence-pair task (for `mtkit predict`)."""
+        if not self.config.text_pair_field:
+            return {self.config.text_field: text}
+        first, _, second = text.partition("|")
+        return {self.config.text_field: first.strip(), self.config.text_pair_field: second.strip()}
+
     def validate_example(self, example: Mapping[str, Any]) -> str | None:
         for field in filter(None, (self.config.text_field, self.config.text_pair_field)):
             if field not in example:

@@ -44,39 +44,35 @@ class LmHead(Head):
     def __init__(self, config: LmHeadConfig, *, backbone: Backbone, task: TaskInfo) -> None:
         super().__init__(config, backbone=backbone, task=task)
         if not backbone.generative:
-            raise MtkitError(
-                f"tasks.{task.name}.head: the lm head needs a generative backbone (hf_causal_lm), not {backbone.name!r}"
-            )
+            raise MtkitError(f"the lm head needs a generative backbone (hf_causal_lm), not {backbone.name!r}")
         self.tokenizer = backbone.tokenizer
         if config.chat_template and not getattr(self.tokenizer, "chat_template", None):
-            raise MtkitError(
-                f"tasks.{task.name}.head.chat_template: the tokenizer has no chat template; set chat_template = false"
-            )
+            raise MtkitError("the tokenizer has no chat template; set chat_template = false", key="chat_template")
         try:
             self.prompt_fields = template_fields(config.prompt_template)
             self.target_fields = template_fields(config.target_template)
         except ValueError as exc:
-            raise MtkitError(f"tasks.{task.name}.head: {exc}") from None
+            raise MtkitError(str(exc)) from None
         if not self.prompt_fields:
-            raise MtkitError(f"tasks.{task.name}.head.prompt_template names no example field, e.g. '{{text}}'")
+            raise MtkitError("names no example field, e.g. '{text}'", key="prompt_template")
 
     # --- text ------------------------------------------------------------------------------
 
-    def render_prompt(self, example: Mapping[str, Any]) -> str:
-        """The prompt text exactly as tokenized (chat template applied when configured)."""
+    def render_prompt(self, example: Mapping[str, Any], tokenizer: Any = None) -> str:
+        """The prompt text exactly as tokenized (chat template applied when configured; default: the backbone's tokenizer)."""
         prompt = self.config.prompt_template.format_map(example)
         if not self.config.chat_template:
             return prompt
         messages = [{"role": "user", "content": prompt}]
         if self.config.system_prompt is not None:
             messages.insert(0, {"role": "system", "content": self.config.system_prompt})
-        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return (tokenizer or self.tokenizer).apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
-    def _tail_ids(self) -> list[int]:
+    def _tail_ids(self, tokenizer: Any) -> list[int]:
         """Tokens after the prompt's last field (e.g. '\\nHeadline:'), kept when a long prompt is cut."""
-        rendered = self.render_prompt({name: _MARK for name in self.prompt_fields})
+        rendered = self.render_prompt({name: _MARK for name in self.prompt_fields}, tokenizer)
         tail = rendered.rsplit(_MARK, 1)[1]
-        return self.tokenizer(tail, add_special_tokens=False)["input_ids"] if tail else []
+        return tokenizer(tail, add_special_tokens=False)["input_ids"] if tail else []
 
     def _target(self, example: Mapping[str, Any]) -> str:
         return self.config.target_template.format_map(example)
@@ -86,8 +82,8 @@ class LmHead(Head):
     def encode(self, examples: Mapping[str, list[Any]], tokenizer: Any, max_length: int) -> dict[str, list[Any]]:
         names = list(examples)
         rows = [dict(zip(names, values, strict=True)) for values in zip(*(examples[n] for n in names), strict=True)]
-        prompts = tokenizer([self.render_prompt(r) for r in rows], add_special_tokens=not self.config.chat_template)["input_ids"]
-        tail = self._tail_ids()
+        prompts = tokenizer([self.render_prompt(r, tokenizer) for r in rows], add_special_tokens=not self.config.chat_template)["input_ids"]
+        tail = self._tail_ids(tokenizer)
         has_target = all(f in examples for f in self.target_fields)
         answers = tokenizer([self._target(r) for r in rows], add_special_tokens=False)["input_ids"] if has_target else None
         out: dict[str, list[Any]] = {"input_ids": [], "attention_mask": [], "prompt_ids": []}

@@ -6,7 +6,7 @@ from mtkit import Register, hookimpl
 
 from . import config
 
-MTKIT_PLUGIN_API = 1
+MTKIT_PLUGIN_API = 2
 
 _SCHEDULERS = {
     "uniform": ("UniformScheduler", config.UniformSchedulerConfig),

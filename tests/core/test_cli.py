@@ -120,7 +120,7 @@ def test_cli_run_head_label_count_mismatch_is_a_clear_error(tmp_path: Path, tiny
     path = write_toml(tmp_path / "tiny.toml", tiny_recipe)
     result = mtkit("run", str(path), cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert f"{path}: tasks.sentiment.head.num_labels is 3 but the dataset has 2 labels" in result.stderr
+    assert f"{path}: tasks.sentiment.head.num_labels: 3 classes, but the dataset has 2 labels" in result.stderr
 
 
 def test_cli_run_scheduler_refused_at_its_phase_names_file_and_key(tmp_path: Path, tiny_recipe: dict[str, Any]) -> None:

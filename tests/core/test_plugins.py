@@ -42,7 +42,7 @@ def mtkit_register_components(register):
 """
 
 OLD_API = """
-MTKIT_PLUGIN_API = 0
+MTKIT_PLUGIN_API = 1
 from mtkit import hookimpl
 
 @hookimpl
@@ -81,7 +81,8 @@ def test_plugins_broken_import_is_reported_and_skipped(plugin_site: str) -> None
 
 def test_plugins_incompatible_api_is_reported_and_skipped(plugin_site: str) -> None:
     old = _plugins(mtkit("list-components", "--json", env={"PYTHONPATH": plugin_site}))["mtkit_old"]
-    assert old["status"] == "incompatible" and "plugin API 0 is not supported" in str(old["error"])
+    assert old["status"] == "incompatible" and "plugin API 1 is not supported by this mtkit (it provides API 2)" in str(old["error"])
+    assert "API 2: combiners take `setup=CombinerSetup(...)`" in str(old["error"])  # what changed since, so the author knows
 
 
 def test_plugins_can_be_disabled_by_name_or_all_third_party(plugin_site: str) -> None:

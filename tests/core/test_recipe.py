@@ -7,15 +7,25 @@ from typing import Any
 import pytest
 
 from mtkit import RecipeError, Registry
-from mtkit.recipe import apply_overrides, load_recipe, validate_recipe
+from mtkit.overrides import apply_overrides
+from mtkit.resolve import load_recipe, resolve
 from tests.conftest import write_toml
 
 
 def test_recipe_tiny_recipe_validates(tiny_recipe: dict[str, Any], registry: Registry) -> None:
-    recipe, configs = validate_recipe(tiny_recipe, registry, "tiny.toml")
-    assert recipe.adapter_for_task("topic") == "topic"
-    assert configs["adapters.sentiment"].rank == 4  # type: ignore[attr-defined]
-    assert set(configs) >= {"backbone", "combiner", "tasks.topic.dataset", "tasks.topic.metrics.0"}
+    resolved = resolve(tiny_recipe, registry, "tiny.toml")
+    assert resolved.recipe.adapter_for_task("topic") == "topic"
+    assert resolved.adapters()["sentiment"].config.rank == 4  # type: ignore[attr-defined]
+    assert set(resolved.nodes) >= {"backbone", "combiner", "scheduler", "tasks.topic.dataset", "tasks.topic.metrics.0"}
+    assert resolved.scheduler(1).type == "proportional" and resolved.oracle.type == "oracle"
+
+
+def test_recipe_defaults_fill_the_component_tables_a_recipe_leaves_out(tiny_recipe: dict[str, Any], registry: Registry) -> None:
+    del tiny_recipe["combiner"]
+    del tiny_recipe["tasks"]["topic"]["metrics"]
+    resolved = resolve(tiny_recipe, registry, "tiny.toml")
+    assert resolved.combiner().type == "oracle" and [m.type for m in resolved.metrics("topic")] == ["accuracy"]
+    assert "combiner" not in tiny_recipe  # the raw recipe (what a run directory saves) is left as written
 
 
 def test_recipe_reports_all_problems_with_key_paths(tiny_recipe: dict[str, Any], registry: Registry) -> None:
@@ -25,7 +35,7 @@ def test_recipe_reports_all_problems_with_key_paths(tiny_recipe: dict[str, Any],
     bad["adapters"]["sentiment"]["rank"] = -4  # out of range
     bad["combiner"]["type"] = "routr"  # unknown component
     with pytest.raises(RecipeError) as info:
-        validate_recipe(bad, registry, "bad.toml")
+        resolve(bad, registry, "bad.toml")
     problems = info.value.problems
     assert len(problems) == 4, problems
     text = "\n".join(problems)
@@ -38,7 +48,7 @@ def test_recipe_reports_all_problems_with_key_paths(tiny_recipe: dict[str, Any],
 def test_recipe_unknown_key_inside_component_lists_allowed_fields(tiny_recipe: dict[str, Any], registry: Registry) -> None:
     tiny_recipe["adapters"]["topic"]["rnak"] = 8
     with pytest.raises(RecipeError) as info:
-        validate_recipe(tiny_recipe, registry, "r.toml")
+        resolve(tiny_recipe, registry, "r.toml")
     assert info.value.problems == [
         "r.toml: adapters.topic.rnak: unknown key; did you mean 'rank'? (allowed: alpha, dropout, from_peft, init, layers, rank, target_modules)"
     ]
@@ -48,38 +58,48 @@ def test_recipe_rejects_selectors_and_references_that_match_nothing(tiny_recipe:
     tiny_recipe["phases"][0]["train"] = ["adapters.sentimnt", "backbone.layers.1-2"]
     tiny_recipe["tasks"]["topic"]["adapter"] = "nope"
     with pytest.raises(RecipeError) as info:
-        validate_recipe(tiny_recipe, registry, "r.toml")
+        resolve(tiny_recipe, registry, "r.toml")
     text = info.value.problems[0]
-    assert "phases.0.train: selector 'adapters.sentimnt' matches nothing" in text
+    assert "phases.0.train: selector 'adapters.sentimnt' names no adapter of the recipe (known: sentiment, topic)" in text
     assert "tasks.topic.adapter 'nope' is not an adapter id" in text
+    tiny_recipe["tasks"]["topic"]["adapter"] = "topic"
+    tiny_recipe["phases"][0]["train"] = ["backbone.layers.5-2", "heads.nope"]
+    tiny_recipe["phases"][1]["task_adapters"] = {"topic": "nope", "typo": "topic"}
+    with pytest.raises(RecipeError) as info:
+        resolve(tiny_recipe, registry, "r.toml")
+    text = info.value.problems[0]
+    assert "selector 'backbone.layers.5-2' names layers 5 down to 2; write the range low-high (backbone.layers.2-5)" in text
+    assert "selector 'heads.nope' names no task of the recipe (known: sentiment, topic)" in text
+    assert "phases.1.task_adapters.topic: 'nope' is not an adapter id (known: sentiment, topic)" in text
+    assert "phases.1.task_adapters.typo: not a task of the recipe (known: sentiment, topic)" in text
 
 
 def test_recipe_validation_checks_need_validation_splits(tiny_recipe: dict[str, Any], registry: Registry) -> None:
     tiny_recipe["tasks"]["sentiment"]["dataset"]["validation_size"] = 0.1
     tiny_recipe["phases"][1]["eval_every"] = 2
     with pytest.raises(RecipeError) as info:
-        validate_recipe(copy.deepcopy(tiny_recipe), registry, "r.toml")
+        resolve(copy.deepcopy(tiny_recipe), registry, "r.toml")
     assert info.value.problems == [
         "r.toml: phases.1.eval_every scores validation splits, but tasks.topic.dataset has none; "
         "set tasks.topic.dataset.validation_size (e.g. 0.1)"
     ]
     tiny_recipe["tasks"]["topic"]["dataset"]["validation_size"] = 0.1
-    recipe, configs = validate_recipe(copy.deepcopy(tiny_recipe), registry, "r.toml")
-    assert recipe.phases[1].eval_every == 2 and configs["tasks.topic.dataset"].validation_size == 0.1  # type: ignore[attr-defined]
+    resolved = resolve(copy.deepcopy(tiny_recipe), registry, "r.toml")
+    assert resolved.recipe.phases[1].eval_every == 2 and resolved.dataset("topic").config.validation_size == 0.1  # type: ignore[attr-defined]
     del tiny_recipe["phases"][1]["eval_every"]
     tiny_recipe["phases"][1]["keep_best"] = "mean"
     with pytest.raises(RecipeError) as info:
-        validate_recipe(tiny_recipe, registry, "r.toml")
+        resolve(tiny_recipe, registry, "r.toml")
     assert info.value.problems == ["r.toml: phases.1: keep_best needs eval_every (how often to score the validation split)"]
 
 
 def test_recipe_fresh_heads_needs_a_head_the_phase_trains(tiny_recipe: dict[str, Any], registry: Registry) -> None:
     tiny_recipe["phases"][1] |= {"train": ["heads.topic"], "fresh_heads": True}
-    recipe, _ = validate_recipe(copy.deepcopy(tiny_recipe), registry, "r.toml")
+    recipe = resolve(copy.deepcopy(tiny_recipe), registry, "r.toml").recipe
     assert recipe.trained_heads(recipe.phases[1]) == ["topic"]
     tiny_recipe["freeze"] = ["heads.topic"]
     with pytest.raises(RecipeError) as info:
-        validate_recipe(copy.deepcopy(tiny_recipe), registry, "r.toml")
+        resolve(copy.deepcopy(tiny_recipe), registry, "r.toml")
     assert info.value.problems == [
         'r.toml: phases.1.fresh_heads: the phase trains no head (add "heads" or "heads.TASK" to phases.1.train, outside '
         "`freeze`), so new heads would stay untrained"
@@ -87,14 +107,14 @@ def test_recipe_fresh_heads_needs_a_head_the_phase_trains(tiny_recipe: dict[str,
     tiny_recipe["freeze"] = []
     tiny_recipe["phases"][1]["train"] = ["adapters"]
     with pytest.raises(RecipeError, match=r"phases\.1\.fresh_heads: the phase trains no head"):
-        validate_recipe(tiny_recipe, registry, "r.toml")
+        resolve(tiny_recipe, registry, "r.toml")
 
 
 def test_recipe_phase_tasks_are_the_trained_heads_tasks_in_a_heads_only_phase(tiny_recipe: dict[str, Any], registry: Registry) -> None:
     cases = [(["heads.topic"], ["topic"]), (["heads"], ["sentiment", "topic"]), (["heads.topic", "combiner"], ["sentiment", "topic"])]
     for train, tasks in cases:
         tiny_recipe["phases"][1]["train"] = train
-        recipe, _ = validate_recipe(copy.deepcopy(tiny_recipe), registry, "r.toml")
+        recipe = resolve(copy.deepcopy(tiny_recipe), registry, "r.toml").recipe
         assert recipe.phase_tasks(recipe.phases[1]) == tasks, train
     assert recipe.phase_tasks(recipe.phases[0]) == ["sentiment", "topic"]
 
@@ -115,11 +135,39 @@ def test_recipe_missing_file_says_so(tmp_path: Path, registry: Registry) -> None
 
 def test_recipe_overrides_parse_values_and_are_validated(tmp_path: Path, tiny_recipe: dict[str, Any], registry: Registry) -> None:
     path = write_toml(tmp_path / "tiny.toml", tiny_recipe)
-    recipe, configs, raw = load_recipe(path, ["adapters.topic.rank=16", "phases.1.steps=7", "run.name=renamed"], registry)
-    assert configs["adapters.topic"].rank == 16  # type: ignore[attr-defined]
-    assert recipe.phases[1].steps == 7 and recipe.run.name == "renamed"
-    assert raw["adapters"]["topic"]["rank"] == 16
+    resolved = load_recipe(path, ["adapters.topic.rank=16", "phases.1.steps=7", "run.name=renamed"], registry)
+    assert resolved.adapters()["topic"].config.rank == 16  # type: ignore[attr-defined]
+    assert resolved.recipe.phases[1].steps == 7 and resolved.recipe.run.name == "renamed"
+    assert resolved.raw["adapters"]["topic"]["rank"] == 16
     with pytest.raises(RecipeError, match=r"adapters\.topic\.rank: input should be greater than 0 \(got -1\)"):
         load_recipe(path, ["adapters.topic.rank=-1"], registry)
     with pytest.raises(RecipeError, match="does not name a place"):
         apply_overrides(copy.deepcopy(tiny_recipe), ["phases.9.steps=1"], "x")
+
+
+def test_recipe_override_close_to_an_existing_table_is_a_typo(tiny_recipe: dict[str, Any]) -> None:
+    with pytest.raises(RecipeError, match=r"override 'adapters.sentimnt.rank': the recipe has no 'adapters.sentimnt'; did you mean 'sentiment'\?"):
+        apply_overrides(copy.deepcopy(tiny_recipe), ["adapters.sentimnt.rank=16"], "x")
+    added = apply_overrides(copy.deepcopy(tiny_recipe), ["adapters.sentiment2.type=lora"], "x")  # a new component on purpose
+    assert added["adapters"]["sentiment2"] == {"type": "lora"}
+
+
+def test_recipe_aux_loss_names_are_checked_without_importing_combiners(tiny_recipe: dict[str, Any], registry: Registry) -> None:
+    tiny_recipe["phases"][1]["aux_losses"] = {"load_balance": 0.01}  # a router loss; the recipe's combiner is oracle
+    assert resolve(copy.deepcopy(tiny_recipe), registry, "r.toml").combiner().type == "oracle"
+    tiny_recipe["phases"][1]["aux_losses"] = {"load_balanse": 0.01}
+    with pytest.raises(RecipeError) as info:
+        resolve(tiny_recipe, registry, "r.toml")
+    (problem,) = info.value.problems
+    assert problem.startswith("r.toml: phases.1.aux_losses.load_balanse: no combiner declares this auxiliary loss; did you mean 'load_balance'?")
+    assert "(known: consistency, efficiency, entropy, load_balance, task_supervision, value_identity)" in problem
+
+
+def test_recipe_bounds_and_patterns_are_checked_in_validation(tiny_recipe: dict[str, Any], registry: Registry) -> None:
+    tiny_recipe["run"]["seed"] = 2**70
+    tiny_recipe["adapters"]["topic"]["target_modules"] = ["re:query(["]
+    with pytest.raises(RecipeError) as info:
+        resolve(tiny_recipe, registry, "r.toml")
+    text = "\n".join(info.value.problems)
+    assert "r.toml: run.seed: input should be less than or equal to 4294967295" in text
+    assert "r.toml: adapters.topic.target_modules: pattern 're:query([' is not a valid regular expression" in text

@@ -3,10 +3,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from mtkit_metrics.config import AccuracyMetricConfig
 
 from mtkit import KINDS, ComponentConfig, PluginError, Registry, UnknownComponentError, hookimpl
 from mtkit.plugins import get_plugin_manager
-from mtkit_metrics.config import AccuracyMetricConfig
 
 
 def test_registry_lists_builtin_components_of_every_kind(registry: Registry) -> None:
@@ -99,6 +99,25 @@ def test_registry_rejects_class_missing_abstract_methods() -> None:
 
     with pytest.raises(PluginError, match="does not implement compute"):
         Registry().add(HalfMetric)
+
+
+def test_registry_rejects_a_combiner_that_states_no_weights_and_no_combine() -> None:
+    from mtkit import Combiner
+
+    class IdleCombiner(Combiner):
+        name = "idle"
+        config_class = _Config
+
+    with pytest.raises(PluginError, match=r"does not implement weights\(\) or combine\(\)"):
+        Registry().add(IdleCombiner)
+
+    class WeightingCombiner(IdleCombiner):
+        name = "weighting"
+
+        def weights(self, site: str, x: Any, y: Any, ctx: Any) -> Any:
+            return None
+
+    assert Registry().add(WeightingCombiner).name == "weighting"
 
 
 def test_registry_rejects_bad_names_and_kinds() -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from mtkit import Registry
-from mtkit.selectors import select_parameters
+from mtkit.param_groups import select_parameters
 from tests.core.test_model import make_model
 
 
@@ -52,6 +52,33 @@ def test_selectors_freeze_everything_makes_phases_evaluate_only(tiny_recipe: dic
     run_dir = run_recipe(write_toml(tmp_path / "r.toml", recipe)).path
     assert json.loads((run_dir / "parameters.json").read_text())["trained"] == 0
     assert not [line for line in (run_dir / "metrics.jsonl").read_text().splitlines() if '"train"' in line]
-    with pytest.raises(Exception, match="freeze: selector 'heads.nope' matches nothing"):
+    with pytest.raises(Exception, match="freeze: selector 'heads.nope' names no task of the recipe"):
         recipe["freeze"] = ["heads.nope"]
         run_recipe(write_toml(tmp_path / "r2.toml", recipe))
+
+
+@pytest.mark.parametrize(
+    ("train", "combiner", "why"),
+    [
+        (["backbone.layers.99"], "oracle", "the backbone has layers 0-1"),
+        (["combiner"], "oracle", "combiner 'oracle' has no parameters"),
+        (["adapters", "combiner"], "uniform", "combiner 'uniform' has no parameters"),
+    ],
+)
+def test_selectors_naming_no_parameter_of_the_built_model_are_errors(
+    tiny_recipe: dict[str, Any], registry: Registry, train: list[str], combiner: str, why: str
+) -> None:
+    from mtkit import RecipeError
+
+    recipe = copy.deepcopy(tiny_recipe)
+    recipe["combiner"] = {"type": combiner}
+    recipe["phases"][1]["train"] = train
+    with pytest.raises(RecipeError) as info:
+        make_model(recipe, registry)
+    (problem,) = info.value.problems
+    assert problem == (
+        f"test: phases.1.train: selector {train[-1]!r} names no parameter ({why}); remove it, or set phases.1.steps = 0 to only "
+        "evaluate in that phase"
+    )
+    recipe["phases"][1]["steps"] = 0  # an evaluation-only phase may keep the selector
+    make_model(recipe, registry)

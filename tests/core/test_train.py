@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 import torch
+from mtkit_schedulers.config import ProportionalSchedulerConfig, RoundRobinSchedulerConfig
+from mtkit_schedulers.schedulers import ProportionalScheduler, RoundRobinScheduler
 from safetensors.torch import load_file
 
 from mtkit.checkpoint import load_latest, save_checkpoint
@@ -22,8 +24,6 @@ from mtkit.data import plan_batches
 from mtkit.recipe import PhaseSection
 from mtkit.runs import run_recipe
 from mtkit.train import lr_lambda, temperature_at
-from mtkit_schedulers.config import ProportionalSchedulerConfig, RoundRobinSchedulerConfig
-from mtkit_schedulers.schedulers import ProportionalScheduler, RoundRobinScheduler
 from tests.conftest import ROOT, write_toml
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 from mtkit_backbones.config import HfEncoderBackboneConfig, ScratchTransformerBackboneConfig
 from mtkit_backbones.hf_encoder import HfEncoderBackbone
 from mtkit_backbones.scratch_transformer import ScratchTransformerBackbone
+
 from tests.conftest import ROOT, TINY_BERT
 
 FIXTURES = ROOT / "tests" / "fixtures"

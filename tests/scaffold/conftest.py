@@ -58,8 +58,25 @@ def _see_running_environment(env: Venv) -> None:
     (purelib / "running-environment.pth").write_text("".join(f"{path}\n" for path in running))
 
 
-def _bad_plugin(parent: Path, dist: str, module: str, body: str) -> Path:
-    return write_plugin_project(parent, dist, module, body, version="2.0.0")
+def _bad_plugin(parent: Path, dist: str, module: str, body: str, submodules: dict[str, str] | None = None) -> Path:
+    return write_plugin_project(parent, dist, module, body, version="2.0.0", submodules=submodules)
+
+
+# Registers fine (its config loads without its module), but importing its combiner module fails: a recipe that
+# uses it may fail, one that does not must run (aux-loss names are read from the config class, not the module).
+LAZY_BROKEN = """
+from typing import ClassVar
+
+from mtkit import CombinerConfig, hookimpl
+
+class BrokenConfig(CombinerConfig):
+    '''A combiner whose module cannot be imported.'''
+    aux_loss_names: ClassVar[tuple[str, ...]] = ("broken_aux",)
+
+@hookimpl
+def mtkit_register_components(register):
+    register("mtkit_lazy_broken.combiner:BrokenCombiner", kind="combiner", name="lazy_broken", config=BrokenConfig)
+"""
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +110,12 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Venv:
             def mtkit_register_components(register):
                 raise AssertionError("an incompatible plugin's hook must never run")
             """,
+        )
+    )
+    env.pip_install(
+        _bad_plugin(
+            root, "mtkit-lazy-broken", "mtkit_lazy_broken", LAZY_BROKEN,
+            {"combiner": 'raise ImportError("the lazy combiner needs libbar, not installed")\n'},
         )
     )
     return env

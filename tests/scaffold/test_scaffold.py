@@ -50,7 +50,7 @@ def test_scaffold_writes_a_lazily_registered_package_for_every_kind(kind: str, t
     for path in project.rglob("*.py"):
         ast.parse(path.read_text(), filename=str(path))  # every template renders to valid Python
     init = (module / "__init__.py").read_text()
-    assert "MTKIT_PLUGIN_API = 1" in init and f'"mtkit_demo_thing.{kind}:DemoThing{kind.capitalize()}"' in init
+    assert "MTKIT_PLUGIN_API = 2" in init and f'"mtkit_demo_thing.{kind}:DemoThing{kind.capitalize()}"' in init
     # The config module is what listing imports: it must not pull in torch.
     config_imports = {n.names[0].name if isinstance(n, ast.Import) else n.module for n in ast.walk(ast.parse((module / "config.py").read_text())) if isinstance(n, ast.Import | ast.ImportFrom)}
     assert config_imports <= {"__future__", "pydantic", "mtkit", "typing"}, config_imports

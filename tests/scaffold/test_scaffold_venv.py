@@ -41,6 +41,8 @@ def _check_listing(venv: Venv, tmp_path: Path, plugin: str, dist: str, component
     assert broken["status"] == "failed" and "needs libfoo" in broken["error"] and broken["version"] == "2.0.0"
     assert old["status"] == "incompatible" and "plugin API 0 is not supported" in old["error"] and not old["components"]
     assert all(p["status"] == "ok" for p in data["plugins"] if p["distribution"] == "mtkit")
+    # A combiner whose module fails to import is registered (its config is all listing needs); using it fails, nothing else.
+    assert plugins["mtkit_lazy_broken"]["status"] == "ok" and plugins["mtkit_lazy_broken"]["components"] == ["combiner:lazy_broken"]
     text = venv.mtkit("list-components", "--kind", kind, cwd=tmp_path)
     assert text.returncode == 0 and name in text.stdout and dist in text.stdout
     assert "mtkit_old_demo (mtkit-old-demo 2.0.0): incompatible" in text.stderr
@@ -122,13 +124,18 @@ def test_scaffold_venv_combiner_plugin_installs_lists_passes_its_tests_and_train
         "gate_demo",
         [
             {"name": "adapters", "steps": 3, "train": ["adapters", "heads"], "lr": 5e-3},
-            {"name": "routing", "steps": 3, "train": ["combiner"], "lr": 1e-2, "routing": "learned", "batching": "mixed"},
+            # broken_aux is lazy_broken's loss: declared on its config class, so this validates without importing it.
+            {"name": "routing", "steps": 3, "train": ["combiner"], "lr": 1e-2, "routing": "learned", "batching": "mixed",
+             "aux_losses": {"broken_aux": 0.1}},
         ],
     )
-    results, keys = _run(venv, tmp_path, recipe)
+    results, keys = _run(venv, tmp_path, recipe)  # beside a combiner plugin whose module fails to import
     assert "combiner.gate.weight" in keys and any(k.startswith("adapters.sentiment.lora_a") for k in keys), keys[:20]
     scores = _scores(results)
     assert scores and all(0.0 <= s <= 1.0 for s in scores), results
+    broken = venv.mtkit("run", recipe, "--set", "combiner.type=lazy_broken", "--set", 'run.output_dir="broken-run"', cwd=tmp_path)
+    assert broken.returncode == 2 and "Traceback" not in broken.stderr, broken.stderr[-2000:]
+    assert "combiner 'lazy_broken' of plugin mtkit_lazy_broken (mtkit-lazy-broken 2.0.0) cannot be imported" in broken.stderr
 
 
 def test_scaffold_venv_adapter_plugin_installs_lists_passes_its_tests_and_trains(venv: Venv, tmp_path: Path) -> None:

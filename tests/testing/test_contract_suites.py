@@ -11,14 +11,26 @@ import torch
 from pydantic import ConfigDict, Field
 from torch import Tensor, nn
 
-from mtkit import BackboneOutput, Combiner, ComponentConfig, DatasetConfig, DatasetSource, ForwardContext, HeadOutput, Metric, Scheduler, load_registry
+from mtkit import (
+    BackboneOutput,
+    Combiner,
+    CombinerSetup,
+    ComponentConfig,
+    DatasetConfig,
+    DatasetSource,
+    ForwardContext,
+    HeadOutput,
+    Metric,
+    Scheduler,
+    load_registry,
+)
+from mtkit.testing._tiny import TINY_BERT
 from mtkit.testing.backbone import check_backbone
 from mtkit.testing.combiner import check_combiner
 from mtkit.testing.dataset import check_dataset
 from mtkit.testing.head import check_head
 from mtkit.testing.metric import check_metric
 from mtkit.testing.scheduler import check_scheduler
-from mtkit.testing._tiny import TINY_BERT
 
 
 class PlainConfig(ComponentConfig):
@@ -123,9 +135,9 @@ class GateCombiner(Combiner):
     name = "gate"
     config_class = GateConfig
 
-    def __init__(self, config: GateConfig, **kwargs: Any) -> None:
-        super().__init__(config, **kwargs)
-        self.gate = nn.Linear(kwargs["hidden_size"], len(self.adapter_names) + int(config.extra_column))
+    def __init__(self, config: GateConfig, *, setup: CombinerSetup) -> None:
+        super().__init__(config, setup=setup)
+        self.gate = nn.Linear(setup.hidden_size, self.num_adapters + int(config.extra_column))
 
     def representation_sources(self) -> set[str]:
         return {"embeddings"}

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
+from mtkit_adapters.config import BottleneckAdapterConfig
 from pydantic import ValidationError
 
 from mtkit import ForwardContext
-from mtkit_adapters.config import BottleneckAdapterConfig
 from tests.conftest import TINY_BERT, TINY_LLAMA
 
 

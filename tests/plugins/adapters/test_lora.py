@@ -15,7 +15,6 @@ from mtkit import ForwardContext, MtkitError
 from mtkit.testing.adapter import AdapterHarness
 from tests.conftest import TINY_BERT, TINY_LLAMA
 
-
 QV = {"hf_encoder": ["query", "value"], "hf_causal_lm": ["q_proj", "v_proj"]}
 
 
@@ -84,6 +83,7 @@ def test_lora_from_peft_gives_peft_outputs(table: dict[str, Any], tmp_path: Path
     harness.params = {"target_modules": QV[table["type"]], "from_peft": str(tmp_path / "community")}
     lora = harness.make_adapter()
     assert (lora.rank, lora.scale) == (3, 7.0 / 3)
+    assert (lora.config.rank, lora.config.alpha) == (3, 7.0)  # the config says what was loaded, not the defaults
     model = harness.model(lora)
     torch.testing.assert_close(harness.outputs(model), theirs, atol=1e-5, rtol=0)
     harness.detach(model)
@@ -99,28 +99,46 @@ def test_lora_from_peft_rejects_mismatched_sites_and_missing_dirs(tmp_path: Path
     harness.params = {"from_peft": str(tmp_path / "nothing")}
     with pytest.raises(MtkitError, match="no adapter_config.json"):
         harness.make_adapter()
+    harness.params = {"target_modules": ["query", "value"], "from_peft": str(tmp_path / "qv"), "rank": 4}
+    with pytest.raises(MtkitError, match=r"^4 differs from the PEFT adapter in from_peft '.*qv', which has 2; leave rank out") as info:
+        harness.make_adapter()
+    assert info.value.key == "rank"
+
+
+def test_lora_mix_applies_each_adapters_own_dropout(make_backbone: Callable[..., Any], make_adapter: Callable[..., Any]) -> None:
+    backbone = make_backbone(TINY_BERT)
+    noisy = make_adapter("lora", backbone, rank=4, init="random", dropout=0.5, target_modules=["query"]).train()
+    clean = make_adapter("lora", backbone, rank=4, init="random", dropout=0.0, target_modules=["query"]).train()
+    site = clean.site_names[0]
+    x = torch.randn(2, 3, 32)
+    torch.manual_seed(0)
+    mixed = type(clean).mix([noisy, clean], site, x, x, torch.tensor([[0.0, 1.0], [0.0, 1.0]]), ForwardContext())
+    torch.testing.assert_close(mixed, clean.delta(site, x, x, ForwardContext()), atol=1e-6, rtol=1e-5)  # no mask on `clean`
+    torch.manual_seed(0)
+    both = type(clean).mix([noisy, noisy], site, x, x, torch.tensor([[1.0, -1.0], [1.0, -1.0]]), ForwardContext())
+    assert both.abs().max() > 1e-4  # the same adapter twice draws two masks, as two adapters would
 
 
 def test_from_peft_error_names_the_recipe_file_and_which_adapter(tmp_path: Path, tiny_recipe: dict[str, Any], registry: Any) -> None:
     """The adapter names only its own field; building the run puts the file and the adapter's key in front."""
     from mtkit import TaskInfo
     from mtkit.build import build_model
-    from mtkit.recipe import validate_recipe
+    from mtkit.resolve import resolve
 
     tiny_recipe["adapters"]["topic"]["from_peft"] = str(tmp_path / "nothing")
-    parsed, configs = validate_recipe(tiny_recipe, registry, "r.toml")
+    resolved = resolve(tiny_recipe, registry, "r.toml")
     infos = {"sentiment": TaskInfo("sentiment", 0, ("a", "b")), "topic": TaskInfo("topic", 1, tuple("abcde"))}
     with pytest.raises(MtkitError, match=r"^r\.toml: adapters\.topic: from_peft '.*nothing': no adapter_config\.json there"):
-        build_model(parsed, configs, registry, infos, "r.toml")
+        build_model(resolved, infos)
 
 
 def test_lora_merge_adapters_refuses_two_adapters(tiny_recipe: dict[str, Any], registry: Any) -> None:
     from mtkit import TaskInfo
     from mtkit.build import build_model
-    from mtkit.recipe import validate_recipe
+    from mtkit.resolve import resolve
 
-    parsed, configs = validate_recipe(tiny_recipe, registry, "test")
+    resolved = resolve(tiny_recipe, registry, "test")
     infos = {"sentiment": TaskInfo("sentiment", 0, ("a", "b")), "topic": TaskInfo("topic", 1, tuple("abcde"))}
-    model = build_model(parsed, configs, registry, infos)
+    model = build_model(resolved, infos)
     with pytest.raises(MtkitError, match="every task using one and the same adapter"):
         model.merge_adapters()

@@ -13,9 +13,9 @@ from safetensors.torch import load_file
 
 from mtkit import Registry, TaskInfo
 from mtkit.build import build_model
-from mtkit.recipe import validate_recipe
+from mtkit.param_groups import select_parameters
+from mtkit.resolve import resolve
 from mtkit.runs import run_recipe
-from mtkit.selectors import select_parameters
 from tests.conftest import TINY_BERT, write_toml
 from tests.plugins.components_support import TINY_SCRATCH, tiny_bert, tiny_recipe_for  # noqa: F401  (fixture)
 
@@ -23,8 +23,8 @@ TASKS = {"sentiment": {"dataset": {"type": "rotten_tomatoes", "max_train_example
 
 
 def _model(registry: Registry, backbone: dict[str, Any]) -> Any:
-    recipe, configs = validate_recipe(tiny_recipe_for(copy.deepcopy(TASKS), backbone), registry, "test")
-    return build_model(recipe, configs, registry, {"sentiment": TaskInfo("sentiment", 0, ("rotten", "fresh"))})
+    resolved = resolve(tiny_recipe_for(copy.deepcopy(TASKS), backbone), registry, "test")
+    return build_model(resolved, {"sentiment": TaskInfo("sentiment", 0, ("rotten", "fresh"))})
 
 
 def test_hf_encoder_sites_cover_attention_and_ffn_linears(tiny_bert: Any) -> None:

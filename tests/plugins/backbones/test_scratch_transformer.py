@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from mtkit_backbones.config import ScratchTransformerBackboneConfig
+from mtkit_backbones.scratch_transformer import ScratchTransformerBackbone
 from pydantic import ValidationError
 from torch import nn
 
 from mtkit import AdapterConfig, select_sites
-from mtkit_backbones.config import ScratchTransformerBackboneConfig
-from mtkit_backbones.scratch_transformer import ScratchTransformerBackbone
 from tests.plugins.components_support import tiny_scratch  # noqa: F401  (fixture)
 
 
@@ -74,5 +74,6 @@ def test_scratch_transformer_learned_positions_and_length_limit() -> None:
 def test_scratch_transformer_unknown_tokenizer_is_a_clear_error() -> None:
     from mtkit import MtkitError
 
-    with pytest.raises(MtkitError, match="backbone.tokenizer '/no/such/tokenizer'"):
+    with pytest.raises(MtkitError, match="^'/no/such/tokenizer': ") as info:
         ScratchTransformerBackbone(ScratchTransformerBackboneConfig(tokenizer="/no/such/tokenizer", num_layers=1, num_heads=2, hidden_size=16))
+    assert info.value.key == "tokenizer"

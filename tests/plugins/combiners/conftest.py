@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -12,7 +13,7 @@ import torch
 from mtkit import Registry, TaskInfo
 from mtkit.build import build_model
 from mtkit.model import MultiTaskModel
-from mtkit.recipe import validate_recipe
+from mtkit.resolve import resolve
 
 TEXTS = ["a gripping, funny film", "shares fell sharply on monday", "dull and far too long", "the minister resigned"]
 
@@ -32,10 +33,9 @@ def build(tiny_recipe: dict[str, Any], registry: Registry) -> Builder:
             for n, r in zip(names, ranks, strict=True)
         }
         recipe["combiner"] = combiner
-        parsed, configs = validate_recipe(recipe, registry, "test")
+        resolved = resolve(recipe, registry, "test")
         infos = {"sentiment": TaskInfo("sentiment", 0, ("rotten", "fresh")), "topic": TaskInfo("topic", 1, tuple("abcde"))}
-        torch.manual_seed(0)
-        return build_model(parsed, configs, registry, infos).eval()
+        return build_model(resolved, infos).eval()
 
     return make
 
@@ -45,10 +45,21 @@ def encode(model: MultiTaskModel, texts: list[str] = TEXTS) -> tuple[torch.Tenso
     return enc["input_ids"], enc["attention_mask"]
 
 
+_ROUTING: weakref.WeakKeyDictionary[MultiTaskModel, list[torch.Tensor]] = weakref.WeakKeyDictionary()
+
+
 def hidden(model: MultiTaskModel, task_ids: torch.Tensor, routing: str = "learned", texts: list[str] = TEXTS) -> torch.Tensor:
+    """The last hidden states; the routing the running combiner recorded is kept for `recorded(model)`."""
     ids, mask = encode(model, texts)
-    with model.routing(routing):
-        return model.run_backbone(ids, mask, task_ids).hidden
+    with model.routing(routing), model.recording_routing() as log:
+        out = model.run_backbone(ids, mask, task_ids).hidden
+    _ROUTING[model] = list(log)
+    return out
+
+
+def recorded(model: MultiTaskModel) -> list[torch.Tensor]:
+    """The routing recorded in the last `hidden` call on `model`: one (B, K) tensor per forward pass."""
+    return _ROUTING[model]
 
 
 @pytest.fixture(autouse=True)

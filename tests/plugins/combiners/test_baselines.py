@@ -4,25 +4,23 @@ from __future__ import annotations
 
 import torch
 
-from .conftest import TEXTS, Builder, hidden
+from .conftest import TEXTS, Builder, hidden, recorded
 
 
 def test_uniform_records_equal_weights(build: Builder) -> None:
     model = build({"type": "uniform"}, adapters=4)
-    model.ctx.routing_log = []
     with torch.no_grad():
         hidden(model, torch.zeros(4, dtype=torch.long))
-    (routing,) = model.ctx.routing_log
+    (routing,) = recorded(model)
     torch.testing.assert_close(routing, torch.full((len(TEXTS), 4), 0.25))
 
 
 def test_random_routes_each_sample_to_one_adapter(build: Builder) -> None:
     model = build({"type": "random"})
-    model.ctx.routing_log = []
     torch.manual_seed(3)
     with torch.no_grad():
         learned = hidden(model, torch.zeros(4, dtype=torch.long))
-        (routing,) = model.ctx.routing_log
+        (routing,) = recorded(model)
         assert torch.equal(routing.sum(-1), torch.ones(len(TEXTS))) and set(routing.flatten().tolist()) <= {0.0, 1.0}
         # Oracle routing with task ids = the drawn adapters (task i's adapter is column i) gives the same output.
         oracle = hidden(model, routing.argmax(-1), routing="oracle")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .conftest import Builder, hidden
+from .conftest import Builder, hidden, recorded
 
 
 def test_fusion_attention_starts_as_average_of_adapters(build: Builder) -> None:
@@ -12,7 +12,7 @@ def test_fusion_attention_starts_as_average_of_adapters(build: Builder) -> None:
     tasks = torch.tensor([0, 1, 0, 1])
     with torch.no_grad():
         torch.testing.assert_close(hidden(fusion, tasks), hidden(uniform, tasks), atol=1e-5, rtol=1e-5)
-    (routing,) = fusion.ctx.routing_log[-1:]
+    (routing,) = recorded(fusion)[-1:]
     torch.testing.assert_close(routing, torch.full((4, 3), 1 / 3))
 
 
@@ -44,9 +44,8 @@ def test_fusion_attention_temperature_sharpens_attention(build: Builder) -> None
         peaks = []
         for temperature in (10.0, 0.05):
             model.combiner.set_temperature(temperature)
-            model.ctx.routing_log = []
             hidden(model, torch.tensor([0, 1, 0, 1]))
-            peaks.append(float(model.ctx.routing_log[0].max(-1).values.mean()))
+            peaks.append(float(recorded(model)[0].max(-1).values.mean()))
     assert peaks[1] > peaks[0]
 
 
@@ -70,7 +69,7 @@ def test_fusion_attention_value_identity_loss_measures_the_values_distance_from_
     model = build({"type": "fusion_attention"}).train()
     tasks = torch.tensor([0, 1, 0, 1])
     hidden(model, tasks)
-    torch.testing.assert_close(model.ctx.aux_losses["value_identity"], torch.tensor(0.0))  # values start at the identity
+    torch.testing.assert_close(model.aux_losses["value_identity"], torch.tensor(0.0))  # values start at the identity
     with torch.no_grad():
         shifts = []
         for (fusion,) in model.combiner.fusions.values():
@@ -79,7 +78,7 @@ def test_fusion_attention_value_identity_loss_measures_the_values_distance_from_
             fusion.value.weight.add_(shift)
             shifts.append(shift.pow(2).sum())
     hidden(model, tasks)
-    loss = model.ctx.aux_losses["value_identity"]
+    loss = model.aux_losses["value_identity"]
     torch.testing.assert_close(loss, torch.stack(shifts).sum())
     loss.backward()
     for (fusion,) in model.combiner.fusions.values():
@@ -88,7 +87,7 @@ def test_fusion_attention_value_identity_loss_measures_the_values_distance_from_
         torch.testing.assert_close(fusion.value.weight.grad, 2 * (fusion.value.weight.detach() - eye))
     with torch.no_grad():
         hidden(model.eval(), tasks)
-    assert "value_identity" not in model.ctx.aux_losses
+    assert "value_identity" not in model.aux_losses
     unprojected = build({"type": "fusion_attention", "value_projection": False}).train()
     hidden(unprojected, tasks)
-    assert "value_identity" not in unprojected.ctx.aux_losses
+    assert "value_identity" not in unprojected.aux_losses

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from .conftest import TEXTS, Builder, encode, hidden
+from mtkit import ForwardContext
+
+from .conftest import TEXTS, Builder, encode, hidden, recorded
 
 
 def test_gating_one_hot_gate_equals_single_adapter(build: Builder) -> None:
@@ -36,18 +38,16 @@ def test_gating_weights_are_per_token_and_start_neutral(build: Builder, activati
     site = next(iter(model.combiner.gates)).replace("__", ".")
     ids, mask = encode(model)
     x = torch.randn(ids.shape[0], ids.shape[1], 32)
-    model.ctx.begin(task_ids=None, oracle_weights=None, attention_mask=mask)
-    weights = model.combiner.weights(site, x, x, model.ctx)
-    assert weights is not None and weights.shape == (len(TEXTS), ids.shape[1], 2)
+    weights = model.combiner.gate_weights(site, x, model._sites[site], ForwardContext(attention_mask=mask, num_adapters=2))
+    assert weights.shape == (len(TEXTS), ids.shape[1], 2)
     torch.testing.assert_close(weights, torch.full_like(weights, 0.5))  # zero-initialised gates
 
 
 def test_gating_records_routing_once_per_forward(build: Builder) -> None:
     model = build({"type": "gating"})
-    model.ctx.routing_log = []
     with torch.no_grad():
         hidden(model, torch.zeros(4, dtype=torch.long))
-    (routing,) = model.ctx.routing_log
+    (routing,) = recorded(model)
     torch.testing.assert_close(routing, torch.full((len(TEXTS), 2), 0.5))
 
 

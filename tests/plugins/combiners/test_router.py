@@ -6,13 +6,13 @@ from collections.abc import Callable
 
 import pytest
 import torch
-
-from mtkit import ForwardContext
 from mtkit_adapters.lora import LoraAdapter
 from mtkit_combiners.config import RouterCombinerConfig
 from mtkit_combiners.router import RouterCombiner
 
-from .conftest import TEXTS, Builder, hidden
+from mtkit import CombinerSetup, ForwardContext
+
+from .conftest import TEXTS, Builder, hidden, recorded
 
 
 def favour(model: torch.nn.Module, column: int) -> None:
@@ -35,10 +35,9 @@ def test_router_one_hot_equals_single_adapter(build: Builder) -> None:
 
 def test_router_evaluation_is_argmax_of_recorded_probabilities(build: Builder) -> None:
     model = build({"type": "router"}, adapters=3)
-    model.ctx.routing_log = []
     with torch.no_grad():
         learned = hidden(model, torch.zeros(4, dtype=torch.long))
-    (probs,) = model.ctx.routing_log  # recorded once per forward
+    (probs,) = recorded(model)  # recorded once per forward
     assert probs.shape == (len(TEXTS), 3)
     torch.testing.assert_close(probs.sum(-1), torch.ones(len(TEXTS)))
     # Each sample must equal running it alone with its argmax adapter (tasks 0/1 map to adapters 0/1).
@@ -60,24 +59,26 @@ def test_router_gradients_reach_the_mlp(build: Builder) -> None:
 
 def make_router(k: int = 4, size: int = 8, **params: object) -> RouterCombiner:
     config = RouterCombinerConfig.model_validate({"dropout": 0.0, **params})
-    return RouterCombiner(config, adapter_names=[f"a{i}" for i in range(k)], task_names=["t"], sites={}, hidden_size=size)
+    setup = CombinerSetup(adapter_names=tuple(f"a{i}" for i in range(k)), task_names=("t",), sites={}, hidden_size=size)
+    return RouterCombiner(config, setup=setup)
 
 
-def route(router: RouterCombiner, representation: torch.Tensor) -> tuple[torch.Tensor, ForwardContext]:
-    ctx = ForwardContext(routing="learned")
-    ctx.begin(task_ids=None, oracle_weights=None, attention_mask=torch.ones(len(representation), 3))
+def route(router: RouterCombiner, representation: torch.Tensor, own: torch.Tensor | None = None) -> torch.Tensor:
+    """One forward's routing weights for these representations; the router's aux losses are then in router.aux_losses."""
+    ctx = ForwardContext(attention_mask=torch.ones(len(representation), 3), own_adapters=own, num_adapters=router.num_adapters)
     ctx.representations[router.config.source] = representation
+    router._start_forward(ctx)
     x = torch.zeros(len(representation), 3, 2)
     weights = router.weights("site", x, x, ctx)
     assert weights is not None
-    return weights, ctx
+    return weights
 
 
 @pytest.mark.parametrize("top_k", [None, 2])
 def test_router_hard_gumbel_is_one_hot_forward_and_differentiable(top_k: int | None) -> None:
     torch.manual_seed(0)
     router = make_router(hard=True, top_k=top_k).train()
-    weights, _ = route(router, torch.randn(16, 8))
+    weights = route(router, torch.randn(16, 8))
     k = top_k or 1
     values = weights.detach()
     assert ((values == 0) | ((values - 1 / k).abs() < 1e-6)).all()
@@ -94,13 +95,12 @@ def test_router_top_k_keeps_k_adapters_and_skips_the_rest_at_evaluation(build: B
     def counting(cls: type, adapters: list, *args: object) -> torch.Tensor:
         calls.append(len(adapters))
         return original(cls, adapters, *args)
-
-    model.ctx.routing_log = []
     with torch.no_grad(), pytest.MonkeyPatch.context() as mp:
         mp.setattr(LoraAdapter, "mix", classmethod(counting))
         hidden(model, torch.zeros(4, dtype=torch.long), texts=TEXTS[:1])
     assert calls and set(calls) == {2}  # one sample, top-2: only its two adapters are computed
-    assert model.ctx.cache["router"].count_nonzero() == 2
+    (probs,) = recorded(model)
+    assert probs.count_nonzero() == 4  # the probabilities are recorded; the weights kept two of them
 
 
 def test_router_mixes_adapters_batched_without_single_deltas(build: Builder) -> None:
@@ -123,10 +123,13 @@ def test_router_layer_source_applies_no_adapter_before_layer(build: Builder) -> 
 
 def test_router_frozen_pass_source_routes_from_a_separate_pass(build: Builder) -> None:
     model = build({"type": "router", "source": "frozen_pass"})
-    model.ctx.routing_log = []
     with torch.no_grad():
         hidden(model, torch.zeros(4, dtype=torch.long))
-    assert len(model.ctx.routing_log) == 1 and "frozen_pass" in model.ctx.representations
+    assert len(recorded(model)) == 1 and "frozen_pass" in model.ctx.representations
+    with torch.no_grad(), model.routing("oracle"):  # a frozen pass only while a component that reads it runs
+        ids = model.backbone.tokenizer(TEXTS, padding=True, return_tensors="pt")
+        model.run_backbone(ids["input_ids"], ids["attention_mask"], torch.zeros(4, dtype=torch.long))
+    assert "frozen_pass" not in model.ctx.representations
 
 
 def test_router_temperature_sharpens_probabilities() -> None:
@@ -134,22 +137,24 @@ def test_router_temperature_sharpens_probabilities() -> None:
     router = make_router(gumbel=False).eval()
     rep = torch.randn(8, 8)
     router.set_temperature(1.0)
-    _, ctx = route(router, rep)
-    assert ctx.aux_losses == {}  # auxiliary losses only in training
+    route(router, rep)
+    assert router.aux_losses == {}  # auxiliary losses only in training
     router.train()
     router.set_temperature(1.0)
-    warm, ctx_warm = route(router, rep)
+    warm = route(router, rep)
+    warm_entropy = float(router.aux_losses["entropy"].detach())
     router.set_temperature(0.1)
-    cold, ctx_cold = route(router, rep)
+    cold = route(router, rep)
     assert cold.max(-1).values.mean() > warm.max(-1).values.mean()
-    assert float(ctx_cold.aux_losses["entropy"].detach()) < float(ctx_warm.aux_losses["entropy"].detach())
+    assert float(router.aux_losses["entropy"].detach()) < warm_entropy
+    assert float(router.state_dict()["temperature"]) == pytest.approx(0.1)  # saved with the weights
 
 
 def train_on(loss: str, router: RouterCombiner, rep: torch.Tensor, steps: int = 60) -> None:
     optimizer = torch.optim.Adam(router.parameters(), lr=0.02)
     for _ in range(steps):
-        _, ctx = route(router, rep)
-        ctx.aux_losses[loss].backward()
+        route(router, rep)
+        router.aux_losses[loss].backward()
         optimizer.step()
         optimizer.zero_grad()
 
@@ -197,8 +202,9 @@ def test_router_aux_loss_moves_routing_in_its_direction(loss: str) -> None:
 
 def test_router_aux_loss_names_match_what_it_adds() -> None:
     router = make_router().train()
-    _, ctx = route(router, torch.randn(4, 8))
-    assert set(ctx.aux_losses) == set(RouterCombiner.aux_loss_names) - {"task_supervision"}  # no task ids given
+    route(router, torch.randn(4, 8))
+    assert set(router.aux_losses) == set(router.aux_loss_names) - {"task_supervision"}  # no task ids given
+    assert router.aux_loss_names == RouterCombinerConfig.aux_loss_names
 
 
 def test_router_task_supervision_routes_each_cluster_to_its_task_adapter() -> None:
@@ -206,15 +212,10 @@ def test_router_task_supervision_routes_each_cluster_to_its_task_adapter() -> No
     router = make_router(gumbel=False).train()
     rep = clusters()
     own = torch.tensor([2] * 16 + [0] * 16)  # cluster 0 is the task of adapter 2, cluster 1 of adapter 0
-    oracle = torch.nn.functional.one_hot(own, 4).float()
     optimizer = torch.optim.Adam(router.parameters(), lr=0.02)
     for _ in range(40):
-        ctx = ForwardContext(routing="learned")
-        ctx.begin(task_ids=None, oracle_weights=oracle, attention_mask=torch.ones(32, 3))
-        ctx.representations["embeddings"] = rep
-        x = torch.zeros(32, 3, 2)
-        router.weights("site", x, x, ctx)
-        ctx.aux_losses["task_supervision"].backward()
+        route(router, rep, own)
+        router.aux_losses["task_supervision"].backward()
         optimizer.step()
         optimizer.zero_grad()
     assert torch.equal(probs_of(router, rep).argmax(-1), own)

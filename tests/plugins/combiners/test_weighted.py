@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .conftest import TEXTS, Builder, hidden
+from .conftest import TEXTS, Builder, hidden, recorded
 
 
 def test_weighted_one_hot_equals_single_adapter(build: Builder) -> None:
@@ -28,11 +28,10 @@ def test_weighted_per_task_one_hot_equals_oracle_on_mixed_batch(build: Builder) 
 
 def test_weighted_starts_as_average_and_records_routing(build: Builder) -> None:
     model = build({"type": "weighted"})
-    model.ctx.routing_log = []
     with torch.no_grad():
         hidden(model, torch.tensor([0, 1, 0, 1]))
-    assert len(model.ctx.routing_log) == 1  # once per forward, not once per site
-    torch.testing.assert_close(model.ctx.routing_log[0], torch.full((len(TEXTS), 2), 0.5))
+    assert len(recorded(model)) == 1  # once per forward, not once per site
+    torch.testing.assert_close(recorded(model)[0], torch.full((len(TEXTS), 2), 0.5))
 
 
 def test_weighted_gradients_reach_logits(build: Builder) -> None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from mtkit.data import _split
 from mtkit_datasets.config import BbcNewsDatasetConfig
 from mtkit_datasets.packaged import BbcNewsDataset
+
+from mtkit.data import _split
 
 
 def _task(**fields: object) -> tuple:

@@ -8,10 +8,10 @@ from typing import Any
 
 import datasets
 import pytest
-
-from mtkit import MtkitError
 from mtkit_datasets.config import CsvDatasetConfig, HfDatasetConfig, JsonDatasetConfig, ParquetDatasetConfig
 from mtkit_datasets.generic import CsvDataset, HfDataset, JsonDataset, ParquetDataset
+
+from mtkit import MtkitError
 
 ROWS = [
     {"review": "great film", "stars": "pos", "year": 2001},

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-
-from mtkit import MtkitError
 from mtkit_datasets.config import MMLU_GROUPS, MmluDatasetConfig
 from mtkit_datasets.mmlu import SUBJECT_GROUPS, MmluDataset
+
+from mtkit import MtkitError
 
 
 def test_mmlu_subject_groups_cover_the_57_subjects() -> None:

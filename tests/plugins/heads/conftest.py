@@ -12,7 +12,7 @@ import pytest
 from mtkit import DatasetConfig, DatasetSource, Registry, TaskInfo
 from mtkit.build import build_model
 from mtkit.model import MultiTaskModel
-from mtkit.recipe import validate_recipe
+from mtkit.resolve import resolve
 from tests.conftest import TINY_LLAMA
 
 ROWS = {
@@ -38,8 +38,8 @@ def make_lm(registry: Registry) -> Callable[..., MultiTaskModel]:
     """Build the tiny model with head options overridden."""
 
     def make(**head: Any) -> MultiTaskModel:
-        recipe, configs = validate_recipe(lm_recipe(**head), registry, "test")
-        return build_model(recipe, configs, registry, {"news": TaskInfo("news", 0)}).eval()
+        resolved = resolve(lm_recipe(**head), registry, "test")
+        return build_model(resolved, {"news": TaskInfo("news", 0)}).eval()
 
     return make
 

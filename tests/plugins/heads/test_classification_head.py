@@ -6,11 +6,11 @@ from typing import Any
 
 import pytest
 import torch
+from mtkit_heads.classification import ClassificationHead
+from mtkit_heads.config import ClassificationHeadConfig
 from torch import nn
 
 from mtkit import BackboneOutput, TaskInfo
-from mtkit_heads.classification import ClassificationHead
-from mtkit_heads.config import ClassificationHeadConfig
 from tests.plugins.components_support import tiny_bert  # noqa: F401  (fixture)
 
 

@@ -40,7 +40,7 @@ def test_lm_loss_counts_answer_tokens_only(make_lm: MakeLm) -> None:
     head = model.heads["news"]
     tok = model.backbone.tokenizer
     batch = head.collate(encode(model, ROWS), tok)
-    loss, _ = model([("news", batch)])
+    loss = model([("news", batch)])[0]["news"]
     # Reference: mean over answer tokens of -log p(token | everything before it), each row run alone.
     total, count = 0.0, 0
     with torch.no_grad():
@@ -63,9 +63,9 @@ def test_lm_loss_changes_when_prompt_tokens_are_labelled(make_lm: MakeLm) -> Non
     model = make_lm()
     head = model.heads["news"]
     batch = head.collate(encode(model, ROWS), model.backbone.tokenizer)
-    masked = float(model([("news", batch)])[0].detach())
+    masked = float(model([("news", batch)])[0]["news"].detach())
     full = dict(batch, labels=torch.where(batch["attention_mask"].bool(), batch["input_ids"], -100))
-    assert float(model([("news", full)])[0].detach()) != pytest.approx(masked)
+    assert float(model([("news", full)])[0]["news"].detach()) != pytest.approx(masked)
 
 
 def test_lm_truncation_keeps_prompt_tail_and_answer(make_lm: MakeLm) -> None:
@@ -172,7 +172,7 @@ def test_lm_empty_split_error_names_task(make_lm: MakeLm) -> None:
 def test_lm_head_rejects_encoder_backbone(registry: Any) -> None:
     from mtkit import TaskInfo
     from mtkit.build import build_model
-    from mtkit.recipe import validate_recipe
+    from mtkit.resolve import resolve
     from tests.conftest import TINY_BERT
 
     from .conftest import lm_recipe
@@ -180,9 +180,9 @@ def test_lm_head_rejects_encoder_backbone(registry: Any) -> None:
     recipe = lm_recipe()
     recipe["backbone"] = dict(TINY_BERT)
     recipe["adapters"]["news"]["target_modules"] = ["query"]
-    parsed, configs = validate_recipe(recipe, registry, "test")
+    resolved = resolve(recipe, registry, "test")
     with pytest.raises(MtkitError, match="needs a generative backbone"):
-        build_model(parsed, configs, registry, {"news": TaskInfo("news", 0)})
+        build_model(resolved, {"news": TaskInfo("news", 0)})
 
 
 def test_lm_humaneval_references_feed_pass_at_k(make_lm: MakeLm) -> None:

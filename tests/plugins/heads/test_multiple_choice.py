@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-
-from mtkit import TaskInfo
-from mtkit.model import MultiTaskModel
 from mtkit_combiners.config import OracleCombinerConfig
 from mtkit_combiners.oracle import OracleCombiner
 from mtkit_heads.config import MultipleChoiceHeadConfig
 from mtkit_heads.multiple_choice import MultipleChoiceHead
+
+from mtkit import CombinerSetup, TaskInfo
+from mtkit.model import MultiTaskModel
 from tests.plugins.components_support import tiny_bert  # noqa: F401  (fixture)
 
 EXAMPLES = {
@@ -53,11 +53,13 @@ def test_multiple_choice_forward_scores_each_choice_and_ignores_padding(tiny_ber
 
 def test_multiple_choice_predict_through_model_returns_choice_indices(tiny_bert: Any) -> None:
     head = _head(tiny_bert)
-    model = MultiTaskModel(tiny_bert, {}, OracleCombiner(OracleCombinerConfig(), adapter_names=[], task_names=["mc"], sites={}, hidden_size=32), {"mc": head}, {"mc": None})
+    setup = CombinerSetup(adapter_names=(), task_names=("mc",), sites={}, hidden_size=32)
+    oracle = OracleCombiner(OracleCombinerConfig(), setup=setup)
+    model = MultiTaskModel(tiny_bert, {}, oracle, oracle, {"mc": head}, {"mc": None})
     batch = head.collate(head.encode(EXAMPLES, tiny_bert.tokenizer, 32), tiny_bert.tokenizer)
     with torch.no_grad():
         predictions = head.predict(model.for_task("mc"), batch)
-        loss, outputs = model([("mc", batch)])
+        _, outputs = model([("mc", batch)])
     assert len(predictions) == 2 and predictions[0] in (0, 1, 2) and predictions[1] in (0, 1, 2, 3)
     assert predictions == outputs["mc"].logits.argmax(-1).tolist() and head.references(batch) == [0, 0]
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-
-from mtkit import BackboneOutput, TaskInfo
 from mtkit_heads.config import SpanQaHeadConfig
 from mtkit_heads.span_qa import NO_ANSWER, SpanQaHead, _best_spans
+
+from mtkit import BackboneOutput, TaskInfo
 from tests.plugins.components_support import tiny_bert  # noqa: F401  (fixture)
 
 EXAMPLES = {

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-
-from mtkit import BackboneOutput, TaskInfo
 from mtkit_heads.config import TokenClassificationHeadConfig
 from mtkit_heads.token_classification import IGNORED, TokenClassificationHead
+
+from mtkit import BackboneOutput, TaskInfo
 from tests.plugins.components_support import tiny_bert  # noqa: F401  (fixture)
 
 NAMES = ("O", "B-PER", "I-PER", "B-LOC")

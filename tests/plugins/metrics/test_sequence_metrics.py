@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from mtkit_metrics.config import EntityF1MetricConfig, TokenAccuracyMetricConfig
 from mtkit_metrics.sequence import EntityF1Metric, TokenAccuracyMetric, entity_spans
 

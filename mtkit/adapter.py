@@ -1,0 +1,128 @@
+"""The adapter interface, its optional capabilities, and the factored (low-rank) form families may expose."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar, Literal, Protocol, runtime_checkable
+
+import torch
+from torch import Tensor, nn
+
+from mtkit.config import AdapterConfig
+from mtkit.context import ForwardContext
+from mtkit.sites import Site, site_key
+
+if TYPE_CHECKING:
+    from mtkit.interfaces import Backbone
+
+__all__ = ["Adapter", "Exportable", "LowRank", "Mergeable"]
+
+
+@dataclass(frozen=True)
+class LowRank:
+    """K adapters of one family at one site in factored form.
+
+    delta_k = act(dropout_k(z) @ down_k.T + down_bias_k) @ up_k + up_bias_k, where z is the site's input x
+    (`reads = "input"`, LoRA) or its frozen output y (`reads = "output"`, a bottleneck). A family whose delta has
+    this form returns it from `Adapter.low_rank`, and mtkit composes its adapters in their inner space: K
+    adapters with dense weights cost about one adapter of rank sum(R_k), sparse weights over a large library cost
+    the k adapters each sample uses, and delta-reading combiners never materialise the (B, T, K, D) deltas.
+    `activation` must map 0 to 0 (relu, gelu, silu, tanh do), so that inner units can be zero-padded.
+    """
+
+    reads: Literal["input", "output"]
+    down: Sequence[Tensor]  # per adapter (R_k, Din)
+    up: Sequence[Tensor]  # per adapter (R_k, Dout), its scale folded in
+    down_bias: Sequence[Tensor] | None = None  # per adapter (R_k,)
+    up_bias: Sequence[Tensor] | None = None  # per adapter (Dout,)
+    activation: Callable[[Tensor], Tensor] | None = None
+    dropout: Sequence[float] | None = None  # per adapter, on z, while training
+
+    @property
+    def ranks(self) -> list[int]:
+        return [int(d.shape[0]) for d in self.down]
+
+
+class Adapter(nn.Module, ABC):
+    """One adapter across its sites: produces a delta for a site's output.
+
+    Several adapters of the same class at a site are computed together by the classmethods `mix`
+    (weighted sum of deltas) and `stack` (all deltas). A family that can write its adapters in factored
+    form overrides `low_rank` and gets both batched for free; others may override `mix` and `stack`
+    (their defaults loop over the adapters).
+    """
+
+    kind: ClassVar[str] = "adapter"
+    name: ClassVar[str]
+    config_class: ClassVar[type[AdapterConfig]]
+
+    def __init__(self, config: AdapterConfig, *, sites: Mapping[str, Site], context_size: int) -> None:
+        super().__init__()
+        self.config = config
+        self.site_names = sorted(sites)
+
+    site_key = staticmethod(site_key)
+
+    @abstractmethod
+    def delta(self, site: str, x: Tensor, y: Tensor, ctx: ForwardContext) -> Tensor:
+        """The delta at `site` for input x (B, T, Din) and frozen output y (B, T, Dout) -> (B, T, Dout)."""
+
+    def begin(self, ctx: ForwardContext) -> None:
+        """Called once per forward pass (once per `generate` call) before the first site: clear per-forward state."""
+
+    def representation_sources(self) -> set[str]:
+        """Input representations this adapter reads from the context (see RepresentationSource)."""
+        return set()
+
+    @classmethod
+    def low_rank(cls, adapters: Sequence[Adapter], site: str) -> LowRank | None:
+        """The adapters at `site` in factored form, or None where the family (or its current settings) has none."""
+        return None
+
+    @classmethod
+    def mix(
+        cls, adapters: Sequence[Adapter], site: str, x: Tensor, y: Tensor, weights: Tensor, ctx: ForwardContext
+    ) -> Tensor:
+        """sum_k weights[..., k] * delta_k, for weights (B, K) or (B, T, K)."""
+        from mtkit import lowrank
+
+        factored = cls.low_rank(adapters, site)
+        if factored is not None:
+            return lowrank.mix(factored, x, y, weights, training=adapters[0].training)
+        out = torch.zeros_like(y)
+        for k, adapter in enumerate(adapters):
+            w = weights[..., k]
+            w = w[:, None, None] if w.dim() == 1 else w.unsqueeze(-1)
+            out = out + w * adapter.delta(site, x, y, ctx)
+        return out
+
+    @classmethod
+    def stack(cls, adapters: Sequence[Adapter], site: str, x: Tensor, y: Tensor, ctx: ForwardContext) -> Tensor:
+        """Every adapter's delta.  -> (B, T, K, Dout)"""
+        from mtkit import lowrank
+
+        factored = cls.low_rank(adapters, site)
+        if factored is not None:
+            return lowrank.stack(factored, x, y, training=adapters[0].training)
+        return torch.stack([a.delta(site, x, y, ctx) for a in adapters], dim=2)
+
+
+@runtime_checkable
+class Mergeable(Protocol):
+    """An adapter whose delta is linear in x and can be folded into the base weight."""
+
+    def merge(self, site: str, linear: nn.Linear) -> None: ...
+
+    def unmerge(self, site: str, linear: nn.Linear) -> None: ...
+
+
+@runtime_checkable
+class Exportable(Protocol):
+    """An adapter that can write itself in another library's on-disk format (`mtkit export`)."""
+
+    export_formats: tuple[str, ...]
+
+    def export(self, format: str, out_dir: Path, *, backbone: Backbone) -> None: ...
