@@ -157,7 +157,9 @@ def resolve_jobs(
                 problems += [f"{where}: {p}" for p in exc.problems]
                 break
             dropped, drop_problems = drop_unaccepted_keys(file_raw, raw, explicit, registry, where)
-            problems += drop_problems
+            if drop_problems:
+                problems += drop_problems  # validation would only repeat them as unknown keys
+                break
             try:
                 recipe, _ = validate_recipe(raw, registry, source)
             except RecipeError as exc:
