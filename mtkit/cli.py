@@ -10,7 +10,7 @@ import json
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -19,6 +19,11 @@ from rich.measure import Measurement
 from rich.table import Table
 
 from mtkit.errors import MtkitError, RecipeError
+
+if TYPE_CHECKING:  # the sweep modules import numpy and scipy; listing commands start without them
+    from mtkit.sweep.comparison import Comparison
+    from mtkit.sweep.job import Outcome
+    from mtkit.sweep.plan import JobSpec
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Multi-task learning with parameter-efficient adapters.")
 out = Console()
@@ -210,12 +215,16 @@ def ablate(
         _print_fitted(table)
     for line in ablation_notes(comparison):
         out.print(line, highlight=False, soft_wrap=True)
+    trained = sum(not r.skipped for r in comparison.runs)
+    out.print(f"{trained} of {len(comparison.runs)} runs trained in {comparison.seconds:.1f} s (the others had finished before)", highlight=False)
     out.print(f"comparison: {comparison.root}/comparison.csv, comparison.md, comparison.png, runs.csv", highlight=False, soft_wrap=True)
 
 
-def _sweep_event(event: str, spec: Any, outcome: Any) -> None:
+def _sweep_event(event: str, spec: JobSpec, outcome: Outcome | None) -> None:
     if event == "start":
         err.print(f"[bold]run {spec.key}[/]" + (f" (from {spec.fork.source})" if spec.fork else ""), highlight=False)
+    elif outcome is None:
+        return
     elif outcome.status == "error":
         err.print(f"[red]{escape(spec.key)} failed:[/] {escape(outcome.error or '')}", highlight=False, soft_wrap=True)
     else:
@@ -228,7 +237,7 @@ def _print_fitted(table: Table) -> None:
     (out if out.is_terminal or width <= out.width else Console(width=width)).print(table)
 
 
-def ablation_tables(comparison: Any, title: str) -> list[Table]:
+def ablation_tables(comparison: Comparison, title: str) -> list[Table]:
     """The runs per variant, then one table per score: mean +- s.e. and the paired difference to the reference.
 
     Narrow enough for an 80-column terminal: long values wrap at spaces, headers are single words or break
@@ -236,11 +245,14 @@ def ablation_tables(comparison: Any, title: str) -> list[Table]:
     """
     from mtkit.sweep.write import format_at_least, format_ci, format_diff, format_params, format_seconds, format_summary
 
+    failed = any(row.errors for row in comparison.variants)
     summary = Table(title=f"ablation of {title}", header_style="bold")
-    for column in ("variant", "status", "trained\nparams", "seconds", "shared\nphases"):
-        summary.add_column(column, justify="left" if column in ("variant", "status", "shared\nphases") else "right", overflow="fold")
+    for column in ("variant", "status", "trained\nparams", "seconds", "shared\nphases", *(["error"] if failed else [])):
+        summary.add_column(column, justify="right" if column in ("trained\nparams", "seconds") else "left", overflow="fold")
     for row in comparison.variants:
-        summary.add_row(row.variant, row.status, format_params(row.trained_params), format_seconds(row.seconds), ", ".join(row.shared_phases))
+        cells = [row.variant, row.status, format_params(row.trained_params), format_seconds(row.seconds), ", ".join(row.shared_phases)]
+        more = f" (+{len(row.errors) - 1} more)" if len(row.errors) > 1 else ""
+        summary.add_row(*cells, *([escape(row.errors[0]) + more if row.errors else ""] if failed else []))
     tables = [summary]
     for metric in comparison.metrics:
         table = Table(title=f"{metric} (diff: paired vs {comparison.reference})", header_style="bold")
@@ -254,7 +266,7 @@ def ablation_tables(comparison: Any, title: str) -> list[Table]:
     return tables
 
 
-def ablation_notes(comparison: Any) -> list[str]:
+def ablation_notes(comparison: Comparison) -> list[str]:
     """Dropped keys, shared phases and failed runs, one line each."""
     lines = [f"{escape(row.variant)}: dropped {', '.join(row.dropped)} (not accepted by the swapped type)" for row in comparison.variants if row.dropped]
     lines += [f"shared: {escape(line)}" for line in comparison.shared]

@@ -33,6 +33,7 @@ class RunRow:
     shared_phases: list[str] = field(default_factory=list)
     scores: dict[str, float] = field(default_factory=dict)
     trained_params: int | None = None
+    skipped: bool = False  # finished by an earlier sweep
 
 
 @dataclass
@@ -95,7 +96,7 @@ def run_scores(run_dir: Path) -> tuple[dict[str, float], int | None]:
     if results and recipe:
         last = recipe["phases"][-1]
         by_routing = results.get(last["name"]) or {}
-        final = by_routing.get(last.get("routing", "oracle")) or next(iter(by_routing.values()), {})
+        final: dict[str, dict[str, float]] = by_routing.get(last.get("routing", "oracle")) or next(iter(by_routing.values()), {})
         scores = {f"{task}/{metric}": value for task, values in final.items() for metric, value in values.items()}
     routing = _read(run_dir / "routing.json")
     if routing and routing.get("mean_routing_accuracy") is not None:
@@ -110,6 +111,7 @@ def _run_row(job: Any, run_dir: str, outcome: Outcome) -> RunRow:
     row = RunRow(job.variant, job.seed_index, job.seed, run_dir, "ok" if ok else "error", None if ok else outcome.error)
     row.seconds = record.get("seconds") if outcome.status == "skipped" else outcome.seconds
     row.start = record.get("start", outcome.start)
+    row.skipped = outcome.status == "skipped"
     row.shared_phases = list(record.get("shared_phases") or [])
     if ok:
         row.scores, row.trained_params = run_scores(Path(run_dir))

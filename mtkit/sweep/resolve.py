@@ -94,8 +94,8 @@ def drop_unaccepted_keys(
 def _seed_overrides(raw: Mapping[str, Any], seed: int, split_seeds: bool) -> list[str]:
     overrides = [f"run.seed={seed}"]
     if split_seeds:
-        tasks = raw.get("tasks") if isinstance(raw.get("tasks"), Mapping) else {}
-        overrides += [f"tasks.{task}.dataset.split_seed={seed}" for task in tasks]
+        tasks = raw.get("tasks")
+        overrides += [f"tasks.{task}.dataset.split_seed={seed}" for task in (tasks if isinstance(tasks, Mapping) else {})]
     return overrides
 
 

@@ -78,11 +78,13 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
 
 def _markdown(comparison: Comparison) -> str:
     metrics = comparison.metrics
-    head = ["variant", "status", *metrics, "trained params", "seconds", "shared phases", "dropped keys"]
+    failed = any(row.errors for row in comparison.variants)
+    head = ["variant", "status", *metrics, "trained params", "seconds", "shared phases", "dropped keys", *(["errors"] if failed else [])]
     lines = [method_note(comparison), "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in comparison.variants:
         cells = [row.variant, row.status, *(format_summary(row.scores.get(m)) for m in metrics)]
         cells += [format_params(row.trained_params), format_seconds(row.seconds), ", ".join(row.shared_phases), ", ".join(row.dropped)]
+        cells += ["; ".join(row.errors).replace("|", "\\|")] if failed else []
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", f"Paired differences to `{comparison.reference}`: diff [{CONFIDENCE:.0%} CI] (seeds ≥ ref)", ""]
     lines += ["| variant | " + " | ".join(metrics) + " |", "|" + "---|" * (len(metrics) + 1)]
@@ -94,9 +96,6 @@ def _markdown(comparison: Comparison) -> str:
     if comparison.shared:
         lines += ["", "Shared phases (trained once, then each run continued from their last checkpoint):", ""]
         lines += [f"- {line}" for line in comparison.shared]
-    errors = [f"- {row.variant}, {error}" for row in comparison.variants for error in row.errors]
-    if errors:
-        lines += ["", "Runs that failed:", "", *errors]
     return "\n".join(lines) + "\n"
 
 
@@ -133,7 +132,7 @@ def write_comparison(comparison: Comparison) -> None:
     _write_csv(root / "comparison.csv", [_variant_csv_row(comparison, row) for row in comparison.variants])
     runs = [
         {"variant": r.variant, "seed": r.seed, "status": r.status, **r.scores, "trained_params": r.trained_params, "seconds": r.seconds,
-         "start": r.start, "shared_phases": " ".join(r.shared_phases), "error": r.error or "", "run_dir": r.run_dir}
+         "start": r.start, "skipped": r.skipped, "shared_phases": " ".join(r.shared_phases), "error": r.error or "", "run_dir": r.run_dir}
         for r in comparison.runs
     ]
     _write_csv(root / "runs.csv", runs)

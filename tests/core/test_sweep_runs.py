@@ -106,7 +106,8 @@ def test_sweep_failing_variant_is_reported_and_the_others_keep_their_results(tmp
     assert "topic/accuracy" not in broken.scores
     rows = {r["variant"]: r for r in csv.DictReader((tmp_path / "abl" / "comparison.csv").open())}
     assert rows["broken"]["status"] == "error" and "no_such_site" in rows["broken"]["errors"] and rows["slow"]["topic/accuracy"]
-    assert "Runs that failed:" in (tmp_path / "abl" / "comparison.md").read_text()
+    markdown = (tmp_path / "abl" / "comparison.md").read_text()
+    assert "| errors |" in markdown and "| broken | error |" in markdown and "no_such_site" in markdown
     assert json.loads((tmp_path / "abl" / "slow" / "seed-0" / "recipe.json").read_text())["run"]["threads"] == 1  # 2 threads, 2 workers
     assert (tmp_path / "abl" / ".sweep" / "logs" / "broken.seed-0.log").is_file()
 
