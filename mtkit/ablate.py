@@ -1,78 +1,73 @@
-"""Ablations: run variants of one recipe (same data, seed and step budget) and compare them."""
+"""`mtkit ablate`: run variants of one recipe at several seeds and compare them.
+
+The sweep directory holds one run directory per variant and seed (`<variant>/seed-<n>/`), shared
+leading phases under `_shared/`, and the comparison (comparison.csv, runs.csv, comparison.md,
+comparison.png). Rerunning the same command skips finished runs, resumes interrupted ones from their
+checkpoints and writes the comparison again.
+"""
 
 from __future__ import annotations
 
-import csv
-import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mtkit.errors import MtkitError, RecipeError
+from mtkit.errors import MtkitError
 from mtkit.registry import Registry, load_registry
-from mtkit.resolve import load_recipe
+from mtkit.sweep.comparison import Comparison, compare
+from mtkit.sweep.executors import Event, Execution, Executor, InProcessExecutor, SubprocessExecutor, run_specs
+from mtkit.sweep.job import Outcome, is_finished
+from mtkit.sweep.plan import JobSpec, Plan, make_plan
+from mtkit.sweep.resolve import resolve_jobs
+from mtkit.sweep.variants import Variant, parse_seeds, parse_swap, parse_variant
+from mtkit.sweep.write import write_comparison
 
-__all__ = ["AblationResult", "Variant", "format_cell", "parse_swap", "parse_variant", "run_ablation"]
-
-
-@dataclass(frozen=True)
-class Variant:
-    name: str
-    overrides: tuple[str, ...]
-
-
-@dataclass
-class AblationResult:
-    root: Path
-    columns: list[str]
-    rows: list[dict[str, Any]] = field(default_factory=list)
+__all__ = ["Comparison", "Execution", "Variant", "parse_seeds", "parse_swap", "parse_variant", "run_ablation"]
 
 
-def parse_swap(spec: str) -> list[Variant]:
-    """`combiner.type=router,weighted` -> one variant per value, named by the value."""
-    key, sep, values = spec.partition("=")
-    if not sep or not key or not values:
-        raise MtkitError(f"--swap {spec!r} must look like key.path=value1,value2")
-    return [Variant(value.strip(), (f"{key.strip()}={value.strip()}",)) for value in values.split(",") if value.strip()]
+def _check_execution(execution: Execution) -> None:
+    if execution.workers < 1:
+        raise MtkitError(f"--workers {execution.workers}: give at least 1")
+    if execution.threads is not None and execution.threads < 1:
+        raise MtkitError(f"--threads {execution.threads}: give at least 1")
+    if execution.ray and execution.workers > 1:
+        raise MtkitError("--workers and --ray both say where runs execute; pass --ray-cpus to size Ray tasks instead of --workers")
+    if execution.ray_cpus <= 0 or execution.ray_gpus < 0:
+        raise MtkitError(f"--ray-cpus {execution.ray_cpus} and --ray-gpus {execution.ray_gpus}: CPUs must be > 0 and GPUs >= 0")
 
 
-def parse_variant(spec: str) -> Variant:
-    """`single_lora: tasks.a.adapter=shared; tasks.b.adapter=shared` -> a named set of overrides."""
-    name, sep, body = spec.partition(":")
-    overrides = tuple(part.strip() for part in body.split(";") if part.strip())
-    if not sep or not name.strip() or not overrides:
-        raise MtkitError(f"--variant {spec!r} must look like 'name: key.path=value; key.path=value'")
-    return Variant(name.strip(), overrides)
+def _threads_per_run(execution: Execution, recipe: dict[str, Any]) -> int:
+    """Each run's CPU threads: a Ray task's CPUs, or the threads to share divided among the workers."""
+    if execution.ray:
+        return max(1, int(execution.ray_cpus))
+    total = execution.threads or recipe.get("run", {}).get("threads")
+    if total is None:
+        import torch
+
+        total = torch.get_num_threads()
+    return max(1, int(total) // execution.workers)
 
 
-def _row(run_dir: Path, seconds: float) -> dict[str, Any]:
-    results = json.loads((run_dir / "results.json").read_text())
-    recipe = json.loads((run_dir / "recipe.json").read_text())
-    last = recipe["phases"][-1]
-    by_routing = results[last["name"]]
-    scores = by_routing.get(last.get("routing", "oracle")) or next(iter(by_routing.values()))
-    row: dict[str, Any] = {f"{task}/{metric}": value for task, values in scores.items() for metric, value in values.items()}
-    routing_file = run_dir / "routing.json"
-    if routing_file.is_file():
-        row["routing_accuracy"] = json.loads(routing_file.read_text()).get("mean_routing_accuracy")
-    row["trained_params"] = json.loads((run_dir / "parameters.json").read_text())["trained"]
-    row["seconds"] = round(seconds, 1)
-    return row
+def _todo(plan: Plan) -> tuple[list[JobSpec], dict[str, Outcome]]:
+    """The runs still to execute (a shared run only while a run that forks from it is), and those finished before."""
+    finished = {s.key for s in plan.specs if is_finished(s)}
+    needed: set[str] = set()
+    for spec in reversed(plan.specs):  # forks come after their shared runs
+        wanted = any(s.fork and s.fork.source == spec.key and s.key in needed for s in plan.specs) if spec.shared else True
+        if wanted and spec.key not in finished:
+            needed.add(spec.key)
+    return [s for s in plan.specs if s.key in needed], {key: Outcome(key, "skipped", start="finished before") for key in finished}
 
 
-def format_cell(column: str, value: Any) -> str:
-    """How the markdown file and the printed table show a value: metrics to 4 places, seconds to 1."""
-    if value is None:
-        return ""
-    if column == "seconds":
-        return f"{float(value):.1f}"
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return str(value)
-    if isinstance(value, int):
-        return f"{value:,}"
-    return f"{value:.4f}"
+def _executor(execution: Execution, root: Path, threads: int, callbacks: Callable[[str], Any] | None) -> Executor:
+    if execution.ray:
+        from mtkit.sweep.ray_tasks import RayExecutor
+
+        return RayExecutor(execution)
+    if execution.workers == 1:
+        return InProcessExecutor(callbacks)
+    return SubprocessExecutor(root, execution.workers, threads)
 
 
 def run_ablation(
@@ -80,75 +75,50 @@ def run_ablation(
     variants: Sequence[Variant],
     overrides: Sequence[str] = (),
     *,
+    seeds: Sequence[int] | None = None,
+    split_seeds: bool = False,
+    reference: str | None = None,
     output_dir: str | Path | None = None,
+    execution: Execution | None = None,
+    share: bool = True,
     callbacks: Callable[[str], Any] | None = None,
+    on_event: Event | None = None,
     registry: Registry | None = None,
-) -> AblationResult:
-    """Run every variant into <root>/<variant>/ and write comparison.{csv,md,png} into <root>."""
-    from mtkit.runs import run_recipe
+) -> Comparison:
+    """Run every variant at every seed, then write and return the comparison.
 
-    if not variants:
-        raise MtkitError("no variants: pass --swap key.path=a,b,... or --variant 'name: key=value; ...'")
-    names = [v.name for v in variants]
-    if len(set(names)) != len(names):
-        raise MtkitError(f"variant names repeat ({', '.join(names)}); name each --variant differently")
+    Args:
+        recipe_path: The recipe the variants change.
+        variants: The variants, in the order the comparison shows them.
+        overrides: `--set` overrides applied to every variant.
+        seeds: Seeds to repeat each variant at; None runs each once at its recipe's seed.
+        split_seeds: Also draw each task's held-out split with the run's seed.
+        reference: The variant the others are paired against (default: the first).
+        output_dir: The sweep directory (default `runs/<recipe name>-ablation`).
+        execution: Where runs execute (default: one at a time in this process).
+        share: Train leading phases that runs agree on once and fork the rest from their checkpoint.
+        callbacks: Per run key, training callbacks for runs in this process (progress bars).
+        on_event: Told when each run starts and ends.
+        registry: Component registry (default: every installed plugin).
+
+    Raises:
+        MtkitError: Bad variants, seeds, reference or execution options, before anything trains.
+    """
     registry = registry or load_registry()
-    problems: list[str] = []
-    base_recipe = None
-    for variant in variants:  # validate everything before training anything
-        try:
-            base_recipe = load_recipe(recipe_path, [*overrides, *variant.overrides], registry).recipe
-        except RecipeError as exc:
-            problems += [f"variant {variant.name!r}: {p}" for p in exc.problems]
-    if problems or base_recipe is None:
-        raise RecipeError(problems)
-    root = Path(output_dir or Path("runs") / f"{base_recipe.run.name}-ablation")
-    result = AblationResult(root, [])
-    for variant in variants:
-        target = root / variant.name
-        tic = time.perf_counter()
-        run_recipe(
-            recipe_path,
-            [*overrides, *variant.overrides, f"run.output_dir={json.dumps(str(target))}"],
-            overwrite=True,
-            callbacks=callbacks(variant.name) if callbacks else None,
-            registry=registry,
-        )
-        result.rows.append({"variant": variant.name, **_row(target, time.perf_counter() - tic)})
-    result.columns = list(dict.fromkeys(k for row in result.rows for k in row))
-    _write(result)
-    return result
-
-
-def _write(result: AblationResult) -> None:
-    result.root.mkdir(parents=True, exist_ok=True)
-    with (result.root / "comparison.csv").open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=result.columns)
-        writer.writeheader()
-        writer.writerows(result.rows)
-
-    lines = ["| " + " | ".join(result.columns) + " |", "|" + "---|" * len(result.columns)]
-    lines += ["| " + " | ".join(format_cell(c, row.get(c)) for c in result.columns) + " |" for row in result.rows]
-    (result.root / "comparison.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    _plot(result)
-
-
-def _plot(result: AblationResult) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    metrics = [c for c in result.columns if "/" in c]
-    if not metrics:
-        return
-    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(metrics) * len(result.rows) / 2), 4))
-    width = 0.8 / len(result.rows)
-    for i, row in enumerate(result.rows):
-        ax.bar([m + i * width for m in range(len(metrics))], [row.get(c) or 0 for c in metrics], width, label=row["variant"])
-    ax.set_xticks([m + 0.4 - width / 2 for m in range(len(metrics))], metrics, rotation=30, ha="right")
-    ax.set_ylim(0, 1.05)
-    ax.legend(fontsize=8, ncols=2)
-    fig.tight_layout()
-    fig.savefig(result.root / "comparison.png", dpi=110)
-    plt.close(fig)
+    execution = execution or Execution()
+    _check_execution(execution)
+    names = [v.name for v in variants]
+    jobs = resolve_jobs(recipe_path, variants, overrides, seeds, registry, split_seeds=split_seeds)
+    reference = reference or names[0]
+    if reference not in names:
+        raise MtkitError(f"--reference {reference!r} is not a variant of this sweep (variants: {', '.join(names)})")
+    root = Path(output_dir or Path("runs") / f"{jobs[0].recipe['run']['name']}-ablation").resolve()
+    threads = _threads_per_run(execution, jobs[0].recipe)
+    plan = make_plan(jobs, root, share=share, threads=threads)
+    todo, done = _todo(plan)
+    tic = time.perf_counter()
+    outcomes = run_specs(todo, _executor(execution, root, threads, callbacks), done, on_event) if todo else done
+    comparison = compare(root, plan, outcomes, names, reference, seeds)
+    comparison.seconds = time.perf_counter() - tic
+    write_comparison(comparison)
+    return comparison

@@ -10,14 +10,20 @@ import json
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.measure import Measurement
 from rich.table import Table
 
 from mtkit.errors import MtkitError, RecipeError
+
+if TYPE_CHECKING:  # the sweep modules import numpy and scipy; listing commands start without them
+    from mtkit.sweep.comparison import Comparison
+    from mtkit.sweep.job import Outcome
+    from mtkit.sweep.plan import JobSpec
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Multi-task learning with parameter-efficient adapters.")
 out = Console()
@@ -178,28 +184,94 @@ def ablate(
     swap: Annotated[list[str] | None, typer.Option(help="key.path=a,b,c: one variant per value (repeatable).")] = None,
     variant: Annotated[list[str] | None, typer.Option(help="'name: key=value; key=value': a named variant (repeatable).")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override applied to every variant (repeatable).")] = None,
-    output_dir: Annotated[Path | None, typer.Option(help="Where the variants and the comparison go (default runs/<name>-ablation).")] = None,
+    seeds: Annotated[str | None, typer.Option(help="Repeat every variant at these seeds (run.seed): 0-4, or 0,3,7.")] = None,
+    split_seeds: Annotated[bool, typer.Option(help="Also draw every task's held-out split with the run's seed (dataset.split_seed).")] = False,
+    reference: Annotated[str | None, typer.Option(help="Variant the others are paired against (default: the first).")] = None,
+    workers: Annotated[int, typer.Option(help="Runs at once on this machine, each in a worker process with its share of threads (1: in this process).")] = 1,
+    threads: Annotated[int | None, typer.Option(help="CPU threads the workers share (default: run.threads, else torch's default).")] = None,
+    ray: Annotated[bool, typer.Option(help="Run each variant x seed as a Ray task (pip install 'mtkit[ray]'); starts a local Ray unless --ray-address.")] = False,
+    ray_address: Annotated[str | None, typer.Option(help="Ray cluster to join (implies --ray), e.g. ray://head:10001 or auto.")] = None,
+    ray_cpus: Annotated[float, typer.Option(help="CPUs each Ray task reserves (and its torch threads).")] = 1.0,
+    ray_gpus: Annotated[float, typer.Option(help="GPUs each Ray task reserves.")] = 0.0,
+    share: Annotated[bool, typer.Option(help="Train leading phases that runs agree on once, then fork (--no-share: every run from scratch).")] = True,
+    output_dir: Annotated[Path | None, typer.Option(help="Where the runs and the comparison go (default runs/<name>-ablation).")] = None,
 ) -> None:
-    """Run recipe variants with the same data, seed and steps; print and save one comparison table."""
+    """Run recipe variants (x seeds) with the same data and steps; print and save one comparison. Rerun to resume."""
     import datasets
 
-    from mtkit.ablate import format_cell, parse_swap, parse_variant, run_ablation
+    from mtkit.ablate import Execution, parse_seeds, parse_swap, parse_variant, run_ablation
 
     def body() -> Any:
         variants = [v for spec in swap or [] for v in parse_swap(spec)] + [parse_variant(spec) for spec in variant or []]
-        return run_ablation(recipe, variants, set_ or [], output_dir=output_dir, callbacks=lambda name: _Progress())
+        execution = Execution(workers, threads, ray or ray_address is not None, ray_address, ray_cpus, ray_gpus)
+        return run_ablation(
+            recipe, variants, set_ or [], seeds=parse_seeds(seeds) if seeds else None, split_seeds=split_seeds, reference=reference,
+            output_dir=output_dir, execution=execution, share=share, callbacks=lambda key: _Progress(), on_event=_sweep_event,
+        )
 
     datasets.disable_progress_bars()
-    result = guarded(body)
-    table = Table(title=f"ablation of {recipe}", header_style="bold")
-    for column in result.columns:  # "task/metric" headers on two lines; cells fold rather than end in "..."
-        table.add_column(column.replace("/", "\n"), justify="left" if column == "variant" else "right", overflow="fold")
-    for row in result.rows:
-        table.add_row(*(format_cell(c, row.get(c)) for c in result.columns))
-    # A terminal gets the table fitted to its width; a log file or pipe gets it whole, however wide.
+    comparison = guarded(body)
+    for table in ablation_tables(comparison, str(recipe)):
+        _print_fitted(table)
+    for line in ablation_notes(comparison):
+        out.print(line, highlight=False, soft_wrap=True)
+    trained = sum(not r.skipped for r in comparison.runs)
+    out.print(f"{trained} of {len(comparison.runs)} runs trained in {comparison.seconds:.1f} s (the others had finished before)", highlight=False)
+    out.print(f"comparison: {comparison.root}/comparison.csv, comparison.md, comparison.png, runs.csv", highlight=False, soft_wrap=True)
+
+
+def _sweep_event(event: str, spec: JobSpec, outcome: Outcome | None) -> None:
+    if event == "start":
+        err.print(f"[bold]run {spec.key}[/]" + (f" (from {spec.fork.source})" if spec.fork else ""), highlight=False)
+    elif outcome is None:
+        return
+    elif outcome.status == "error":
+        err.print(f"[red]{escape(spec.key)} failed:[/] {escape(outcome.error or '')}", highlight=False, soft_wrap=True)
+    else:
+        err.print(f"{spec.key}: {outcome.status} in {outcome.seconds:.1f} s", highlight=False)
+
+
+def _print_fitted(table: Table) -> None:
+    """A terminal gets the table fitted to its width; a log file or pipe gets it whole, however wide."""
     width = Measurement.get(out, out.options.update_width(1000), table).maximum
     (out if out.is_terminal or width <= out.width else Console(width=width)).print(table)
-    out.print(f"comparison: {result.root}/comparison.csv, comparison.md, comparison.png", highlight=False)
+
+
+def ablation_tables(comparison: Comparison, title: str) -> list[Table]:
+    """The runs per variant, then one table per score: mean +- s.e. and the paired difference to the reference.
+
+    Narrow enough for an 80-column terminal: long values wrap at spaces, headers are single words or break
+    where they are written on two lines.
+    """
+    from mtkit.sweep.write import format_at_least, format_ci, format_diff, format_params, format_seconds, format_summary
+
+    failed = any(row.errors for row in comparison.variants)
+    summary = Table(title=f"ablation of {title}", header_style="bold")
+    for column in ("variant", "status", "trained\nparams", "seconds", "shared\nphases", *(["error"] if failed else [])):
+        summary.add_column(column, justify="right" if column in ("trained\nparams", "seconds") else "left", overflow="fold")
+    for row in comparison.variants:
+        cells = [row.variant, row.status, format_params(row.trained_params), format_seconds(row.seconds), ", ".join(row.shared_phases)]
+        more = f" (+{len(row.errors) - 1} more)" if len(row.errors) > 1 else ""
+        summary.add_row(*cells, *([escape(row.errors[0]) + more if row.errors else ""] if failed else []))
+    tables = [summary]
+    for metric in comparison.metrics:
+        table = Table(title=f"{metric} (diff: paired vs {comparison.reference})", header_style="bold")
+        table.add_column("variant", overflow="fold")
+        for column in ("mean ± s.e.", "diff", "95% CI", "≥ ref"):
+            table.add_column(column, justify="right", overflow="fold")
+        for row in comparison.variants:
+            paired = row.diffs.get(metric)
+            table.add_row(row.variant, format_summary(row.scores.get(metric)), format_diff(paired), format_ci(paired), format_at_least(paired))
+        tables.append(table)
+    return tables
+
+
+def ablation_notes(comparison: Comparison) -> list[str]:
+    """Dropped keys, shared phases and failed runs, one line each."""
+    lines = [f"{escape(row.variant)}: dropped {', '.join(row.dropped)} (not accepted by the swapped type)" for row in comparison.variants if row.dropped]
+    lines += [f"shared: {escape(line)}" for line in comparison.shared]
+    lines += [f"[red]failed[/] {escape(row.variant)}, {escape(error)}" for row in comparison.variants for error in row.errors]
+    return lines
 
 
 @app.command("eval")

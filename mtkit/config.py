@@ -50,10 +50,13 @@ class AdapterConfig(ComponentConfig):
 
 
 class CombinerConfig(ComponentConfig):
-    """Params of a combiner. `aux_loss_names` declares the auxiliary losses it adds, so that a recipe's
-    `phases.N.aux_losses` can be checked without importing the combiner (or torch)."""
+    """Params of a combiner. `aux_loss_names` declares the auxiliary losses it adds and `trainable` whether it has
+    parameters, so that a recipe's `phases.N.aux_losses` and `train` can be checked without importing the combiner
+    (or torch)."""
 
     aux_loss_names: ClassVar[tuple[str, ...]] = ()
+    trainable: ClassVar[bool] = True
+    """False for a combiner without parameters (oracle, uniform): a phase cannot train it (`train = ["combiner"]`)."""
 
 
 class DatasetConfig(ComponentConfig):

@@ -136,6 +136,19 @@ def _aux_loss_problems(recipe: Recipe, registry: Registry, source: str) -> list[
     return problems
 
 
+def _untrainable_problems(recipe: Recipe, nodes: Mapping[str, Node], source: str) -> list[str]:
+    """A training phase that trains a combiner declared to have no parameters would silently train nothing."""
+    node = nodes.get("combiner")
+    if node is None or getattr(node.entry.config_class, "trainable", True):
+        return []
+    return [
+        f"{source}: phases.{i}.train: selector 'combiner' names no parameter (combiner {node.type!r} has none); remove it, or "
+        f"set phases.{i}.steps = 0 to only evaluate in that phase"
+        for i, phase in enumerate(recipe.phases)
+        if phase.steps > 0 and "combiner" in phase.train
+    ]
+
+
 def _validation_split_problems(recipe: Recipe, nodes: Mapping[str, Node], source: str) -> list[str]:
     """A phase that scores validation splits needs every task's dataset to carve one."""
     problems = []
@@ -175,6 +188,7 @@ def resolve(raw: dict[str, Any], registry: Registry, source: str) -> ResolvedRec
     problems += component_problems
     if recipe is not None:
         problems += _aux_loss_problems(recipe, registry, source)
+        problems += _untrainable_problems(recipe, nodes, source)
         if not problems:
             problems += _validation_split_problems(recipe, nodes, source)
     if problems or recipe is None:

@@ -12,13 +12,19 @@ from mtkit import CombinerConfig, RepresentationSource
 class OracleCombinerConfig(CombinerConfig):
     """Each sample's task id picks its task's adapter (batches may mix tasks)."""
 
+    trainable: ClassVar[bool] = False
+
 
 class UniformCombinerConfig(CombinerConfig):
     """Every adapter gets the same weight 1/K (an ablation baseline)."""
 
+    trainable: ClassVar[bool] = False
+
 
 class RandomCombinerConfig(CombinerConfig):
     """Each sample goes to adapters drawn uniformly at random (an ablation baseline)."""
+
+    trainable: ClassVar[bool] = False
 
     top_k: int = Field(default=1, gt=0, description="Adapters drawn per sample, each weighted 1/top_k.")
 

@@ -1,0 +1,14 @@
+"""Sweeps behind `mtkit ablate`, one job per module:
+
+    variants     what varies: --swap, --variant, --seeds
+    resolve      variants x seeds -> validated recipes (type swaps drop keys the new type does not accept)
+    plan         run directories, and leading phases that runs share (trained once, then forked)
+    job          one run in this process: skip, resume, fork or start; `python -m mtkit.sweep.job` in a worker
+    executors    this process, worker subprocesses, and the loop that starts forks after their shared run
+    ray_tasks    runs as Ray tasks (`pip install 'mtkit[ray]'`)
+    stats        mean, standard error and paired differences with t intervals (scipy)
+    comparison   scores read from the run directories, per variant over seeds
+    write        comparison.csv, runs.csv, comparison.md, comparison.png
+
+The entry point is mtkit.ablate.run_ablation.
+"""
