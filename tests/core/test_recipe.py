@@ -111,6 +111,7 @@ def test_recipe_fresh_heads_needs_a_head_the_phase_trains(tiny_recipe: dict[str,
 
 
 def test_recipe_phase_tasks_are_the_trained_heads_tasks_in_a_heads_only_phase(tiny_recipe: dict[str, Any], registry: Registry) -> None:
+    tiny_recipe["combiner"] = {"type": "router"}  # a combiner with parameters to train
     cases = [(["heads.topic"], ["topic"]), (["heads"], ["sentiment", "topic"]), (["heads.topic", "combiner"], ["sentiment", "topic"])]
     for train, tasks in cases:
         tiny_recipe["phases"][1]["train"] = train
