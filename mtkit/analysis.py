@@ -14,9 +14,12 @@ __all__ = ["routing_summary", "write_routing_analysis"]
 
 
 def routing_summary(model: Any, evaluations: Mapping[str, TaskEvaluation]) -> dict[str, Any]:
-    """Task x adapter shares of argmax choices, routing accuracy, entropy and load per adapter."""
+    """Task x adapter shares of argmax choices, routing accuracy, entropy and load per adapter.
+
+    Keys of `evaluations` are task names, or `task/probe` for a task's probe (scored against the task's own adapter).
+    """
     adapters = list(model.adapter_names)
-    own = {task: model.task_adapter_index[model.task_names.index(task)].item() for task in evaluations}
+    own = {key: model.task_adapter_index[model.task_names.index(key.split("/")[0])].item() for key in evaluations}
     matrix, mean_weights, accuracy, entropy, loads = {}, {}, {}, {}, []
     for task, evaluation in evaluations.items():
         if evaluation.routing is None:
@@ -69,11 +72,16 @@ def _heatmap(run_dir: RunDir, summary: dict[str, Any]) -> str:
     return "routing_heatmap.png"
 
 
-def write_routing_analysis(run_dir: RunDir, model: Any, evaluations: Mapping[str, TaskEvaluation]) -> list[str]:
-    """routing.json and routing_heatmap.png; returns the report's lines for them."""
+def write_routing_analysis(
+    run_dir: RunDir, model: Any, evaluations: Mapping[str, TaskEvaluation], probes: Mapping[str, TaskEvaluation] | None = None
+) -> list[str]:
+    """routing.json and routing_heatmap.png (held-out splits; `probes` by "task/probe" beside them); the report's lines."""
     summary = routing_summary(model, evaluations)
     if not summary["matrix"]:
         return []
+    probe_summary = routing_summary(model, probes or {})
+    if probe_summary["matrix"]:
+        summary["probes"] = {key: probe_summary[key] for key in ("matrix", "mean_weights", "routing_accuracy", "mean_entropy")}
     run_dir.write_json("routing.json", summary)
     png = _heatmap(run_dir, summary)
     lines = ["", "## Routing", ""]
@@ -81,5 +89,8 @@ def write_routing_analysis(run_dir: RunDir, model: Any, evaluations: Mapping[str
         lines.append(f"Mean routing accuracy: {summary['mean_routing_accuracy']:.4f}")
         lines += [f"- {t}: {a:.4f}" for t, a in summary["routing_accuracy"].items()]
     lines += [f"- mean routing entropy, {t}: {e:.4f}" for t, e in summary["mean_entropy"].items()]
+    if "probes" in summary:
+        lines += ["", "Routing accuracy on probes (inputs in another form, routed to their task's own adapter):"]
+        lines += [f"- {key}: {a:.4f}" for key, a in summary["probes"]["routing_accuracy"].items()]
     lines += ["", f"![routing heatmap]({png})"]
     return lines

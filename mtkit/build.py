@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+import datasets
 
 from mtkit.adapter import Adapter
 from mtkit.combiner import Combiner, CombinerSetup
-from mtkit.data import TaskData, prepare_task_data
+from mtkit.data import TaskData, check_rows, encode_examples, prepare_task_data
 from mtkit.errors import MtkitError, RecipeError
 from mtkit.interfaces import Backbone, DatasetSource, Head, Metric, Scheduler, TaskInfo
 from mtkit.model import MultiTaskModel, layer_index
@@ -24,6 +26,7 @@ __all__ = [
     "build_head",
     "build_metrics",
     "build_model",
+    "build_probes",
     "build_run",
     "build_scheduler",
     "encode_tasks",
@@ -39,6 +42,8 @@ class BuiltRun:
     tasks: dict[str, TaskData]
     metrics: dict[str, list[Metric]]
     task_infos: dict[str, TaskInfo]
+    probes: dict[str, dict[str, datasets.Dataset]] = field(default_factory=dict)
+    """Each task's probes, encoded: task -> probe name -> examples."""
 
     @property
     def recipe(self) -> Recipe:
@@ -186,7 +191,9 @@ def encode_tasks(
     sources: dict[str, DatasetSource],
     loaded: dict[str, Any],
     only: list[str] | None = None,
+    splits: tuple[str, ...] | None = None,
 ) -> dict[str, TaskData]:
+    """Every task's (or `only` these tasks') data, split and encoded; `splits` names the splits to encode (default all)."""
     recipe = resolved.recipe
     tokenizer = model.backbone.tokenizer
     data = {}
@@ -194,8 +201,35 @@ def encode_tasks(
         if only is None or name in only:
             with in_recipe(resolved.source, None):  # the messages name the task and the row
                 max_length = task.max_length or recipe.run.max_length
-                data[name] = prepare_task_data(name, sources[name], loaded[name], model.heads[name], tokenizer, max_length)  # type: ignore[arg-type]
+                data[name] = prepare_task_data(name, sources[name], loaded[name], model.heads[name], tokenizer, max_length, splits)  # type: ignore[arg-type]
     return data
+
+
+def build_probes(resolved: ResolvedRecipe, model: MultiTaskModel, tasks: dict[str, TaskData]) -> dict[str, dict[str, datasets.Dataset]]:
+    """Every task's probes (of the tasks in `tasks`), encoded with the task's head: task -> probe name -> examples."""
+    from mtkit.probes import held_out, transformed
+
+    recipe, tokenizer = resolved.recipe, model.backbone.tokenizer
+    probes: dict[str, dict[str, datasets.Dataset]] = {}
+    for task, section in recipe.tasks.items():
+        if task not in tasks:
+            continue
+        head = model.heads[task]
+        for name, probe in section.probes.items():
+            where = f"tasks.{task}.probes.{name}"
+            node = resolved.probe_dataset(task, name)
+            if node is None:
+                examples = tasks[task].eval
+            else:
+                source = build_component(node, resolved.source)
+                with in_recipe(resolved.source, where):
+                    examples = held_out(source, source.load(), f"{task}/{name}", head.task.label_names)
+            with in_recipe(resolved.source, None):
+                examples = transformed(examples, probe, f"{resolved.source}: {where}")
+                check_rows(examples, head, task, f"probe {name!r}")
+            max_length = probe.max_length or section.max_length or recipe.run.max_length
+            probes.setdefault(task, {})[name] = encode_examples(examples, head, tokenizer, max_length, f"{task}/{name}")
+    return probes
 
 
 def build_metrics(resolved: ResolvedRecipe) -> dict[str, list[Metric]]:
@@ -207,4 +241,4 @@ def build_run(resolved: ResolvedRecipe) -> BuiltRun:
     sources, loaded, infos = load_sources(resolved)
     model = build_model(resolved, infos)
     data = encode_tasks(resolved, model, sources, loaded)
-    return BuiltRun(resolved, model, data, build_metrics(resolved), infos)
+    return BuiltRun(resolved, model, data, build_metrics(resolved), infos, build_probes(resolved, model, data))

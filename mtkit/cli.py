@@ -151,14 +151,40 @@ class _Progress:
 
     def evaluated(self, phase: str, routing: str, scores: Mapping[str, Mapping[str, float]]) -> None:
         self.progress.stop()
-        table = Table(title=f"{phase} ({routing} routing)", header_style="bold")
-        metrics = sorted({m for s in scores.values() for m in s})
-        table.add_column("task")
-        for m in metrics:
-            table.add_column(m, justify="right")
-        for task, values in scores.items():
-            table.add_row(task, *(f"{values[m]:.4f}" if m in values else "" for m in metrics))
-        err.print(table)
+        err.print(score_table(scores, f"{phase} ({routing} routing)"))
+
+    def probes_evaluated(self, routing: str, scores: Mapping[str, Mapping[str, Mapping[str, float]]]) -> None:
+        self.progress.stop()
+        rows = {f"{task}/{probe}": values for task, by_probe in scores.items() for probe, values in by_probe.items()}
+        err.print(score_table(rows, f"probes ({routing} routing)", first="task/probe"))
+
+
+def score_table(scores: Mapping[str, Mapping[str, float]], title: str | None = None, first: str = "task") -> Table:
+    """One row per task (or probe), one column per score."""
+    table = Table(title=title, header_style="bold")
+    metrics = sorted({m for s in scores.values() for m in s})
+    table.add_column(first)
+    for m in metrics:
+        table.add_column(m, justify="right")
+    for task, values in scores.items():
+        table.add_row(task, *(f"{values[m]:.4f}" if m in values else "" for m in metrics))
+    return table
+
+
+def _routing_summary(run_dir: Path) -> None:
+    """Routing accuracy per task and per probe at the end of a run with a learned combiner (from routing.json)."""
+    file = run_dir / "routing.json"
+    if not file.is_file():
+        return
+    summary = json.loads(file.read_text(encoding="utf-8"))
+    table = Table(title="routing accuracy (largest weight on the task's own adapter)", header_style="bold")
+    table.add_column("held-out split / probe")
+    table.add_column("routing accuracy", justify="right")
+    for task, accuracy in summary.get("routing_accuracy", {}).items():
+        table.add_row(task, f"{accuracy:.4f}")
+    for key, accuracy in summary.get("probes", {}).get("routing_accuracy", {}).items():
+        table.add_row(f"{key} (probe)", f"{accuracy:.4f}")
+    err.print(table)
 
 
 @app.command()
@@ -175,6 +201,7 @@ def run(
 
     datasets.disable_progress_bars()  # rich shows the progress that matters
     run_dir = guarded(lambda: run_recipe(recipe, set_ or [], resume=resume, overwrite=overwrite, callbacks=_Progress()))
+    _routing_summary(run_dir.path)
     out.print(f"run directory: {run_dir.path}  (report: {run_dir.path / 'report.md'})", highlight=False)
 
 
@@ -280,12 +307,20 @@ def eval_(
     task: Annotated[list[str] | None, typer.Option(help="Only these tasks (repeatable).")] = None,
     routing: Annotated[str | None, typer.Option(help="oracle or learned (default: the last phase's).")] = None,
     split: Annotated[str, typer.Option(help="test (the held-out split) or validation (needs the datasets' validation_size).")] = "test",
+    probe: Annotated[str | None, typer.Option(help="Score this probe of every task that declares it (tasks.X.probes.NAME) instead.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """Re-evaluate a finished run on its held-out splits."""
+    """Re-evaluate a finished run on its held-out splits (or a probe)."""
+    import datasets
+
     from mtkit.runs import evaluate_run
 
-    scores = guarded(lambda: evaluate_run(run_dir, tasks=task, routing=routing, split=split))
-    print(json.dumps(scores, indent=2))
+    datasets.disable_progress_bars()
+    scores = guarded(lambda: evaluate_run(run_dir, tasks=task, routing=routing, split=split, probe=probe))
+    if as_json:
+        print(json.dumps(scores, indent=2))
+        return
+    out.print(score_table(scores, first="task/probe" if probe else "task"))
 
 
 @app.command()

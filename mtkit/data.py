@@ -20,7 +20,7 @@ from mtkit.config import DatasetConfig
 from mtkit.errors import MtkitError
 from mtkit.interfaces import DatasetSource, Head, Scheduler
 
-__all__ = ["BatchPlan", "TaskData", "plan_batches", "prepare_task_data"]
+__all__ = ["BatchPlan", "TaskData", "check_rows", "encode_examples", "plan_batches", "prepare_task_data"]
 
 
 @dataclass
@@ -82,7 +82,8 @@ def _split(
     return train, test, validation, info
 
 
-def _check_rows(split: datasets.Dataset, head: Head, task: str, split_name: str) -> None:
+def check_rows(split: datasets.Dataset, head: Head, task: str, split_name: str) -> None:
+    """Raise naming the task, split and row of the first example the head refuses."""
     for i, example in enumerate(split):
         problem = head.validate_example(example)
         if problem is not None:
@@ -90,29 +91,37 @@ def _check_rows(split: datasets.Dataset, head: Head, task: str, split_name: str)
 
 
 def prepare_task_data(
-    task: str, source: DatasetSource, loaded: datasets.DatasetDict, head: Head, tokenizer: Any, max_length: int
+    task: str,
+    source: DatasetSource,
+    loaded: datasets.DatasetDict,
+    head: Head,
+    tokenizer: Any,
+    max_length: int,
+    encode: tuple[str, ...] | None = None,
 ) -> TaskData:
-    """Split, check and encode one task's loaded examples."""
+    """Split, check and encode one task's loaded examples (the splits named in `encode`, default all; the others stay raw)."""
     train, test, validation, info = _split(source, loaded, source.config, task)
     splits = {"train": train, "test": test} | ({"validation": validation} if validation is not None else {})
     for name, split in splits.items():
-        _check_rows(split, head, task, name)
-
-    def encode(examples: dict[str, list[Any]]) -> dict[str, list[Any]]:
-        return head.encode(examples, tokenizer, max_length)
-
-    # An explicit fingerprint: hashing the head (a module with random weights) would defeat caching.
-    key = json.dumps([task, head.name, head.config.model_dump(mode="json"), getattr(tokenizer, "name_or_path", ""), max_length])
+        if encode is None or name in encode:
+            check_rows(split, head, task, name)
     encoded = {
-        name: split.map(
-            encode,
-            batched=True,
-            desc=f"encoding {task}/{name}",
-            new_fingerprint=hashlib.sha256(f"{split._fingerprint}{key}".encode()).hexdigest()[:16],
-        )
+        name: encode_examples(split, head, tokenizer, max_length, f"{task}/{name}") if encode is None or name in encode else split
         for name, split in splits.items()
     }
     return TaskData(task, encoded["train"], encoded["test"], info, encoded.get("validation"))
+
+
+def encode_examples(examples: datasets.Dataset, head: Head, tokenizer: Any, max_length: int, name: str) -> datasets.Dataset:
+    """Examples tokenized by `head` (a `datasets.map`, cached by content)."""
+
+    def encode(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        return head.encode(batch, tokenizer, max_length)
+
+    # An explicit fingerprint: hashing the head (a module with random weights) would defeat caching.
+    key = json.dumps([name, head.name, head.config.model_dump(mode="json"), getattr(tokenizer, "name_or_path", ""), max_length])
+    fingerprint = hashlib.sha256(f"{examples._fingerprint}{key}".encode()).hexdigest()[:16]
+    return examples.map(encode, batched=True, desc=f"encoding {name}", new_fingerprint=fingerprint)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from mtkit.errors import MtkitError
 from mtkit.interfaces import Metric
 from mtkit.model import MultiTaskModel
 
-__all__ = ["TaskEvaluation", "evaluate"]
+__all__ = ["TaskEvaluation", "evaluate", "evaluate_examples", "move"]
 
 
 @dataclass
@@ -32,6 +32,33 @@ def move(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
 
 
 @torch.no_grad()
+def evaluate_examples(
+    model: MultiTaskModel, task: str, examples: Any, metrics: Sequence[Metric], *, routing: str, batch_size: int, device: torch.device
+) -> TaskEvaluation:
+    """Predict encoded `examples` of `task` under `routing` and score them with the task's metrics."""
+    was_training = model.training
+    model.eval()
+    tokenizer = model.backbone.tokenizer
+    head = model.heads[task]
+    view = model.for_task(task)
+    predictions: list[Any] = []
+    references: list[Any] = []
+    try:
+        # Routing is what learned routing decides; under oracle routing the task ids decide it.
+        with model.routing(routing), model.recording_routing() if routing == "learned" else nullcontext([]) as log:
+            for start in range(0, len(examples), batch_size):
+                features = examples[start : start + batch_size]
+                batch = move(head.collate(features, tokenizer), device)
+                predictions += head.predict(view, batch)
+                references += head.references(batch)
+    finally:
+        model.train(was_training)
+    scores: dict[str, float] = {}
+    for metric in metrics:
+        scores.update(metric.compute(predictions, references))
+    return TaskEvaluation(scores, predictions, references, torch.cat(log) if log else None)
+
+
 def evaluate(
     model: MultiTaskModel,
     tasks: Mapping[str, TaskData],
@@ -44,33 +71,12 @@ def evaluate(
     split: Literal["test", "validation"] = "test",
 ) -> dict[str, TaskEvaluation]:
     """Predict every example of each task's held-out (or validation) split and score it with the task's metrics."""
-    was_training = model.training
-    model.eval()
-    tokenizer = model.backbone.tokenizer
     results: dict[str, TaskEvaluation] = {}
-    try:
-        with model.routing(routing):
-            for name, data in tasks.items():
-                if only is not None and name not in only:
-                    continue
-                examples = data.eval if split == "test" else data.validation
-                if examples is None:
-                    raise MtkitError(f"task {name!r} has no validation split; set tasks.{name}.dataset.validation_size in the recipe")
-                head = model.heads[name]
-                view = model.for_task(name)
-                predictions: list[Any] = []
-                references: list[Any] = []
-                # Routing is what learned routing decides; under oracle routing the task ids decide it.
-                with model.recording_routing() if routing == "learned" else nullcontext([]) as log:
-                    for start in range(0, len(examples), batch_size):
-                        features = examples[start : start + batch_size]
-                        batch = move(head.collate(features, tokenizer), device)
-                        predictions += head.predict(view, batch)
-                        references += head.references(batch)
-                scores: dict[str, float] = {}
-                for metric in metrics[name]:
-                    scores.update(metric.compute(predictions, references))
-                results[name] = TaskEvaluation(scores, predictions, references, torch.cat(log) if log else None)
-    finally:
-        model.train(was_training)
+    for name, data in tasks.items():
+        if only is not None and name not in only:
+            continue
+        examples = data.eval if split == "test" else data.validation
+        if examples is None:
+            raise MtkitError(f"task {name!r} has no validation split; set tasks.{name}.dataset.validation_size in the recipe")
+        results[name] = evaluate_examples(model, name, examples, metrics[name], routing=routing, batch_size=batch_size, device=device)
     return results

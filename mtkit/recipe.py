@@ -23,7 +23,9 @@ __all__ = [
     "Recipe",
     "RunSection",
     "TaskSection",
+    "ProbeSection",
     "TemperatureSchedule",
+    "ViewSection",
     "component_tables",
 ]
 
@@ -38,6 +40,7 @@ TABLES: tuple[tuple[str, str], ...] = (
     ("tasks.*.head", "head"),
     ("tasks.*.metrics.#", "metric"),
     ("phases.#.scheduler", "scheduler"),
+    ("tasks.*.probes.*.dataset", "dataset"),
 )
 """Where component tables sit in a recipe, as (key pattern, kind): `*` is any table key, `#` any list index.
 Validation, building, the JSON Schema and the recipe reference all read this one list."""
@@ -79,6 +82,23 @@ class RunSection(_Section):
     threads: int | None = Field(default=None, gt=0, description="CPU threads for torch (default: torch's choice).")
 
 
+class ProbeSection(_Section):
+    """An extra evaluation set of a task: its inputs in another form or from another distribution."""
+
+    dataset: ComponentTable | None = Field(
+        default=None,
+        description="Where the probe's examples come from (its held-out split, made with the dataset's own split settings); "
+        "unset: the task's own held-out split.",
+    )
+    transform: Literal["none", "first_sentence"] = Field(
+        default="none", description="first_sentence: keep only the first sentence of the `field` text of each example."
+    )
+    field: str = Field(default="text", min_length=1, description="The example field `transform` changes.")
+    max_length: int | None = Field(
+        default=None, gt=0, description="Token limit for the probe's examples (cut as the head cuts long inputs), e.g. 16."
+    )
+
+
 class TaskSection(_Section):
     dataset: ComponentTable = Field(description="Where the task's examples come from.")
     head: ComponentTable = Field(description="How backbone outputs become this task's predictions and loss.")
@@ -92,6 +112,25 @@ class TaskSection(_Section):
         description="Multiplies this task's loss, in task batches and mixed ones (where each task's loss also counts by its "
         "share of the batch); 0 leaves the task's own parameters untouched.",
     )
+    probes: dict[str, ProbeSection] = Field(
+        default_factory=dict,
+        description="Extra evaluation sets by name, scored with the task's metrics and, under learned routing, routing "
+        "accuracy against the task's own adapter (at the end of the run, and by `mtkit eval --probe NAME`).",
+    )
+
+
+class ViewSection(_Section):
+    """Training inputs shown in another form (same task, same label): contiguous token spans of varied length."""
+
+    probability: float = Field(default=0.5, ge=0, le=1, description="Share of a phase's training examples replaced by a span.")
+    min_tokens: int = Field(default=8, gt=0, description="Shortest span, in tokens (special tokens kept apart).")
+    max_tokens: int = Field(default=48, gt=0, description="Longest span, in tokens; inputs no longer than a drawn length stay whole.")
+
+    @model_validator(mode="after")
+    def _range(self) -> ViewSection:
+        if self.max_tokens < self.min_tokens:
+            raise ValueError("max_tokens must be at least min_tokens")
+        return self
 
 
 class TemperatureSchedule(_Section):
@@ -124,6 +163,11 @@ class PhaseSection(_Section):
     )
     aux_losses: dict[str, float] = Field(default_factory=dict, description="Auxiliary loss weights by name (the combiner's losses).")
     temperature: TemperatureSchedule | None = Field(default=None, description="Combiner temperature schedule.")
+    views: ViewSection | None = Field(
+        default=None,
+        description="Show training inputs as random spans of varied length (classification-style inputs), so that a router "
+        "cannot tell tasks apart by the length or shape of their inputs.",
+    )
     evaluate: bool = Field(default=True, description="Evaluate every task at the end of the phase.")
     eval_every: int | None = Field(
         default=None,

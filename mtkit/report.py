@@ -80,6 +80,10 @@ def write_report(run_dir: RunDir, recipe: Mapping[str, Any], results: Mapping[st
     for phase, by_routing in results.items():
         for routing, scores in by_routing.items():
             lines += ["", f"## Phase `{phase}` ({routing} routing)", ""] + _table(scores)
+    probes = run_dir.read_json("probes.json") if (run_dir.path / "probes.json").is_file() else {}
+    for routing, by_task in probes.items():
+        rows = {f"{task}/{probe}": scores for task, by_probe in by_task.items() for probe, scores in by_probe.items()}
+        lines += ["", f"## Probes, end of run ({routing} routing)", ""] + _table(rows)
     lines += _validation_checks(run_dir)
     lines += extra or []
     curves = plot_training_curves(run_dir)

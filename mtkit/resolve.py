@@ -79,6 +79,10 @@ class ResolvedRecipe:
     def head(self, task: str) -> Node:
         return self.nodes[f"tasks.{task}.head"]
 
+    def probe_dataset(self, task: str, probe: str) -> Node | None:
+        """The dataset of a task's probe, or None when the probe reads the task's own held-out split."""
+        return self.nodes.get(f"tasks.{task}.probes.{probe}.dataset")
+
     def metrics(self, task: str) -> list[Node]:
         prefix = f"tasks.{task}.metrics."
         return [node for path, node in self.nodes.items() if path.startswith(prefix)]

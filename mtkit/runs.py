@@ -70,6 +70,8 @@ def run_recipe(
         return run_dir
     save_tensors(run_dir.path / "model.safetensors", trainer.model_state())
     run_dir.write_json("results.json", results)
+    if trainer.probe_results:
+        run_dir.write_json("probes.json", trainer.probe_results)
     total = sum(p.numel() for p in built.model.parameters())
     run_dir.write_json("parameters.json", {"trained": trainer.trained_parameter_count(), "total": total})
     extra = _after_run(run_dir, built, trainer)
@@ -85,7 +87,7 @@ def _after_run(run_dir: RunDir, built: Any, trainer: Any) -> list[str]:
         return []
     from mtkit.analysis import write_routing_analysis
 
-    return write_routing_analysis(run_dir, built.model, trainer.final)
+    return write_routing_analysis(run_dir, built.model, trainer.final, trainer.probe_final)
 
 
 @dataclass
@@ -137,13 +139,15 @@ def evaluate_run(
     tasks: Sequence[str] | None = None,
     routing: str | None = None,
     split: str = "test",
+    probe: str | None = None,
     registry: Registry | None = None,
 ) -> dict[str, dict[str, float]]:
-    """Scores of a finished run on its held-out (or validation) splits, rebuilt from the recorded seeds."""
+    """Scores of a finished run on its held-out (or validation) splits, or on a probe (keys `task/probe`), rebuilt from
+    the recorded seeds."""
     import torch
 
-    from mtkit.build import build_metrics, encode_tasks, load_sources
-    from mtkit.evaluate import evaluate
+    from mtkit.build import build_metrics, build_probes, encode_tasks, load_sources
+    from mtkit.evaluate import evaluate, evaluate_examples
 
     registry = registry or load_registry()
     loaded_run = load_run(path, registry)
@@ -155,18 +159,26 @@ def evaluate_run(
         raise MtkitError(f"--routing {routing!r}: use oracle or learned")
     if split not in ("test", "validation"):
         raise MtkitError(f"--split {split!r}: use test or validation")
-    resolved = loaded_run.resolved
+    chosen = list(tasks) if tasks else list(recipe.tasks)
+    if probe is not None:
+        chosen = [t for t in chosen if probe in recipe.tasks[t].probes]
+        if not chosen:
+            declared = sorted({f"{t}/{p}" for t, section in recipe.tasks.items() for p in section.probes})
+            raise MtkitError(f"--probe {probe!r}: no task of this run declares it (probes: {', '.join(declared) or 'none'})")
+    resolved, model = loaded_run.resolved, loaded_run.model
     sources, loaded, _ = load_sources(resolved)
-    data = encode_tasks(resolved, loaded_run.model, sources, loaded, list(tasks) if tasks else None)
-    results = evaluate(
-        loaded_run.model,
-        data,
-        build_metrics(resolved),
-        routing=routing or _final_routing(recipe),
-        batch_size=recipe.run.eval_batch_size,
-        device=torch.device("cpu"),
-        split="validation" if split == "validation" else "test",  # checked above
-    )
+    data = encode_tasks(resolved, model, sources, loaded, chosen, splits=("validation",) if split == "validation" else ("test",))
+    metrics = build_metrics(resolved)
+    mode = routing or _final_routing(recipe)
+    batch_size, cpu = recipe.run.eval_batch_size, torch.device("cpu")
+    if probe is not None:
+        probes = build_probes(resolved, model, data)
+        return {
+            f"{task}/{probe}": evaluate_examples(model, task, probes[task][probe], metrics[task], routing=mode, batch_size=batch_size, device=cpu).scores
+            for task in chosen
+        }
+    split_name = "validation" if split == "validation" else "test"  # checked above
+    results = evaluate(model, data, metrics, routing=mode, batch_size=batch_size, device=cpu, split=split_name)
     return {task: result.scores for task, result in results.items()}
 
 

@@ -21,13 +21,14 @@ from mtkit import checkpoint as ckpt
 from mtkit.build import BuiltRun, build_head, build_scheduler
 from mtkit.data import BatchPlan, plan_batches
 from mtkit.errors import MtkitError
-from mtkit.evaluate import TaskEvaluation, evaluate, move
+from mtkit.evaluate import TaskEvaluation, evaluate, evaluate_examples, move
 from mtkit.keep_best import FILE as BEST_FILE
 from mtkit.keep_best import MEAN, BestWeights, group_scores, parameters_by_task
 from mtkit.param_groups import select_parameters
 from mtkit.predictions import prediction_rows, write_predictions
 from mtkit.recipe import PhaseSection
 from mtkit.rundir import RunDir
+from mtkit.views import span_views
 
 __all__ = ["Callbacks", "Trainer", "lr_lambda", "task_loss", "temperature_at"]
 
@@ -39,6 +40,8 @@ class Callbacks(Protocol):
 
     def evaluated(self, phase: str, routing: str, scores: Mapping[str, Mapping[str, float]]) -> None: ...
 
+    def probes_evaluated(self, routing: str, scores: Mapping[str, Mapping[str, Mapping[str, float]]]) -> None: ...
+
 
 class _Silent:
     def phase_started(self, name: str, steps: int, start: int) -> None:
@@ -48,6 +51,9 @@ class _Silent:
         pass
 
     def evaluated(self, phase: str, routing: str, scores: Mapping[str, Mapping[str, float]]) -> None:
+        pass
+
+    def probes_evaluated(self, routing: str, scores: Mapping[str, Mapping[str, Mapping[str, float]]]) -> None:
         pass
 
 
@@ -126,6 +132,8 @@ class Trainer:
         self.results: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
         self.trained: set[str] = set()
         self.final: dict[str, TaskEvaluation] = {}
+        self.probe_results: dict[str, dict[str, dict[str, dict[str, float]]]] = {}  # routing -> task -> probe -> scores
+        self.probe_final: dict[str, TaskEvaluation] = {}  # "task/probe" -> its evaluation under the last phase's routing
         self._writer: Any = None
         self._resumed_best: dict[str, Any] | None = None  # the best-weights record of the checkpoint resumed from
 
@@ -274,10 +282,13 @@ class Trainer:
         if temperature is not None:
             model.combiner.set_temperature(temperature)
         tokenizer = model.backbone.tokenizer
+        views = torch.Generator().manual_seed(_seed(recipe.run.seed, run.index, step, 1)) if phase.views else None
         batches = []
         for task_index, rows in run.plan.steps[step]:
             task = run.names[task_index]
             features = self.built.tasks[task].train[rows]
+            if phase.views is not None and views is not None:
+                features = span_views(features, phase.views, views, set(tokenizer.all_special_ids))
             batches.append((task, move(model.heads[task].collate(features, tokenizer), acc.device)))
         with acc.autocast():
             losses, _ = run.train_model(batches)
@@ -427,3 +438,25 @@ class Trainer:
         has_adapters = bool(self.model.adapter_names)
         if last.routing == "learned" and has_adapters and "oracle" not in self.results.get(last.name, {}):
             self._evaluate(last.name, "oracle", total, save=False)  # for the comparison; the predictions are the phase's own
+        self._evaluate_probes(last.name, last.routing, total)
+
+    def _evaluate_probes(self, phase: str, routing: str, global_step: int) -> None:
+        """Score every task's probes under the last phase's routing (and oracle routing, to compare, after learned)."""
+        modes = [routing, "oracle"] if routing == "learned" and self.model.adapter_names else [routing]
+        for mode in modes:
+            for task, probes in self.built.probes.items():
+                for name, examples in probes.items():
+                    evaluation = evaluate_examples(
+                        self.model, task, examples, self.built.metrics[task], routing=mode,
+                        batch_size=self.recipe.run.eval_batch_size, device=self.accelerator.device,
+                    )
+                    self.probe_results.setdefault(mode, {}).setdefault(task, {})[name] = evaluation.scores
+                    self._log({"event": "probe", "phase": phase, "routing": mode, "task": task, "probe": name,
+                               "global_step": global_step, **evaluation.scores}, global_step)
+                    if mode == routing:
+                        self.probe_final[f"{task}/{name}"] = evaluation
+                        if self.main:
+                            rows = prediction_rows(examples, evaluation, self.built.task_infos[task].label_names, self.model.adapter_names)
+                            write_predictions(self.run_dir.path / "predictions" / phase, f"{task}.{name}", rows)
+            if mode in self.probe_results:
+                self.callbacks.probes_evaluated(mode, self.probe_results[mode])

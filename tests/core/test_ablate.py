@@ -109,9 +109,12 @@ def test_predict_and_eval_from_run_directory(tmp_path: Path, tiny_recipe: dict[s
     assert items[1]["predictions"]["topic"]["prediction"] in {"business", "entertainment", "politics", "sport", "tech"}
     one = mtkit("predict", str(tmp_path / "run"), "x", "--task", "topic", "--json")
     assert list(json.loads(one.stdout)[0]["predictions"]) == ["topic"]
-    scores = mtkit("eval", str(tmp_path / "run"), "--task", "sentiment")
+    scores = mtkit("eval", str(tmp_path / "run"), "--task", "sentiment", "--json")
     assert scores.returncode == 0, scores.stderr
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert json.loads(scores.stdout)["sentiment"] == pytest.approx(results["heads"]["oracle"]["sentiment"])
+    table = mtkit("eval", str(tmp_path / "run"), "--task", "sentiment")  # a table for people
+    assert table.returncode == 0 and "accuracy" in table.stdout and "sentiment" in table.stdout and "{" not in table.stdout
+    assert "topic/train" not in table.stderr  # only the split it scores is encoded
     missing = mtkit("predict", str(tmp_path / "nope"), "x")
     assert missing.returncode == 2 and "not a run directory" in missing.stderr

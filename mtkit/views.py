@@ -1,0 +1,54 @@
+"""Input views: training examples shown in another form while keeping their task and label.
+
+A view replaces some examples of a batch by a contiguous span of their tokens, of a length drawn from a
+range, so that inputs of every task come in every length and a router cannot tell tasks apart by the form
+of their inputs. Drawn from a generator seeded by (run seed, phase, step): a resumed run sees the same views.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from typing import Any
+
+import torch
+
+from mtkit.recipe import ViewSection
+
+__all__ = ["span_views"]
+
+
+def _croppable(features: Mapping[str, list[Any]]) -> bool:
+    """Sequence inputs with one label per example (classification-like); token-level labels or nested inputs are left whole."""
+    ids = features.get("input_ids")
+    if not ids or not isinstance(ids[0], list) or (ids[0] and isinstance(ids[0][0], list)):
+        return False
+    labels = features.get("labels")
+    return not (labels and isinstance(labels[0], list))
+
+
+def span_views(features: Mapping[str, list[Any]], view: ViewSection, generator: torch.Generator, special: Collection[int]) -> dict[str, list[Any]]:
+    """The batch's columns with a share of its examples cut to a random span of their tokens (special tokens kept)."""
+    out = dict(features)
+    if not _croppable(features):
+        return out
+    ids = [list(row) for row in features["input_ids"]]
+    pairs = features.get("token_type_ids")
+    for i, row in enumerate(ids):
+        if float(torch.rand((), generator=generator)) >= view.probability:
+            continue
+        if pairs is not None and any(pairs[i]):
+            continue  # a sentence pair: a span would cut across its two texts
+        lead = next((j for j, t in enumerate(row) if t not in special), len(row))
+        tail = next((j for j, t in enumerate(reversed(row)) if t not in special), 0)
+        inner = row[lead : len(row) - tail]
+        length = int(torch.randint(view.min_tokens, view.max_tokens + 1, (), generator=generator))
+        if len(inner) <= length:
+            continue
+        start = int(torch.randint(0, len(inner) - length + 1, (), generator=generator))
+        ids[i] = row[:lead] + inner[start : start + length] + row[len(row) - tail :]
+    out["input_ids"] = ids
+    if "attention_mask" in features:
+        out["attention_mask"] = [[1] * len(row) for row in ids]
+    if pairs is not None:
+        out["token_type_ids"] = [list(p) if len(p) == len(row) else [0] * len(row) for p, row in zip(pairs, ids, strict=True)]
+    return out
