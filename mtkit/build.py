@@ -85,8 +85,9 @@ def build_component(node: Node, source: str, *, seed: int | None = None, **runti
 def _check_sources(component: Backbone | Adapter | Combiner, backbone: Backbone, path: str, source: str) -> None:
     layers = len(backbone.layers())
     for rep in component.representation_sources():
-        if rep.startswith("layer:") and not 0 <= layer_index(rep) < layers:
-            raise MtkitError(f"{source}: {path}.source {rep!r}: the backbone has layers 0-{layers - 1}; use layer:0 to layer:{layers - 1}")
+        if rep.startswith(("layer:", "frozen_layer:")) and not 0 <= layer_index(rep) < layers:
+            kind = rep.split(":")[0]
+            raise MtkitError(f"{source}: {path}.source {rep!r}: the backbone has layers 0-{layers - 1}; use {kind}:0 to {kind}:{layers - 1}")
 
 
 def build_model(resolved: ResolvedRecipe, task_infos: dict[str, TaskInfo]) -> MultiTaskModel:

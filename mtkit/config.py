@@ -84,10 +84,12 @@ class DatasetConfig(ComponentConfig):
 RepresentationSource = Annotated[
     str,
     Field(
-        pattern=r"^(embeddings|frozen_pass|layer:\d+)$",
+        pattern=r"^(embeddings|frozen_pass|layer:\d+|frozen_layer:\d+)$",
         description="Where the input representation comes from: `embeddings` (mean-pooled input embeddings, "
         "no extra pass), `layer:N` (mean-pooled hidden state after layer N; adapters then act from layer N+1 "
-        "on, still one pass) or `frozen_pass` (a separate pass of the frozen backbone, as in the DYNAMO and "
-        "TaskWeaver papers, about twice the cost).",
+        "on, still one pass), `frozen_layer:N` (mean-pooled hidden state after layer N of the frozen backbone, "
+        "a partial extra pass that stops there: contextual, adapters act at every layer, costs layers 0-N once "
+        "more) or `frozen_pass` (a separate full pass of the frozen backbone, as in the DYNAMO and TaskWeaver "
+        "papers, about twice the cost).",
     ),
 ]

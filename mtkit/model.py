@@ -96,7 +96,9 @@ class MultiTaskModel(nn.Module):
         for site in self._sites:
             module = self.backbone.get_submodule(site)
             self._handles.append(module.register_forward_hook(partial(self._site_hook, site)))
-        for source in self._sources([self.combiner, self.oracle]) - {"frozen_pass"}:
+        for source in self._sources([self.combiner, self.oracle]):
+            if source == "frozen_pass" or source.startswith("frozen_layer:"):
+                continue  # computed by a pass of their own, in _begin
             module = self.backbone.embeddings() if source == "embeddings" else self.backbone.layers()[layer_index(source)]
             self._handles.append(module.register_forward_hook(partial(self._representation_hook, source)))
 
@@ -121,13 +123,34 @@ class MultiTaskModel(nn.Module):
         )
         combiner = self._last_combiner = self.running_combiner
         self._needed = self._sources([combiner]) if self.adapters_enabled else set()
-        if "frozen_pass" in self._needed:
-            with torch.no_grad(), self.adapters_disabled():
-                hidden = self.backbone(input_ids, attention_mask).hidden
-            self.ctx.representations["frozen_pass"] = masked_mean(hidden, attention_mask)
+        for source in sorted(self._needed):
+            if source == "frozen_pass" or source.startswith("frozen_layer:"):
+                self.ctx.representations[source] = self._frozen_representation(source, input_ids, attention_mask)
         combiner._start_forward(self.ctx)
         for adapter in self.adapters.values():
             adapter.begin(self.ctx)
+
+    @torch.no_grad()
+    def _frozen_representation(self, source: str, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        """Mean-pooled hidden state of the frozen backbone (no adapters): its last layer (`frozen_pass`), or layer N,
+        stopping the pass there (`frozen_layer:N`)."""
+        with self.adapters_disabled():
+            if source == "frozen_pass":
+                return masked_mean(self.backbone(input_ids, attention_mask).hidden, attention_mask)
+            captured: list[Tensor] = []
+
+            def stop(module: nn.Module, args: Any, output: Any) -> None:
+                captured.append(output[0] if isinstance(output, tuple) else output)
+                raise _StopPass
+
+            handle = self.backbone.layers()[layer_index(source)].register_forward_hook(stop)
+            try:
+                self.backbone(input_ids, attention_mask)
+            except _StopPass:
+                pass
+            finally:
+                handle.remove()
+        return masked_mean(captured[0], attention_mask)
 
     def run_backbone(self, input_ids: Tensor, attention_mask: Tensor, task_ids: Tensor) -> BackboneOutput:
         self._begin(input_ids, attention_mask, task_ids)
@@ -280,6 +303,10 @@ class TaskView:
         tokens = model.backbone.generate(batch["input_ids"], batch["attention_mask"], **kwargs)
         model.running_combiner._finish_forward()
         return tokens
+
+
+class _StopPass(Exception):
+    """Ends a partial frozen pass once the layer a `frozen_layer:N` source reads has run."""
 
 
 def layer_index(source: str) -> int:

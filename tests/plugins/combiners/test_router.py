@@ -219,3 +219,20 @@ def test_router_task_supervision_routes_each_cluster_to_its_task_adapter() -> No
         optimizer.step()
         optimizer.zero_grad()
     assert torch.equal(probs_of(router, rep).argmax(-1), own)
+
+
+def test_router_frozen_layer_source_reads_a_partial_frozen_pass_and_adapts_every_layer(build: Builder) -> None:
+    from mtkit import masked_mean
+
+    model = build({"type": "router", "source": "frozen_layer:0"})
+    ids = model.backbone.tokenizer(TEXTS, padding=True, return_tensors="pt")
+    tasks = torch.zeros(4, dtype=torch.long)
+    with torch.no_grad():
+        adapted = hidden(model, tasks)
+        representation = model.ctx.representation("frozen_layer:0")
+        with model.adapters_disabled():
+            states = model.backbone.model(**ids, output_hidden_states=True).hidden_states
+            base = hidden(model, tasks)
+    assert representation is not None
+    torch.testing.assert_close(representation, masked_mean(states[1], ids["attention_mask"]))  # after layer 0, no adapters
+    assert (adapted - base).abs().max() > 1e-3  # the routed adapters act (from layer 0 on: the decision comes first)
