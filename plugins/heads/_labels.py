@@ -16,5 +16,9 @@ def resolve_num_labels(config: ComponentConfig, task: TaskInfo) -> int:
         )
     resolved = configured or labels
     if resolved is None:
-        raise MtkitError(f"tasks.{task.name}.head.num_labels is required: the dataset names no labels")
+        field = getattr(config, "label_field", "label")
+        raise MtkitError(
+            f"tasks.{task.name}.head.num_labels is required: the dataset names no labels (it has no field {field!r} "
+            "of text labels); set num_labels for integer labels, or point the dataset at the label column (dataset.rename)"
+        )
     return resolved
