@@ -8,7 +8,6 @@ that component's config class. Problems of both passes are collected and raised 
 from __future__ import annotations
 
 import difflib
-import json
 import re
 import tomllib
 import types
@@ -21,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from mtkit.config import ComponentConfig
 from mtkit.errors import RecipeError, UnknownComponentError
+from mtkit.recipe_file import read_recipe_file
 from mtkit.registry import Registry
 
 __all__ = [
@@ -237,22 +237,6 @@ def selector_problems(selectors: Sequence[str], recipe: Recipe) -> list[str]:
 
 
 # --- reading and overrides -------------------------------------------------------------------
-
-
-def read_recipe_file(path: str | Path) -> dict[str, Any]:
-    """Read a TOML recipe (or the JSON one a run directory saves)."""
-    path = Path(path)
-    if not path.is_file():
-        raise RecipeError([f"{path}: no such recipe file; check the path (recipes live in recipes/*.toml)"])
-    text = path.read_text(encoding="utf-8")
-    try:
-        data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise RecipeError([f"{path}: invalid TOML: {exc}"]) from None
-    except json.JSONDecodeError as exc:
-        raise RecipeError([f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"]) from None
-    data.setdefault("run", {}).setdefault("name", re.sub(r"[^\w.-]", "_", path.stem))
-    return data
 
 
 def _parse_value(text: str) -> Any:
