@@ -97,7 +97,7 @@ def _split(
 def _numbered(split: datasets.Dataset) -> datasets.Dataset:
     if ROW_COLUMN in split.column_names:
         return split
-    return split.add_column(ROW_COLUMN, list(range(len(split))))  # type: ignore[arg-type]
+    return split.add_column(ROW_COLUMN, list(range(len(split))))
 
 
 def _check_rows(splits: dict[str, datasets.Dataset], origins: dict[str, str], head: Head, task: str, source: DatasetSource) -> None:
