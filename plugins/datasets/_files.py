@@ -131,13 +131,15 @@ def _csv_problem(files: list[Path], delimiter: str, encoding: str, chain: list[B
             return f"{path}: is empty (no header row); write a header line and rows, or remove the file from data_files"
         reader = csv.reader(io.StringIO(text), delimiter=delimiter)
         header = next(reader)
-        for record in reader:
-            if record and len(record) != len(header):
-                return (
-                    f"{path}: line {reader.line_num} has {len(record)} {_DELIMITERS.get(delimiter, repr(delimiter))}-separated "
-                    f"fields but the header has {len(header)}; quote values that contain {delimiter!r} or fix the row"
-                    + _delimiter_hint(text.splitlines()[0], delimiter)
-                )
+        widths = [(reader.line_num, len(record)) for record in reader if record]
+        # pandas refuses a row longer than the header (a short one it fills with nulls): name a long one first.
+        bad = next((w for w in widths if w[1] > len(header)), None) or next((w for w in widths if w[1] < len(header)), None)
+        if bad is not None:
+            return (
+                f"{path}: line {bad[0]} has {bad[1]} {_DELIMITERS.get(delimiter, repr(delimiter))}-separated "
+                f"fields but the header has {len(header)}; quote values that contain {delimiter!r} or fix the row"
+                + _delimiter_hint(text.splitlines()[0], delimiter)
+            )
     if empty:
         return f"data_files {', '.join(map(str, files))}: a file holds no rows; remove it from data_files"
     return None
