@@ -13,6 +13,7 @@ from typing import Any
 from mtkit.checkpoint import write_json_atomic
 from mtkit.errors import MtkitError
 from mtkit.lock import LOCK_FILE
+from mtkit.manifest import MANIFEST
 
 __all__ = ["RunDir"]
 
@@ -35,14 +36,14 @@ class RunDir:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.restarted = False  # set by create(): --resume found no checkpoint and started from step 0
+        self.restarted: str | None = None  # set by create() when --resume found no checkpoint: why (the run starts at step 0)
 
     @classmethod
     def create(cls, path: Path, *, resume: bool, overwrite: bool) -> RunDir:
         """Prepare `path` for a run (the caller holds its lock, see mtkit.lock).
 
         A directory with files needs `resume` or `overwrite`. Resuming a run that never reached its
-        first checkpoint starts it again from step 0 (`restarted` is then True).
+        first checkpoint starts it again from step 0 (`restarted` then says why).
         """
         if path.exists() and not path.is_dir():
             raise MtkitError(f"{path}: run.output_dir is an existing file, not a directory; choose another run.output_dir")
@@ -58,8 +59,9 @@ class RunDir:
             run_dir.clear()
         if resume and not run_dir.has_checkpoint:
             run_dir.clear()  # logs of an attempt killed before its first checkpoint: the run starts again
-            run_dir.restarted = True
+            run_dir.restarted = "the run stopped before its first one" if used else "the run directory is new"
         path.mkdir(parents=True, exist_ok=True)
+        (path / MANIFEST).unlink(missing_ok=True)  # a directory with a manifest holds a finished run; this one is not, yet
         return run_dir
 
     @staticmethod
@@ -94,7 +96,7 @@ class RunDir:
         if path.is_file():
             raise MtkitError(f"{path}: is a file; pass the run directory that `mtkit run` wrote (the folder holding recipe.json)")
         if not path.is_dir():
-            raise MtkitError(f"{path}: no such run directory; pass the folder `mtkit run` wrote (see run.output_dir, default runs/<name>)")
+            raise MtkitError(f"{path}: not a run directory (no such folder); pass the folder `mtkit run` wrote (run.output_dir, default runs/<name>)")
         if not (path / "recipe.json").is_file():
             raise MtkitError(f"{path}: not a run directory (no recipe.json); pass the folder `mtkit run` wrote")
         return cls(path)

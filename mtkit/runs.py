@@ -63,7 +63,7 @@ def run_recipe(
             with in_recipe(str(path), None):
                 run_dir = RunDir.create(out, resume=resume, overwrite=overwrite)
             if run_dir.restarted:
-                _notice(callbacks, f"{out}: no checkpoint to resume from (the run stopped before its first one); starting from step 0")
+                _notice(callbacks, f"{out}: no checkpoint to resume from ({run_dir.restarted}); starting from step 0")
             run_dir.write_json("recipe.json", raw)
         accelerator.wait_for_everyone()
         run_dir = RunDir(out)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import string
 from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -273,7 +274,7 @@ class _FileDataset(MappedDataset):
             # One split per load: a broken test file must not be blamed on, or read with, the train split.
             split = _load(
                 f"data_files {listed!r}",
-                lambda exc, files=files: explain(exc, self.builder, files, options),  # type: ignore[misc]
+                partial(explain, builder=self.builder, files=files, options=options),
                 path=self.builder,
                 data_files={name: listed},
                 split=name,

@@ -110,7 +110,7 @@ CASES: dict[str, Build] = {
     "eval-bad-routing": _finished(lambda r, t: ["eval", str(r), "--routing", "psychic"], lambda r, t: ["--routing 'psychic'", "oracle or learned"]),
     "eval-bad-split": _finished(lambda r, t: ["eval", str(r), "--split", "train"], lambda r, t: ["--split 'train'", "test or validation"]),
     "eval-unknown-task": _finished(lambda r, t: ["eval", str(r), "--task", "nope"], lambda r, t: ["--task nope", "tasks: reviews"]),
-    "eval-missing-run": _plain(lambda t: ["eval", str(t / "nope")], lambda t: [str(t / "nope"), "no such run directory"]),
+    "eval-missing-run": _plain(lambda t: ["eval", str(t / "nope")], lambda t: [str(t / "nope"), "not a run directory (no such folder)"]),
     "eval-file-as-run": _plain(lambda t: ["eval", str(_file(t))], lambda t: [str(t / "notes.txt"), "is a file"]),
     "eval-not-a-run": _plain(lambda t: ["eval", str(_empty_dir(t))], lambda t: [str(t / "empty"), "no recipe.json"]),
     "predict-no-inputs": _finished(lambda r, t: ["predict", str(r)], lambda r, t: ["no inputs", "--file"]),
@@ -119,7 +119,7 @@ CASES: dict[str, Build] = {
     "predict-latin1-file": _latin1_inputs,
     "predict-utf16-file": _utf16_inputs,
     "predict-unknown-task": _finished(lambda r, t: ["predict", str(r), "nice", "--task", "nope"], lambda r, t: ["--task 'nope'", "tasks: reviews"]),
-    "predict-missing-run": _plain(lambda t: ["predict", str(t / "nope"), "nice"], lambda t: [str(t / "nope"), "no such run directory"]),
+    "predict-missing-run": _plain(lambda t: ["predict", str(t / "nope"), "nice"], lambda t: [str(t / "nope"), "not a run directory (no such folder)"]),
     "export-format-onnx": _finished(
         lambda r, t: ["export", str(r), str(t / "out"), "--format", "onnx"],
         lambda r, t: [str(r), "no adapter of this run can be exported to format 'onnx'", "reviews (lora): peft", "--format peft"],

@@ -191,6 +191,14 @@ DAMAGES: dict[str, tuple[Damage, tuple[str, ...]]] = {
     "directory": (_path_damage(lambda tmp: str(tmp), lambda tmp: [f"{str(tmp)!r} is a directory"]), ("csv",)),
     "ragged-test-file": (_path_damage(_split_files, lambda tmp: [str(tmp / "test.csv"), "line 8 has 3"]), ("csv",)),
     "unknown-split-name": (_path_damage(lambda tmp: {"valid": str(write("csv", tmp / "d.csv", review_rows()))}, lambda tmp: ["use the split names train and test"]), ("csv",)),
+    "hf-builder-bad-json-line": (
+        _raw_damage(
+            _replace_row('{"text": "x", "label": pos}'),
+            lambda p, f: [str(p), f"line {ROW + 1} is not valid JSON"],
+            extra={"type": "hf", "path": "json"},
+        ),
+        JSONL,
+    ),
     "parquet-loader-on-csv": (_parquet(cut=False), ("parquet",)),
     "parquet-cut": (_parquet(cut=True), ("parquet",)),
     "unknown-encoding": (_config_damage({"encoding": "latin-99"}, ["tasks.reviews.dataset.encoding: ", "unknown encoding 'latin-99'"]), ("csv",)),
