@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from mtkit.errors import MtkitError
 
 __all__ = [
+    "check_state_matches",
     "load_latest",
     "load_optimizer_state",
     "load_tensors",
@@ -55,9 +57,37 @@ def save_tensors(path: Path, tensors: Mapping[str, Tensor], metadata: Mapping[st
 
 
 def load_tensors(path: Path) -> dict[str, Tensor]:
+    """The tensors of a safetensors file; a missing, cut or damaged file is an MtkitError naming it."""
     if not path.is_file():
         raise MtkitError(f"{path}: missing; the run directory is incomplete (was the run finished?)")
-    return load_file(str(path))
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        detail = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise MtkitError(
+            f"{path}: damaged, not a readable safetensors file ({path.stat().st_size} bytes: {detail}); restore it from a copy, "
+            "or run the recipe again"
+        ) from None
+
+
+def check_state_matches(expected: Mapping[str, Tensor], found: Mapping[str, Tensor], file: Path, against: str) -> None:
+    """Every tensor in `found` (read from `file`) exists in `expected` with the same shape.
+
+    Raises:
+        MtkitError: naming the first tensor that is unknown or has another shape, and what it was checked against.
+    """
+    unknown = sorted(set(found) - set(expected))
+    if unknown:
+        raise MtkitError(
+            f"{file}: does not match the model built from {against}: it holds {len(unknown)} tensor(s) the model lacks "
+            f"(e.g. {unknown[0]!r}); the files come from different runs"
+        )
+    for key, tensor in found.items():
+        if tuple(tensor.shape) != tuple(expected[key].shape):
+            raise MtkitError(
+                f"{file}: does not match the model built from {against}: {key!r} has shape {tuple(tensor.shape)} in the file "
+                f"but {tuple(expected[key].shape)} in the model; the files come from different runs or one was edited"
+            )
 
 
 def optimizer_state(optimizer: torch.optim.Optimizer) -> tuple[dict[str, Tensor], dict[str, Any]]:

@@ -149,6 +149,9 @@ class _Progress:
             self.validation = f", validation {logs['validation']:.4f} at step {step}"
         self.progress.update(self.task, completed=step, info=f"loss {logs['loss']:.4f}{self.validation}")
 
+    def notice(self, message: str) -> None:
+        err.print(f"[yellow]note:[/] {message}", highlight=False, soft_wrap=True)
+
     def evaluated(self, phase: str, routing: str, scores: Mapping[str, Mapping[str, float]]) -> None:
         self.progress.stop()
         err.print(score_table(scores, f"{phase} ({routing} routing)"))
@@ -309,6 +312,7 @@ def eval_(
     split: Annotated[str, typer.Option(help="test (the held-out split) or validation (needs the datasets' validation_size).")] = "test",
     probe: Annotated[str | None, typer.Option(help="Score this probe of every task that declares it (tasks.X.probes.NAME) instead.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    no_verify: Annotated[bool, typer.Option("--no-verify", help="Skip checking the run's files against its manifest.json (for files edited on purpose).")] = False,
 ) -> None:
     """Re-evaluate a finished run on its held-out splits (or a probe)."""
     import datasets
@@ -316,7 +320,7 @@ def eval_(
     from mtkit.runs import evaluate_run
 
     datasets.disable_progress_bars()
-    scores = guarded(lambda: evaluate_run(run_dir, tasks=task, routing=routing, split=split, probe=probe))
+    scores = guarded(lambda: evaluate_run(run_dir, tasks=task, routing=routing, split=split, probe=probe, verify=not no_verify))
     if as_json:
         print(json.dumps(scores, indent=2))
         return
@@ -330,19 +334,20 @@ def predict(
     file: Annotated[Path | None, typer.Option(help="Read inputs from this file, one per line.")] = None,
     task: Annotated[str | None, typer.Option(help="Task whose head predicts (default: every task).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    no_verify: Annotated[bool, typer.Option("--no-verify", help="Skip checking the run's files against its manifest.json (for files edited on purpose).")] = False,
 ) -> None:
     """Predict new inputs with a finished run."""
     from mtkit.runs import predict_texts
+    from mtkit.textfile import read_text_file
 
     def body() -> list[dict[str, Any]]:
         inputs = list(texts or [])
         if file is not None:
-            if not file.is_file():
-                raise MtkitError(f"{file}: no such file; pass a text file with one input per line")
-            inputs += [line for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+            text = read_text_file(file, what="input file (one input per line)", fix="save it as UTF-8")
+            inputs += [line for line in text.splitlines() if line.strip()]
         if not inputs:
             raise MtkitError("no inputs; pass texts as arguments or --file FILE")
-        return predict_texts(run_dir, inputs, task=task)
+        return predict_texts(run_dir, inputs, task=task, verify=not no_verify)
 
     results = guarded(body)
     if as_json:
@@ -391,10 +396,11 @@ def export_command(
     out_dir: Annotated[Path, typer.Argument(help="Where to write one folder per exported adapter.")],
     format: Annotated[str, typer.Option("--format", help="Target format (peft: adapter_config.json + adapter_model.safetensors).")] = "peft",
     adapter: Annotated[list[str] | None, typer.Option("--adapter", help="Adapter id to export (repeatable; default: every exportable one).")] = None,
+    no_verify: Annotated[bool, typer.Option("--no-verify", help="Skip checking the run's files against its manifest.json (for files edited on purpose).")] = False,
 ) -> None:
     """Export a run's adapters (e.g. LoRA to the PEFT format, loadable by peft.PeftModel.from_pretrained)."""
     from mtkit.export import export_run
 
-    folders = guarded(lambda: export_run(run_dir, out_dir, format, adapter))
+    folders = guarded(lambda: export_run(run_dir, out_dir, format, adapter, verify=not no_verify))
     for aid, folder in folders.items():
         out.print(f"{aid}: {folder}", highlight=False)

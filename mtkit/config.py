@@ -19,7 +19,7 @@ class ComponentConfig(BaseModel):
     Unknown keys are rejected and configs are immutable once validated.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class AdapterConfig(ComponentConfig):

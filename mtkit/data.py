@@ -11,7 +11,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import datasets
 import torch
@@ -20,7 +20,19 @@ from mtkit.config import DatasetConfig
 from mtkit.errors import MtkitError
 from mtkit.interfaces import DatasetSource, Head, Scheduler
 
-__all__ = ["BatchPlan", "TaskData", "check_rows", "encode_examples", "plan_batches", "prepare_task_data"]
+__all__ = ["ROW_COLUMN", "BatchPlan", "RowLocating", "TaskData", "check_rows", "encode_examples", "plan_batches", "prepare_task_data"]
+
+ROW_COLUMN = "_mtkit_row"
+"""Column added to each loaded split: a row's index in the split the dataset gave (counted from 0, before any
+held-out split or shuffle), so that a message about a row names the row the user can find in the data."""
+
+
+@runtime_checkable
+class RowLocating(Protocol):
+    """A dataset that can say where a loaded row sits in its files (optional capability of a DatasetSource)."""
+
+    def row_location(self, split: str, row: int) -> str | None:
+        """Where row `row` of loaded split `split` sits, e.g. `data/reviews.csv line 5`; None if unknown."""
 
 
 @dataclass
@@ -50,10 +62,10 @@ def _split(
 ) -> tuple[datasets.Dataset, datasets.Dataset, datasets.Dataset | None, dict[str, Any]]:
     if "train" not in loaded:
         raise MtkitError(f"task {task!r}: dataset {source.name!r} returned no 'train' split (got {sorted(loaded)})")
-    train = loaded["train"]
+    train = _numbered(loaded["train"])
     how = "source"
     if "test" in loaded:
-        test = loaded["test"]
+        test = _numbered(loaded["test"])
     else:
         if len(train) < 2:
             raise MtkitError(f"task {task!r}: dataset {source.name!r} has {len(train)} example(s); a held-out split needs at least 2")
@@ -82,12 +94,38 @@ def _split(
     return train, test, validation, info
 
 
-def check_rows(split: datasets.Dataset, head: Head, task: str, split_name: str) -> None:
-    """Raise naming the task, split and row of the first example the head refuses."""
-    for i, example in enumerate(split):
-        problem = head.validate_example(example)
-        if problem is not None:
-            raise MtkitError(f"task {task!r}, {split_name} row {i}: {problem}")
+def _numbered(split: datasets.Dataset) -> datasets.Dataset:
+    if ROW_COLUMN in split.column_names:
+        return split
+    return split.add_column(ROW_COLUMN, list(range(len(split))))
+
+
+def _check_rows(
+    splits: dict[str, datasets.Dataset], origins: dict[str, str], head: Head, task: str, source: DatasetSource | None
+) -> None:
+    """Every row of every split passes the head's check; else one message naming the first bad row in data order."""
+    problems: list[tuple[str, int, str]] = []  # (source split, row, problem)
+    total = 0
+    for name, split in splits.items():
+        total += len(split)
+        for example in split:
+            row = example.pop(ROW_COLUMN)
+            problem = head.validate_example(example)
+            if problem is not None:
+                problems.append((origins[name], row, problem))
+    if not problems:
+        return
+    if len(problems) == total > 1 and len({p for _, _, p in problems}) == 1:  # a missing field, a wrong setting
+        raise MtkitError(f"task {task!r}, every row ({total} of them): {problems[0][2]}")
+    origin, row, problem = min(problems, key=lambda p: (p[0] != "train", p[1]))
+    where = source.row_location(origin, row) if isinstance(source, RowLocating) else None
+    more = f" ({len(problems) - 1} more row(s) have problems)" if len(problems) > 1 else ""
+    raise MtkitError(f"task {task!r}, {origin} row {row}" + (f" ({where})" if where else "") + f": {problem}{more}")
+
+
+def check_rows(split: datasets.Dataset, head: Head, task: str, name: str) -> None:
+    """Every row of one split of examples (a probe's, say) passes the head's check; else a message naming the row."""
+    _check_rows({name: _numbered(split)}, {name: name}, head, task, None)
 
 
 def prepare_task_data(
@@ -102,11 +140,12 @@ def prepare_task_data(
     """Split, check and encode one task's loaded examples (the splits named in `encode`, default all; the others stay raw)."""
     train, test, validation, info = _split(source, loaded, source.config, task)
     splits = {"train": train, "test": test} | ({"validation": validation} if validation is not None else {})
-    for name, split in splits.items():
-        if encode is None or name in encode:
-            check_rows(split, head, task, name)
+    chosen = {name: split for name, split in splits.items() if encode is None or name in encode}
+    # Validation rows, and test rows when the dataset has no test split, were carved from its train split.
+    origins = {"train": "train", "validation": "train", "test": "test" if "test" in loaded else "train"}
+    _check_rows(chosen, origins, head, task, source)
     encoded = {
-        name: encode_examples(split, head, tokenizer, max_length, f"{task}/{name}") if encode is None or name in encode else split
+        name: encode_examples(split, head, tokenizer, max_length, f"{task}/{name}") if name in chosen else split
         for name, split in splits.items()
     }
     return TaskData(task, encoded["train"], encoded["test"], info, encoded.get("validation"))

@@ -54,7 +54,7 @@ _DEFAULTS: dict[str, Any] = {
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class ComponentTable(BaseModel):

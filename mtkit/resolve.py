@@ -98,7 +98,7 @@ def _unknown_type(registry: Registry, kind: str, name: str, path: str, source: s
     if failed:
         # A plugin that did not load registered nothing, so the type it would have provided is unknown.
         listed = "; ".join(f"{p.label()}: {p.status}: {p.error}" for p in failed[:3])
-        message += f" (plugins that did not load, one may provide it: {listed})"
+        message += f" (plugins that failed to load or are incompatible, one may provide it: {listed})"
     return message
 
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mtkit.checkpoint import load_tensors, save_tensors
+from mtkit.checkpoint import check_state_matches, load_tensors, save_tensors
 from mtkit.errors import MtkitError
+from mtkit.lock import hold_run_dir
+from mtkit.manifest import verify_manifest, write_manifest
 from mtkit.recipe import Recipe
 from mtkit.registry import Registry, load_registry
 from mtkit.resolve import ResolvedRecipe, load_recipe, resolve
@@ -18,13 +21,17 @@ from mtkit.rundir import RunDir
 __all__ = ["LoadedRun", "evaluate_run", "load_run", "predict_texts", "run_recipe"]
 
 
-def _accelerator(recipe: Recipe) -> Any:
+def _accelerator(recipe: Recipe, source: str) -> Any:
+    import torch
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs
 
+    if recipe.run.device == "cuda" and not torch.cuda.is_available():
+        raise MtkitError(
+            f"{source}: run.device: 'cuda', but torch {torch.__version__} sees no CUDA device here; use device = \"auto\" "
+            "(a GPU where there is one) or \"cpu\""
+        )
     if recipe.run.threads:
-        import torch
-
         torch.set_num_threads(recipe.run.threads)
     # A batch reaches only its tasks' heads (and routing may skip adapters): DDP must allow unused parameters.
     ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
@@ -49,36 +56,52 @@ def run_recipe(
         saved = RunDir(out).read_json("recipe.json")
         if saved != raw:
             raise MtkitError(f"{out}: --resume with a recipe that differs from the one the run started with; resume with the same recipe and --set values")
-    from mtkit.build import build_run
+    from mtkit.build import build_run, in_recipe
     from mtkit.train import Trainer
 
-    accelerator = _accelerator(recipe)
-    main = accelerator.is_main_process  # under `accelerate launch`, only the main process writes
+    accelerator = _accelerator(recipe, str(path))
+    main = accelerator.is_main_process  # under `accelerate launch`, only the main process writes (and locks)
     if main:
-        run_dir = RunDir.create(out, resume=resume, overwrite=overwrite)
-        run_dir.write_json("recipe.json", raw)
-    accelerator.wait_for_everyone()
-    run_dir = RunDir(out)
-    built = build_run(resolved)
-    trainer = Trainer(built, run_dir, accelerator, callbacks)
-    if main:
-        run_dir.write_json("data.json", {"seed": recipe.run.seed, "tasks": {n: d.split for n, d in built.tasks.items()}})
-        run_dir.write_json("tasks.json", {n: {"labels": list(i.label_names) if i.label_names else None} for n, i in built.task_infos.items()})
-    results = trainer.run(resume=resume)
-    accelerator.wait_for_everyone()
-    if not main:
-        return run_dir
-    save_tensors(run_dir.path / "model.safetensors", trainer.model_state())
-    run_dir.write_json("results.json", results)
-    if trainer.probe_results:
-        run_dir.write_json("probes.json", trainer.probe_results)
-    total = sum(p.numel() for p in built.model.parameters())
-    run_dir.write_json("parameters.json", {"trained": trainer.trained_parameter_count(), "total": total})
-    extra = _after_run(run_dir, built, trainer)
-    from mtkit.report import write_report
+        with in_recipe(str(path), None):
+            RunDir.make_directory(out)
+    with hold_run_dir(out) if main else nullcontext():
+        if main:
+            with in_recipe(str(path), None):
+                run_dir = RunDir.create(out, resume=resume, overwrite=overwrite)
+            if run_dir.restarted:
+                _notice(callbacks, f"{out}: no checkpoint to resume from ({run_dir.restarted}); starting from step 0")
+            run_dir.write_json("recipe.json", raw)
+        accelerator.wait_for_everyone()
+        run_dir = RunDir(out)
+        resume = resume and run_dir.has_checkpoint
+        built = build_run(resolved)
+        trainer = Trainer(built, run_dir, accelerator, callbacks)
+        if main:
+            run_dir.write_json("data.json", {"seed": recipe.run.seed, "tasks": {n: d.split for n, d in built.tasks.items()}})
+            run_dir.write_json("tasks.json", {n: {"labels": list(i.label_names) if i.label_names else None} for n, i in built.task_infos.items()})
+        results = trainer.run(resume=resume)
+        accelerator.wait_for_everyone()
+        if not main:
+            return run_dir
+        save_tensors(run_dir.path / "model.safetensors", trainer.model_state())
+        run_dir.write_json("results.json", results)
+        if trainer.probe_results:
+            run_dir.write_json("probes.json", trainer.probe_results)
+        total = sum(p.numel() for p in built.model.parameters())
+        run_dir.write_json("parameters.json", {"trained": trainer.trained_parameter_count(), "total": total})
+        extra = _after_run(run_dir, built, trainer)
+        from mtkit.report import write_report
 
-    write_report(run_dir, raw, results, extra)
-    return run_dir
+        write_report(run_dir, raw, results, extra)
+        write_manifest(run_dir.path)  # last: a directory with a manifest holds a finished run
+        return run_dir
+
+
+def _notice(callbacks: Any, message: str) -> None:
+    """Tell the user something about the run (the CLI's progress display prints it)."""
+    notice = getattr(callbacks, "notice", None)
+    if notice is not None:
+        notice(message)
 
 
 def _after_run(run_dir: RunDir, built: Any, trainer: Any) -> list[str]:
@@ -101,27 +124,40 @@ class LoadedRun:
         return self.resolved.recipe
 
 
-def load_run(path: str | Path, registry: Registry | None = None) -> LoadedRun:
+def load_run(path: str | Path, registry: Registry | None = None, *, verify: bool = True) -> LoadedRun:
     """Rebuild a finished run's model from its directory alone (no training data needed).
 
-    The model routes as the run's last phase did (its routing mode and its task -> adapter mapping).
+    The model routes as the run's last phase did (its routing mode and its task -> adapter mapping). With `verify`,
+    the run's files are first checked against its manifest (mtkit.manifest). Either way a damaged or mismatched file
+    is an MtkitError naming it and what it does not match.
     """
     from mtkit.build import build_model
     from mtkit.interfaces import TaskInfo
 
     registry = registry or load_registry()
     run_dir = RunDir.open(Path(path))
-    resolved = resolve(run_dir.read_json("recipe.json"), registry, str(run_dir.path / "recipe.json"))
+    if verify:
+        verify_manifest(run_dir.path)
+    raw = run_dir.read_json("recipe.json")
+    if not isinstance(raw, dict):
+        raise MtkitError(f"{run_dir.path / 'recipe.json'}: damaged: holds a JSON {type(raw).__name__}, not a recipe (an object of tables)")
+    resolved = resolve(raw, registry, str(run_dir.path / "recipe.json"))
     recipe = resolved.recipe
-    labels = run_dir.read_json("tasks.json")
-    infos = {
-        name: TaskInfo(name, i, tuple(labels[name]["labels"]) if labels[name]["labels"] else None)
-        for i, name in enumerate(recipe.tasks)
-    }
+    labels = run_dir.task_labels(list(recipe.tasks))
+    infos = {name: TaskInfo(name, i, labels[name]) for i, name in enumerate(recipe.tasks)}
     model = build_model(resolved, infos)
-    missing, unexpected = model.load_state_dict(load_tensors(run_dir.path / "model.safetensors"), strict=False)
-    if unexpected or any(not k.startswith("backbone.") for k in missing):
-        raise MtkitError(f"{run_dir.path}/model.safetensors does not match the recipe's model (unexpected: {unexpected[:3]})")
+    file = run_dir.path / "model.safetensors"
+    tensors = load_tensors(file)
+    expected = model.state_dict()
+    against = "recipe.json and tasks.json"
+    check_state_matches(expected, tensors, file, against)
+    lacking = [k for k in expected if k not in tensors and not k.startswith("backbone.")]
+    if lacking:
+        raise MtkitError(
+            f"{file}: does not match the model built from {against}: it lacks {len(lacking)} tensor(s) of the model "
+            f"(e.g. {lacking[0]!r}); the files come from different runs"
+        )
+    model.load_state_dict(tensors, strict=False)
     last = recipe.phases[-1]
     model.routing_mode = last.routing
     model.set_task_adapters({task: recipe.adapter_for_task(task, last) for task in recipe.tasks})
@@ -141,6 +177,7 @@ def evaluate_run(
     split: str = "test",
     probe: str | None = None,
     registry: Registry | None = None,
+    verify: bool = True,
 ) -> dict[str, dict[str, float]]:
     """Scores of a finished run on its held-out (or validation) splits, or on a probe (keys `task/probe`), rebuilt from
     the recorded seeds."""
@@ -150,7 +187,7 @@ def evaluate_run(
     from mtkit.evaluate import evaluate, evaluate_examples
 
     registry = registry or load_registry()
-    loaded_run = load_run(path, registry)
+    loaded_run = load_run(path, registry, verify=verify)
     recipe = loaded_run.recipe
     unknown = sorted(set(tasks or []) - set(recipe.tasks))
     if unknown:
@@ -168,6 +205,8 @@ def evaluate_run(
     resolved, model = loaded_run.resolved, loaded_run.model
     sources, loaded, _ = load_sources(resolved)
     data = encode_tasks(resolved, model, sources, loaded, chosen, splits=("validation",) if split == "validation" else ("test",))
+    if verify:
+        _check_same_data(loaded_run.run_dir, data)
     metrics = build_metrics(resolved)
     mode = routing or _final_routing(recipe)
     batch_size, cpu = recipe.run.eval_batch_size, torch.device("cpu")
@@ -182,15 +221,28 @@ def evaluate_run(
     return {task: result.scores for task, result in results.items()}
 
 
+def _check_same_data(run_dir: RunDir, data: dict[str, Any]) -> None:
+    """The datasets still give the splits the run recorded (else the scores would be of other data)."""
+    recorded = run_dir.read_json("data.json").get("tasks", {})
+    for name, task_data in data.items():
+        then = {k: v for k, v in recorded.get(name, {}).items() if k in ("available", "train", "test", "validation")}
+        now = {k: v for k, v in task_data.split.items() if k in then}
+        if then != now:
+            raise MtkitError(
+                f"{run_dir.path / 'data.json'}: task {name!r} had {then} examples when the run was made, but its dataset now "
+                f"gives {now}; the data changed since the run (restore it, or pass --no-verify to score the data as it is)"
+            )
+
+
 def predict_texts(
-    path: str | Path, texts: Sequence[str], *, task: str | None = None, registry: Registry | None = None
+    path: str | Path, texts: Sequence[str], *, task: str | None = None, registry: Registry | None = None, verify: bool = True
 ) -> list[dict[str, Any]]:
     """Each input's prediction per task (or for one task), with the routing weights that produced it."""
     import torch
 
     from mtkit.evaluate import move
 
-    loaded_run = load_run(path, registry)
+    loaded_run = load_run(path, registry, verify=verify)
     model, recipe = loaded_run.model, loaded_run.recipe
     if task is not None and task not in recipe.tasks:
         raise MtkitError(f"--task {task!r}: not a task of this run (tasks: {', '.join(recipe.tasks)})")

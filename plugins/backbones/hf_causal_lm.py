@@ -75,7 +75,7 @@ class HfCausalLmBackbone(Backbone):
                 )
         except (OSError, ValueError) as exc:
             raise load_error(config.model, exc) from None
-        except (TypeError, AttributeError) as exc:
+        except (TypeError, AttributeError, RuntimeError) as exc:
             if not config.config_overrides:
                 raise
             raise overrides_error(exc) from None

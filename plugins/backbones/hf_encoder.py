@@ -43,7 +43,7 @@ class HfEncoderBackbone(Backbone):
                 self.model = AutoModel.from_pretrained(source, revision=config.revision, **{"dtype": torch.float32, **config.config_overrides})
         except (OSError, ValueError) as exc:
             raise load_error(config.model, exc) from None
-        except (TypeError, AttributeError) as exc:
+        except (TypeError, AttributeError, RuntimeError) as exc:
             if not config.config_overrides:
                 raise
             raise overrides_error(exc) from None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import codecs
+import string
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -47,6 +49,25 @@ class MappedDatasetConfig(DatasetConfig):
         description="Class names in id order; string labels map to their position here (unset: the sorted distinct strings).",
     )
 
+    @field_validator("templates")
+    @classmethod
+    def _check_templates(cls, templates: dict[str, str]) -> dict[str, str]:
+        for name, template in templates.items():
+            try:
+                fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+            except ValueError as exc:
+                raise ValueError(
+                    f"template {name!r} = {template!r} is not a valid format string ({exc}); close every placeholder "
+                    "as {field} and write a literal brace as {{ or }}"
+                ) from None
+            positional = [f for f in fields if not f or f[0].isdigit()]
+            if positional:
+                raise ValueError(
+                    f"template {name!r} = {template!r} has a positional placeholder {{{positional[0]}}}; "
+                    "name a field instead, e.g. {text}"
+                )
+        return templates
+
     @model_validator(mode="after")
     def _check_names(self) -> MappedDatasetConfig:
         if self.label_names is not None and len(set(self.label_names)) != len(self.label_names):
@@ -78,13 +99,35 @@ class FileDatasetConfig(MappedDatasetConfig):
     )
 
 
-class CsvDatasetConfig(FileDatasetConfig):
+def known_encoding(value: str) -> str:
+    """`value` if Python knows the codec, else a ValueError that says what to write."""
+    try:
+        codecs.lookup(value)
+    except LookupError:
+        raise ValueError(f"unknown encoding {value!r}; use a Python codec name such as utf-8, latin-1, cp1252 or utf-16") from None
+    return value
+
+
+class TextFileDatasetConfig(FileDatasetConfig):
+    """Local text data files (CSV, JSON): adds their encoding."""
+
+    encoding: str = Field(
+        default="utf-8", description="Text encoding of the files, e.g. `latin-1` or `cp1252` for files a legacy tool wrote."
+    )
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        return known_encoding(value)
+
+
+class CsvDatasetConfig(TextFileDatasetConfig):
     """CSV (or TSV, or compressed .csv.bz2/.gz) files through `datasets`' csv builder."""
 
     delimiter: str = Field(default=",", min_length=1, max_length=1, description="Column separator (`\\t` for TSV).")
 
 
-class JsonDatasetConfig(FileDatasetConfig):
+class JsonDatasetConfig(TextFileDatasetConfig):
     """JSON Lines or JSON files through `datasets`' json builder."""
 
     field: str | None = Field(default=None, description="For a JSON object file: the key holding the list of records.")

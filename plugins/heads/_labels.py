@@ -13,5 +13,10 @@ def resolve_num_labels(config: ComponentConfig, task: TaskInfo) -> int:
         raise MtkitError(f"{configured} classes, but the dataset has {labels} labels; remove num_labels or make it match", key="num_labels")
     resolved = configured or labels
     if resolved is None:
-        raise MtkitError("required: the dataset names no labels; set it to the number of classes", key="num_labels")
+        field = getattr(config, "label_field", "label")
+        raise MtkitError(
+            f"required: the dataset names no labels (it has no field {field!r} of text labels); set num_labels for integer "
+            "labels, or point the dataset at the label column (dataset.rename)",
+            key="num_labels",
+        )
     return resolved

@@ -32,7 +32,7 @@ REVIEWS = [{"review": f"text {i}", "label": i % 2} for i in range(10)]
 
 def test_missing_column_names_task_field_and_row(tmp_path: Path, registry: Registry) -> None:
     path = _recipe(tmp_path, {"type": "json", "data_files": _rows(tmp_path / "d.jsonl", REVIEWS), "label_names": ["neg", "pos"]}, {"type": "classification"})
-    with pytest.raises(MtkitError, match=r"task 'reviews', train row 0: field 'text' is missing \(fields: label, review\); set head.text_field"):
+    with pytest.raises(MtkitError, match=r"task 'reviews', every row \(10 of them\): field 'text' is missing \(fields: label, review\); set head.text_field"):
         run_recipe(path, registry=registry)
 
 
@@ -40,7 +40,7 @@ def test_label_outside_the_head_classes_names_task_field_and_row(tmp_path: Path,
     rows = [dict(r, label=7) if i == 4 else r for i, r in enumerate(REVIEWS)]
     dataset = {"type": "json", "data_files": {"train": _rows(tmp_path / "train.jsonl", rows), "test": _rows(tmp_path / "test.jsonl", REVIEWS[:2])}}
     path = _recipe(tmp_path, dataset | {"rename": {"review": "text"}, "label_names": ["neg", "pos"]}, {"type": "classification"})
-    with pytest.raises(MtkitError, match=r"task 'reviews', train row 4: label 7 in field 'label' is outside the head's 2 classes \(0-1\)"):
+    with pytest.raises(MtkitError, match=r"task 'reviews', train row 4 \(.*train.jsonl line 5\): label 7 in field 'label' is outside the head's 2 classes \(0-1\)"):
         run_recipe(path, registry=registry)
 
 
@@ -52,7 +52,7 @@ def test_token_label_outside_the_head_classes_names_the_word(tmp_path: Path, reg
     dataset = {"type": "json", "data_files": {"train": _rows(tmp_path / "train.jsonl", ids), "test": _rows(tmp_path / "test.jsonl", ids[:2])}}
     path = _recipe(tmp_path, dataset | {"label_field": "tags", "label_names": names}, {"type": "token_classification"})
     word = ids[3]["tokens"][2]
-    with pytest.raises(MtkitError, match=rf"task 'reviews', train row 3: label 9 of word 2 \('{word}'\) in field 'tags' is outside the head's 6 classes"):
+    with pytest.raises(MtkitError, match=rf"task 'reviews', train row 3 \(.*train.jsonl line 4\): label 9 of word 2 \('{word}'\) in field 'tags' is outside the head's 6 classes"):
         run_recipe(path, registry=registry)
 
 
@@ -70,5 +70,5 @@ def test_cli_reports_bad_row_without_traceback(tmp_path: Path) -> None:
     path = _recipe(tmp_path, {"type": "json", "data_files": _rows(tmp_path / "d.jsonl", REVIEWS), "label_names": ["neg", "pos"]}, {"type": "classification"})
     result = subprocess.run([sys.executable, "-m", "mtkit", "run", str(path)], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert result.returncode == 2, result.stderr
-    assert f"{path}: task 'reviews', train row 0: field 'text' is missing" in result.stderr
+    assert f"{path}: task 'reviews', every row (10 of them): field 'text' is missing" in result.stderr
     assert "Traceback" not in result.stderr

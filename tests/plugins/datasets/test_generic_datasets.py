@@ -78,7 +78,7 @@ def test_dataset_errors_name_the_column_row_and_fix(tmp_path: Path) -> None:
         JsonDataset(JsonDatasetConfig(data_files=str(path), rename={"missing": "text"})).load()
     with pytest.raises(MtkitError, match=r"templates.prompt: field\(s\) 'title' not in the train split"):
         JsonDataset(JsonDatasetConfig(data_files=str(path), templates={"prompt": "{title}"})).load()
-    with pytest.raises(MtkitError, match=r"train row 1: label 'neg' in field 'label' is not one of label_names \('pos', 'meh'\)"):
+    with pytest.raises(MtkitError, match=r"train row 1 \(.*d.jsonl line 2\): label 'neg' in field 'label' is not one of label_names \('pos', 'meh'\)"):
         JsonDataset(JsonDatasetConfig(data_files=str(path), rename={"stars": "label"}, label_names=["pos", "meh"])).load()
     with pytest.raises(MtkitError, match=r"data_files: '.*nope.csv' is not a file"):
         CsvDataset(CsvDatasetConfig(data_files=str(tmp_path / "nope.csv"))).load()

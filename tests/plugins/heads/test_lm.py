@@ -140,7 +140,7 @@ def test_lm_num_samples_without_sampling_is_rejected(make_lm: MakeLm) -> None:
 def test_lm_missing_column_error_names_task_field_and_row(make_lm: MakeLm) -> None:
     model = make_lm()
     source = InMemoryDataset({"text": ["a", "b", "c", "d"], "title": ["w", "x", "y", "z"]})
-    with pytest.raises(MtkitError, match=r"task 'news', train row 0: field 'headline' is missing \(fields: text, title\)"):
+    with pytest.raises(MtkitError, match=r"task 'news', every row \(\d+ of them\): field 'headline' is missing \(fields: text, title\)"):
         prepare_task_data("news", source, source.load(), model.heads["news"], model.backbone.tokenizer, 32)
 
 
