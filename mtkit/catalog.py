@@ -6,14 +6,16 @@ Reads config classes only, so none of this imports torch.
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
+from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
 from mtkit.recipe import TABLES, Recipe
 from mtkit.registry import ComponentEntry, Registry
 
-__all__ = ["component_fields", "listing", "recipe_schema"]
+__all__ = ["component_fields", "listing", "model_fields", "recipe_schema"]
 
 
 def _entry_json(entry: ComponentEntry) -> dict[str, Any]:
@@ -47,20 +49,41 @@ def listing(registry: Registry, kind: str | None = None) -> dict[str, Any]:
 
 def _type_name(annotation: Any) -> str:
     text = getattr(annotation, "__name__", None) if isinstance(annotation, type) else None
-    return text or str(annotation).replace("typing.", "")
+    return text or re.sub(r"\b(?:[a-z_]\w*\.)+(\w+)", r"\1", str(annotation))  # typing.Literal, mtkit.recipe.X -> Literal, X
 
 
-def component_fields(entry: ComponentEntry) -> list[dict[str, str]]:
-    """One row per config field: name, type, default, constraints and description."""
+def _default_text(value: Any) -> str:
+    if isinstance(value, BaseModel):  # a recipe section or component table left out
+        kind = getattr(value, "type", None)
+        return f"type = {kind!r}" if kind is not None else "its fields' defaults"
+    return repr(value)
+
+
+_BOUNDS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<=", "min_length": "length >=", "max_length": "length <=", "pattern": "matches"}
+
+
+def _constraints(metadata: list[Any]) -> str:
+    """`> 0, <= 4096` from a field's annotated-types and pydantic metadata."""
+    parts = []
+    for item in metadata:
+        for attr, sign in _BOUNDS.items():
+            value = getattr(item, attr, None)
+            if value is not None:
+                parts.append(f"{sign} {value!r}" if attr == "pattern" else f"{sign} {value}")
+    return ", ".join(parts)
+
+
+def model_fields(model: type[BaseModel]) -> list[dict[str, str]]:
+    """One row per field of a pydantic model (a component's config, or a recipe section)."""
     rows = []
-    for name, field in entry.config_class.model_fields.items():
+    for name, field in model.model_fields.items():
         if field.default is not PydanticUndefined:
-            default = repr(field.default)
+            default = _default_text(field.default)
         elif field.default_factory is not None:
-            default = repr(field.default_factory())  # type: ignore[call-arg]
+            default = _default_text(field.default_factory())  # type: ignore[call-arg]
         else:
             default = "(required)"
-        constraints = ", ".join(str(m) for m in field.metadata)
+        constraints = _constraints(field.metadata)
         rows.append(
             {
                 "field": name,
@@ -71,6 +94,11 @@ def component_fields(entry: ComponentEntry) -> list[dict[str, str]]:
             }
         )
     return rows
+
+
+def component_fields(entry: ComponentEntry) -> list[dict[str, str]]:
+    """One row per config field: name, type, default, constraints and description."""
+    return model_fields(entry.config_class)
 
 
 def _component_schema(registry: Registry, kind: str) -> dict[str, Any]:

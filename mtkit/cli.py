@@ -115,6 +115,21 @@ def validate(
 
 
 @app.command()
+def docs(
+    output: Annotated[Path | None, typer.Option(help="Write the reference here (e.g. docs/recipes.md) instead of printing it.")] = None,
+) -> None:
+    """Print the recipe reference: every section and every field of every built-in component (docs/recipes.md)."""
+    from mtkit.reference import recipe_reference
+
+    text = guarded(lambda: recipe_reference(_registry()))
+    if output is None:
+        print(text, end="")
+        return
+    output.write_text(text, encoding="utf-8")
+    out.print(f"wrote {output}", highlight=False)
+
+
+@app.command()
 def schema() -> None:
     """Print the JSON Schema of recipes (for editor completion and checks)."""
     from mtkit.catalog import recipe_schema
