@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.measure import Measurement
+from rich.padding import Padding
 from rich.table import Table
 
 from mtkit.errors import MtkitError, RecipeError
@@ -46,6 +47,16 @@ def guarded(fn: Callable[[], T]) -> T:
         fail(f"{len(exc.problems)} problems:\n" + "\n".join(f"  - {p}" for p in exc.problems))
     except MtkitError as exc:
         fail(str(exc))
+
+
+def _quiet() -> None:
+    """No progress bars or load notices from the libraries underneath (datasets, transformers): mtkit says what matters."""
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
 
 
 def _registry() -> Any:
@@ -88,10 +99,20 @@ def show(kind: Annotated[str, typer.Argument(help="Component kind.")], name: Ann
 
     entry = guarded(lambda: _registry().get(kind, name))
     out.print(f"[bold]{kind} {name}[/]  ({entry.plugin.label()})\n{entry.summary}\n", highlight=False)
+    rows = component_fields(entry)
     table = Table("field", "type", "default", "constraints", "description", header_style="bold")
-    for row in component_fields(entry):
+    for row in rows:
         table.add_row(*row.values())
-    out.print(table)
+    # A table whose description column would be squeezed to a word or two reads worse than a list.
+    fixed = Measurement.get(out, out.options, Table(*("field", "type", "default", "constraints"))).maximum
+    widths = [max(len(str(row[c])) for row in rows) for c in ("field", "type", "default", "constraints")] if rows else [0]
+    if not rows or sum(widths) + max(fixed, 13) + 40 <= out.width:
+        out.print(table)
+        return
+    for row in rows:
+        limits = ", ".join(part for part in (row["type"], f"default {row['default']}", row["constraints"]) if part)
+        out.print(f"[bold]{row['field']}[/]  ({limits})", highlight=False, soft_wrap=True)
+        out.print(Padding(row["description"], (0, 0, 0, 4)), highlight=False)
 
 
 @app.command()
@@ -213,11 +234,9 @@ def run(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing run directory.")] = False,
 ) -> None:
     """Train and evaluate a recipe; everything lands in its run directory."""
-    import datasets
-
     from mtkit.runs import run_recipe
 
-    datasets.disable_progress_bars()  # rich shows the progress that matters
+    _quiet()  # rich shows the progress that matters
     run_dir = guarded(lambda: run_recipe(recipe, set_ or [], resume=resume, overwrite=overwrite, callbacks=_Progress()))
     _routing_summary(run_dir.path)
     out.print(f"run directory: {run_dir.path}  (report: {run_dir.path / 'report.md'})", highlight=False)
@@ -234,7 +253,7 @@ def ablate(
     reference: Annotated[str | None, typer.Option(help="Variant the others are paired against (default: the first).")] = None,
     workers: Annotated[int, typer.Option(help="Runs at once on this machine, each in a worker process with its share of threads (1: in this process).")] = 1,
     threads: Annotated[int | None, typer.Option(help="CPU threads the workers share (default: run.threads, else torch's default).")] = None,
-    ray: Annotated[bool, typer.Option(help="Run each variant x seed as a Ray task (pip install 'mtkit[ray]'); starts a local Ray unless --ray-address.")] = False,
+    ray: Annotated[bool, typer.Option(help="Run each variant x seed as a Ray task (pip install 'mtkit\\[ray]'); starts a local Ray unless --ray-address.")] = False,
     ray_address: Annotated[str | None, typer.Option(help="Ray cluster to join (implies --ray), e.g. ray://head:10001 or auto.")] = None,
     ray_cpus: Annotated[float, typer.Option(help="CPUs each Ray task reserves (and its torch threads).")] = 1.0,
     ray_gpus: Annotated[float, typer.Option(help="GPUs each Ray task reserves.")] = 0.0,
@@ -242,8 +261,6 @@ def ablate(
     output_dir: Annotated[Path | None, typer.Option(help="Where the runs and the comparison go (default runs/<name>-ablation).")] = None,
 ) -> None:
     """Run recipe variants (x seeds) with the same data and steps; print and save one comparison. Rerun to resume."""
-    import datasets
-
     from mtkit.ablate import Execution, parse_seeds, parse_swap, parse_variant, run_ablation
 
     def body() -> Any:
@@ -254,7 +271,7 @@ def ablate(
             output_dir=output_dir, execution=execution, share=share, callbacks=lambda key: _Progress(), on_event=_sweep_event,
         )
 
-    datasets.disable_progress_bars()
+    _quiet()
     comparison = guarded(body)
     for table in ablation_tables(comparison, str(recipe)):
         _print_fitted(table)
@@ -330,11 +347,9 @@ def eval_(
     no_verify: Annotated[bool, typer.Option("--no-verify", help="Skip checking the run's files against its manifest.json (for files edited on purpose).")] = False,
 ) -> None:
     """Re-evaluate a finished run on its held-out splits (or a probe)."""
-    import datasets
-
     from mtkit.runs import evaluate_run
 
-    datasets.disable_progress_bars()
+    _quiet()
     scores = guarded(lambda: evaluate_run(run_dir, tasks=task, routing=routing, split=split, probe=probe, verify=not no_verify))
     if as_json:
         print(json.dumps(scores, indent=2))
@@ -353,6 +368,8 @@ def predict(
 ) -> None:
     """Predict new inputs with a finished run."""
     from mtkit.runs import predict_texts
+
+    _quiet()
     from mtkit.textfile import read_text_file
 
     def body() -> list[dict[str, Any]]:
@@ -370,10 +387,13 @@ def predict(
         return
     for item in results:
         detected = item.get("detected_task")
-        out.print(f"[bold]{item['input']}[/]" + (f"  (detected task: {detected})" if detected else ""), highlight=False)
+        out.print(f"[bold]{escape(item['input'])}[/]" + (f"  (detected task: {detected})" if detected else ""), highlight=False)
         for task_name, pred in item["predictions"].items():
             mark = "*" if task_name == detected else " "
-            out.print(f" {mark}{task_name}: {pred['prediction']!r}" + (f"  routing {pred['routing']}" if pred.get("routing") else ""), highlight=False)
+            out.print(f" {mark}{task_name}: {pred['prediction']!r}", highlight=False, markup=False)
+            if pred.get("routing"):  # one line of its own: a long dictionary wrapped mid-entry reads badly
+                weights = ", ".join(f"{adapter} {weight:.2f}" for adapter, weight in pred["routing"].items())
+                out.print(f"     routing: {weights}", highlight=False, markup=False)
 
 
 def main() -> None:
@@ -416,6 +436,7 @@ def export_command(
     """Export a run's adapters (e.g. LoRA to the PEFT format, loadable by peft.PeftModel.from_pretrained)."""
     from mtkit.export import export_run
 
+    _quiet()
     folders = guarded(lambda: export_run(run_dir, out_dir, format, adapter, verify=not no_verify))
     for aid, folder in folders.items():
         out.print(f"{aid}: {folder}", highlight=False)

@@ -11,26 +11,60 @@ from mtkit.rundir import RunDir
 __all__ = ["plot_training_curves", "write_report"]
 
 
+def _smoothed(values: list[float], weight: float = 0.9) -> list[float]:
+    """Exponential moving average with bias correction (the first points are not pulled towards 0)."""
+    out, average = [], 0.0
+    for i, value in enumerate(values, start=1):
+        average = weight * average + (1 - weight) * value
+        out.append(average / (1 - weight**i))
+    return out
+
+
 def plot_training_curves(run_dir: RunDir) -> str | None:
-    records = [r for r in run_dir.logs() if r.get("event") == "train"]
-    if not records:
+    """training_curves.png: the training loss (raw and smoothed) per phase, and beside it the checks that say whether
+    training helped: each validation check's mean score and each held-out evaluation's first score per task."""
+    records = run_dir.logs()
+    train = [r for r in records if r.get("event") == "train"]
+    if not train:
         return None
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    for phase in dict.fromkeys(r["phase"] for r in records):
-        points = [(r["global_step"], r["loss"]) for r in records if r["phase"] == phase]
-        ax.plot(*zip(*points, strict=True), label=phase)
-    ax.set_xlabel("step")
-    ax.set_ylabel("training loss")
-    ax.legend()
+    checks = [r for r in records if r.get("event") == "validation"]
+    evals = [r for r in records if r.get("event") == "eval"]
+    fig, (loss_ax, score_ax) = plt.subplots(1, 2, figsize=(11, 3.8))
+    for phase in dict.fromkeys(r["phase"] for r in train):
+        points = [(r["global_step"], r["loss"]) for r in train if r["phase"] == phase]
+        steps, losses = zip(*points, strict=True)
+        line = loss_ax.plot(steps, losses, alpha=0.25)[0]
+        loss_ax.plot(steps, _smoothed(list(losses)), color=line.get_color(), label=phase)
+    loss_ax.set_xlabel("step")
+    loss_ax.set_ylabel("training loss (smoothed)")
+    loss_ax.legend(fontsize=8)
+    if checks:
+        score_ax.plot([r["global_step"] for r in checks], [r["score"] for r in checks], "o-", color="black", label="validation (mean)")
+    for task, routing in dict.fromkeys((r["task"], r.get("routing")) for r in evals):
+        values = [
+            (r["global_step"], next(v for k, v in r.items() if k not in _LOG_KEYS))
+            for r in evals
+            if r["task"] == task and r.get("routing") == routing
+        ]
+        score_ax.plot(*zip(*values, strict=True), "s--", label=f"{task}, held-out ({routing})")
+    score_ax.set_xlabel("step")
+    score_ax.set_ylabel("score (first metric)")
+    if checks or evals:
+        score_ax.legend(fontsize=8)
+    else:
+        score_ax.set_axis_off()
     fig.tight_layout()
     fig.savefig(run_dir.path / "training_curves.png", dpi=110)
     plt.close(fig)
     return "training_curves.png"
+
+
+_LOG_KEYS = {"time", "event", "phase", "routing", "task", "global_step", "step", "probe"}
 
 
 def _table(scores: Mapping[str, Mapping[str, float]]) -> list[str]:
