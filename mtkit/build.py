@@ -136,7 +136,7 @@ def _check_selectors(resolved: ResolvedRecipe, model: MultiTaskModel) -> None:
 
     recipe, problems = resolved.recipe, []
     for i, phase in enumerate(recipe.phases):
-        if phase.steps == 0:
+        if not phase.trains:
             continue
         for selector in phase.train:
             if selector_matches(model, selector):

@@ -20,7 +20,17 @@ from mtkit.config import DatasetConfig
 from mtkit.errors import MtkitError
 from mtkit.interfaces import DatasetSource, Head, Scheduler
 
-__all__ = ["ROW_COLUMN", "BatchPlan", "RowLocating", "TaskData", "check_rows", "encode_examples", "plan_batches", "prepare_task_data"]
+__all__ = [
+    "ROW_COLUMN",
+    "BatchPlan",
+    "RowLocating",
+    "TaskData",
+    "check_rows",
+    "encode_examples",
+    "micro_batches",
+    "plan_batches",
+    "prepare_task_data",
+]
 
 ROW_COLUMN = "_mtkit_row"
 """Column added to each loaded split: a row's index in the split the dataset gave (counted from 0, before any
@@ -199,20 +209,57 @@ class _Stream:
         return out
 
 
+Pieces = list[tuple[int, list[int]]]
+"""(task index, example indices) pieces that make one batch."""
+
+
+def _share(pieces: Pieces, part: int, parts: int) -> Pieces:
+    """Part `part` of `parts` equal, contiguous shares of the batch's samples, in order, as pieces."""
+    flat = [(task, row) for task, rows in pieces for row in rows]
+    size = len(flat) // parts
+    out: Pieces = []
+    for task, row in flat[part * size : (part + 1) * size]:
+        if out and out[-1][0] == task:
+            out[-1][1].append(row)
+        else:
+            out.append((task, [row]))
+    return out
+
+
+def micro_batches(pieces: Pieces, accumulation: int) -> list[Pieces]:
+    """A step's batch cut into `accumulation` equal micro-batches whose gradients add up to the step's."""
+    return [_share(pieces, i, accumulation) for i in range(accumulation)] if accumulation > 1 else [pieces]
+
+
 def plan_batches(
-    scheduler: Scheduler, task_sizes: Sequence[int], *, steps: int, batch_size: int, mixed: bool, seed: int, phase: int
+    scheduler: Scheduler,
+    task_sizes: Sequence[int],
+    *,
+    steps: int,
+    batch_size: int,
+    mixed: bool,
+    seed: int,
+    phase: int,
+    processes: int = 1,
+    process_index: int = 0,
 ) -> BatchPlan:
-    """Draw every step's tasks from the scheduler and its examples from per-task streams."""
+    """Draw every step's tasks from the scheduler and its examples from per-task streams.
+
+    Every process draws the same global batch of `batch_size * processes` samples and keeps its own contiguous share,
+    so P processes with batch B see exactly the samples one process with batch P x B sees.
+    """
     streams = [_Stream(size, seed, phase, t) for t, size in enumerate(task_sizes)]
     rng = _generator(seed, phase, 7919)
+    total = batch_size * processes
     plan = []
     for step in range(steps):
         probs = torch.tensor(scheduler.probabilities(step, steps), dtype=torch.float64)
         if mixed:
-            draws = torch.multinomial(probs, batch_size, replacement=True, generator=rng)
+            draws = torch.multinomial(probs, total, replacement=True, generator=rng)
             counts = torch.bincount(draws, minlength=len(task_sizes)).tolist()
         else:
             counts = [0] * len(task_sizes)
-            counts[int(torch.multinomial(probs, 1, generator=rng))] = batch_size
-        plan.append([(t, streams[t].take(n)) for t, n in enumerate(counts) if n > 0])
+            counts[int(torch.multinomial(probs, 1, generator=rng))] = total
+        pieces = [(t, streams[t].take(n)) for t, n in enumerate(counts) if n > 0]
+        plan.append(_share(pieces, process_index, processes) if processes > 1 else pieces)
     return BatchPlan(plan)

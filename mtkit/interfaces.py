@@ -80,7 +80,13 @@ class Backbone(nn.Module, ABC):
 
     @abstractmethod
     def embeddings(self) -> nn.Module:
-        """The module whose output is the (B, T, D) input embedding."""
+        """The module whose output is the (B, T, D) input embedding; called with the input ids (B, T)."""
+
+    @property
+    def activation_checkpointing(self) -> bool:
+        """Whether the backbone recomputes its layers' activations in the backward pass (then every per-forward decision
+        must be made before the pass: see Combiner.begin)."""
+        return False
 
     @abstractmethod
     def forward(self, input_ids: Tensor, attention_mask: Tensor) -> BackboneOutput: ...

@@ -59,9 +59,10 @@ class MultiTaskModel(nn.Module):
         self.set_task_adapters(task_adapter)
         self.merged_adapter: str | None = None
         self._needed: set[str] = set()
-        self._last_combiner = oracle
+        self._last_mode = self.routing_mode  # the routing mode the last forward pass ran under
         self._sites = self._site_adapters()
         self._handles: list[Any] = []
+        self._check_checkpointing()
         self._attach()
 
     # --- wiring -----------------------------------------------------------------------------
@@ -78,6 +79,20 @@ class MultiTaskModel(nn.Module):
     def running_combiner(self) -> Combiner:
         """The combiner the sites call in the current routing mode."""
         return self.oracle if self.routing_mode == "oracle" else self.combiner
+
+    @property
+    def _last_combiner(self) -> Combiner:
+        """The combiner the last forward pass started with."""
+        return self.oracle if self._last_mode == "oracle" else self.combiner
+
+    def _check_checkpointing(self) -> None:
+        """A `layer:N` source is decided on mid-pass, inside layers that activation checkpointing recomputes."""
+        mid_pass = sorted(s for s in self._sources([self.combiner, self.oracle]) if s.startswith("layer:"))
+        if mid_pass and self.backbone.activation_checkpointing:
+            raise MtkitError(
+                f"activation checkpointing recomputes the layers where representation source {mid_pass[0]!r} is read; "
+                "use source = \"embeddings\" or \"frozen_layer:N\", or turn the backbone's gradient_checkpointing off"
+            )
 
     def _site_adapters(self) -> dict[str, SiteAdapters]:
         members: dict[str, list[tuple[int, Adapter]]] = {}
@@ -97,10 +112,9 @@ class MultiTaskModel(nn.Module):
             module = self.backbone.get_submodule(site)
             self._handles.append(module.register_forward_hook(partial(self._site_hook, site)))
         for source in self._sources([self.combiner, self.oracle]):
-            if source == "frozen_pass" or source.startswith("frozen_layer:"):
-                continue  # computed by a pass of their own, in _begin
-            module = self.backbone.embeddings() if source == "embeddings" else self.backbone.layers()[layer_index(source)]
-            self._handles.append(module.register_forward_hook(partial(self._representation_hook, source)))
+            if source.startswith("layer:"):  # the others are computed before the pass, in _begin
+                module = self.backbone.layers()[layer_index(source)]
+                self._handles.append(module.register_forward_hook(partial(self._representation_hook, source)))
 
     def _representation_hook(self, source: str, module: nn.Module, args: Any, output: Any) -> None:
         # Only the sources a running component reads, once per forward (once per generate call), never in the frozen pass.
@@ -112,7 +126,9 @@ class MultiTaskModel(nn.Module):
     def _site_hook(self, site: str, module: nn.Module, args: tuple[Tensor, ...], output: Tensor) -> Tensor:
         if not self.adapters_enabled:
             return output
-        return self.running_combiner.combine(site, args[0], output, self._sites[site], self.ctx)
+        # The combiner this forward started with: activation checkpointing may recompute a layer after the routing
+        # mode changed back, and must see the same computation.
+        return self._last_combiner.combine(site, args[0], output, self._sites[site], self.ctx)
 
     # --- forward --------------------------------------------------------------------------
 
@@ -121,14 +137,30 @@ class MultiTaskModel(nn.Module):
         self.ctx = ForwardContext(
             task_ids=task_ids, own_adapters=index[task_ids], attention_mask=attention_mask, num_adapters=len(self.adapter_names)
         )
-        combiner = self._last_combiner = self.running_combiner
+        self._last_mode = self.routing_mode
+        combiner = self.running_combiner
         self._needed = self._sources([combiner]) if self.adapters_enabled else set()
+        # Sources known before the pass are computed now, so that combiners and adapters can make their per-forward
+        # decisions in begin(), outside the layers that activation checkpointing recomputes.
         for source in sorted(self._needed):
-            if source == "frozen_pass" or source.startswith("frozen_layer:"):
+            if source == "embeddings":
+                self.ctx.representations[source] = self._embedded(input_ids, attention_mask)
+            elif source == "frozen_pass" or source.startswith("frozen_layer:"):
                 self.ctx.representations[source] = self._frozen_representation(source, input_ids, attention_mask)
         combiner._start_forward(self.ctx)
         for adapter in self.adapters.values():
             adapter.begin(self.ctx)
+
+    @torch.no_grad()
+    def _embedded(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        """Mean-pooled input embeddings (the embeddings module in evaluation mode: no dropout, no random draw)."""
+        module = self.backbone.embeddings()
+        was_training = module.training
+        module.eval()
+        try:
+            return masked_mean(module(input_ids), attention_mask)
+        finally:
+            module.train(was_training)
 
     @torch.no_grad()
     def _frozen_representation(self, source: str, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
@@ -155,7 +187,7 @@ class MultiTaskModel(nn.Module):
     def run_backbone(self, input_ids: Tensor, attention_mask: Tensor, task_ids: Tensor) -> BackboneOutput:
         self._begin(input_ids, attention_mask, task_ids)
         output = self.backbone(input_ids, attention_mask)
-        self.running_combiner._finish_forward()
+        self._last_combiner._finish_forward()
         return output
 
     def forward(self, batches: Sequence[TaskBatch]) -> tuple[dict[str, Tensor], dict[str, HeadOutput]]:
@@ -301,7 +333,7 @@ class TaskView:
         model = self.model
         model._begin(batch["input_ids"], batch["attention_mask"], self._task_ids(batch))
         tokens = model.backbone.generate(batch["input_ids"], batch["attention_mask"], **kwargs)
-        model.running_combiner._finish_forward()
+        model._last_combiner._finish_forward()
         return tokens
 
 

@@ -80,6 +80,12 @@ class RunSection(_Section):
     checkpoint_every: int = Field(default=100, ge=0, description="Steps between checkpoints; 0 = at phase ends only.")
     log_every: int = Field(default=10, gt=0, description="Steps between metric log lines.")
     threads: int | None = Field(default=None, gt=0, description="CPU threads for torch (default: torch's choice).")
+    grad_accumulation: int = Field(
+        default=1,
+        gt=0,
+        description="Micro-batches of batch_size whose gradients make one optimiser step (effective batch = batch_size x "
+        "grad_accumulation x processes); steps, schedules and checkpoints count optimiser steps.",
+    )
 
 
 class ProbeSection(_Section):
@@ -140,7 +146,17 @@ class TemperatureSchedule(_Section):
 
 class PhaseSection(_Section):
     name: str = Field(pattern=_ID, description="Phase name (used in logs, metrics and checkpoints).")
-    steps: int = Field(ge=0, description="Optimiser steps in this phase; 0 only evaluates (e.g. the untrained model).")
+    steps: int | None = Field(
+        default=None,
+        ge=0,
+        description="Optimiser steps in this phase; 0 only evaluates (e.g. the untrained model). Give `steps` or `epochs`.",
+    )
+    epochs: float | None = Field(
+        default=None,
+        gt=0,
+        description="Instead of `steps`: passes over the training examples of the tasks the phase draws from; resolved to "
+        "steps from the task sizes and the effective batch (batch x grad_accumulation x processes), recorded in data.json.",
+    )
     train: list[str] = Field(
         default_factory=list,
         description=f"Parameter selectors to train: {SELECTOR_HELP}. A phase that trains heads only draws batches from those heads' tasks.",
@@ -153,6 +169,7 @@ class PhaseSection(_Section):
     weight_decay: float = Field(default=0.0, ge=0, description="AdamW weight decay.")
     max_grad_norm: float | None = Field(default=1.0, gt=0, description="Gradient clipping norm (none to disable).")
     batch_size: int | None = Field(default=None, gt=0, description="Overrides run.batch_size.")
+    grad_accumulation: int | None = Field(default=None, gt=0, description="Overrides run.grad_accumulation.")
     routing: Literal["oracle", "learned"] = Field(default="oracle", description="oracle: task ids pick adapters; learned: the combiner decides.")
     batching: Literal["task", "mixed"] = Field(default="task", description="task: one task per batch; mixed: tasks drawn per sample.")
     scheduler: ComponentTable | None = Field(default=None, description="Overrides the recipe's task scheduler in this phase.")
@@ -198,14 +215,21 @@ class PhaseSection(_Section):
 
     @model_validator(mode="after")
     def _check(self) -> PhaseSection:
+        if (self.steps is None) == (self.epochs is None):
+            raise ValueError("give exactly one of steps and epochs (steps = 0 only evaluates)")
         bad = [w for w in self.aux_losses.values() if w < 0]
         if bad:
             raise ValueError("aux_losses weights must be >= 0")
         if self.keep_best is not None and self.eval_every is None:
             raise ValueError("keep_best needs eval_every (how often to score the validation split)")
-        if self.steps > 0 and not self.train:
+        if self.trains and not self.train:
             raise ValueError("a phase with steps > 0 needs `train` selectors (use steps = 0 for an evaluation-only phase)")
         return self
+
+    @property
+    def trains(self) -> bool:
+        """Whether the phase takes optimiser steps (steps > 0, or epochs)."""
+        return self.epochs is not None or (self.steps or 0) > 0
 
 
 class Recipe(_Section):

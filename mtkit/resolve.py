@@ -149,7 +149,7 @@ def _untrainable_problems(recipe: Recipe, nodes: Mapping[str, Node], source: str
         f"{source}: phases.{i}.train: selector 'combiner' names no parameter (combiner {node.type!r} has no parameters); remove it, or "
         f"set phases.{i}.steps = 0 to only evaluate in that phase"
         for i, phase in enumerate(recipe.phases)
-        if phase.steps > 0 and "combiner" in phase.train
+        if phase.trains and "combiner" in phase.train
     ]
 
 

@@ -35,7 +35,9 @@ def _accelerator(recipe: Recipe, source: str) -> Any:
         torch.set_num_threads(recipe.run.threads)
     # A batch reaches only its tasks' heads (and routing may skip adapters): DDP must allow unused parameters.
     ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
-    return Accelerator(cpu=recipe.run.device == "cpu", mixed_precision=recipe.run.mixed_precision, kwargs_handlers=[ddp])
+    # `auto` on a machine without CUDA is the CPU: said explicitly, Accelerate also runs several CPU processes (torchrun) as one job.
+    cpu = recipe.run.device == "cpu" or (recipe.run.device == "auto" and not torch.cuda.is_available())
+    return Accelerator(cpu=cpu, mixed_precision=recipe.run.mixed_precision, kwargs_handlers=[ddp])
 
 
 def run_recipe(
@@ -77,7 +79,8 @@ def run_recipe(
         built = build_run(resolved)
         trainer = Trainer(built, run_dir, accelerator, callbacks)
         if main:
-            run_dir.write_json("data.json", {"seed": recipe.run.seed, "tasks": {n: d.split for n, d in built.tasks.items()}})
+            splits = {n: d.split for n, d in built.tasks.items()}
+            run_dir.write_json("data.json", {"seed": recipe.run.seed, "tasks": splits, "phases": trainer.phase_steps})
             run_dir.write_json("tasks.json", {n: {"labels": list(i.label_names) if i.label_names else None} for n, i in built.task_infos.items()})
         results = trainer.run(resume=resume)
         accelerator.wait_for_everyone()

@@ -10,6 +10,7 @@ import json
 import math
 import time
 from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -19,7 +20,7 @@ from torch import Tensor
 
 from mtkit import checkpoint as ckpt
 from mtkit.build import BuiltRun, build_head, build_scheduler
-from mtkit.data import BatchPlan, plan_batches
+from mtkit.data import BatchPlan, micro_batches, plan_batches
 from mtkit.errors import MtkitError
 from mtkit.evaluate import TaskEvaluation, evaluate, evaluate_examples, move
 from mtkit.keep_best import FILE as BEST_FILE
@@ -108,6 +109,7 @@ class _PhaseRun:
     params: list[Tensor]
     named: list[tuple[str, Tensor]]
     best: BestWeights | None
+    accumulation: int = 1  # micro-batches per optimiser step
 
 
 def _seed(*parts: int) -> int:
@@ -128,6 +130,7 @@ class Trainer:
         self.callbacks = (callbacks or _Silent()) if self.main else _Silent()
         self.model = built.model.to(accelerator.device)
         self.recipe = built.recipe
+        self.phase_steps = self._resolve_steps()
         self.saved_keys = self._saved_keys()
         self.results: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
         self.trained: set[str] = set()
@@ -136,6 +139,19 @@ class Trainer:
         self.probe_final: dict[str, TaskEvaluation] = {}  # "task/probe" -> its evaluation under the last phase's routing
         self._writer: Any = None
         self._resumed_best: dict[str, Any] | None = None  # the best-weights record of the checkpoint resumed from
+
+    def _resolve_steps(self) -> dict[str, dict[str, Any]]:
+        """Each phase's optimiser steps, set on the phase: its `steps`, or its `epochs` over the training examples of the
+        tasks it draws from, divided by the effective batch (rounded up). Returns what data.json records."""
+        run, processes = self.recipe.run, self.accelerator.num_processes
+        record: dict[str, dict[str, Any]] = {}
+        for phase in self.recipe.phases:
+            batch = (phase.batch_size or run.batch_size) * (phase.grad_accumulation or run.grad_accumulation) * processes
+            if phase.epochs is not None:
+                examples = sum(len(self.built.tasks[task].train) for task in self.recipe.phase_tasks(phase))
+                phase.steps = math.ceil(phase.epochs * examples / batch)
+            record[phase.name] = {"steps": phase.steps, "effective_batch": batch} | ({"epochs": phase.epochs} if phase.epochs else {})
+        return record
 
     def _saved_keys(self) -> list[str]:
         """State-dict keys a checkpoint holds: all but the backbone, plus backbone weights any phase trains."""
@@ -258,38 +274,70 @@ class Trainer:
         names = recipe.phase_tasks(phase)
         sizes = [len(self.built.tasks[n].train) for n in names]
         scheduler = build_scheduler(self.built.resolved, index, sizes)
+        accumulation = phase.grad_accumulation or recipe.run.grad_accumulation
         plan = plan_batches(
             scheduler,
             sizes,
             steps=phase.steps,
-            batch_size=phase.batch_size or recipe.run.batch_size,
+            batch_size=(phase.batch_size or recipe.run.batch_size) * accumulation,
             mixed=phase.batching == "mixed",
-            seed=recipe.run.seed + acc.process_index * 7_777,
+            seed=recipe.run.seed,
             phase=index,
+            processes=acc.num_processes,
+            process_index=acc.process_index,
         )
         model.train()
         best = None
         if phase.eval_every:
             per_task = phase.keep_best == "per_task"
             best = BestWeights(self._task_groups(index, named) if per_task else {MEAN: named}, phase.min_improvement)
-        return _PhaseRun(index, phase, train_model, optimizer, schedule, plan, names, params, named, best)
+        return _PhaseRun(index, phase, train_model, optimizer, schedule, plan, names, params, named, best, accumulation)
 
     def _step(self, run: _PhaseRun, step: int) -> dict[str, float]:
-        """One optimiser step of a phase; returns its log values."""
+        """One optimiser step of a phase (over its micro-batches when it accumulates gradients); returns its log values."""
         model, recipe, acc, phase = self.model, self.recipe, self.accelerator, run.phase
         torch.manual_seed(_seed(recipe.run.seed, run.index, step))
         temperature = temperature_at(phase, step)
         if temperature is not None:
             model.combiner.set_temperature(temperature)
-        tokenizer = model.backbone.tokenizer
         views = torch.Generator().manual_seed(_seed(recipe.run.seed, run.index, step, 1)) if phase.views else None
+        parts = micro_batches(run.plan.steps[step], run.accumulation)
+        sums: dict[str, float] = {}
+        for i, pieces in enumerate(parts):
+            # Gradients of all but the last micro-batch stay local (several processes sync once per step).
+            sync = nullcontext() if i == len(parts) - 1 or acc.num_processes == 1 else acc.no_sync(run.train_model)
+            with sync:
+                for key, value in self._micro_step(run, step, self._batches(run, pieces, views), len(parts)).items():
+                    sums[key] = sums.get(key, 0.0) + value / len(parts)
+        self._note_trained(run.named)
+        grad_norm = acc.clip_grad_norm_(run.params, phase.max_grad_norm) if phase.max_grad_norm else None
+        if grad_norm is not None and not torch.isfinite(grad_norm):
+            raise self._diverged(run, step, "the gradient norm is not finite")
+        run.optimizer.step()
+        run.schedule.step()
+        run.optimizer.zero_grad(set_to_none=True)
+        logs = {"loss": sums.pop("loss"), "lr": phase.lr * lr_lambda(phase)(step), **sums}
+        if grad_norm is not None:
+            logs["grad_norm"] = float(grad_norm)
+        if temperature is not None:
+            logs["temperature"] = temperature
+        return logs
+
+    def _batches(self, run: _PhaseRun, pieces: Any, views: torch.Generator | None) -> list[tuple[str, dict[str, Any]]]:
+        """The collated task batches of one (micro-)batch's pieces, as views where the phase asks for them."""
+        model, tokenizer, device = self.model, self.model.backbone.tokenizer, self.accelerator.device
         batches = []
-        for task_index, rows in run.plan.steps[step]:
+        for task_index, rows in pieces:
             task = run.names[task_index]
             features = self.built.tasks[task].train[rows]
-            if phase.views is not None and views is not None:
-                features = span_views(features, phase.views, views, set(tokenizer.all_special_ids))
-            batches.append((task, move(model.heads[task].collate(features, tokenizer), acc.device)))
+            if run.phase.views is not None and views is not None:
+                features = span_views(features, run.phase.views, views, set(tokenizer.all_special_ids))
+            batches.append((task, move(model.heads[task].collate(features, tokenizer), device)))
+        return batches
+
+    def _micro_step(self, run: _PhaseRun, step: int, batches: list[tuple[str, dict[str, Any]]], parts: int) -> dict[str, float]:
+        """Forward and backward of one micro-batch, its loss scaled by 1/parts; returns its log values."""
+        model, recipe, acc, phase = self.model, self.recipe, self.accelerator, run.phase
         with acc.autocast():
             losses, _ = run.train_model(batches)
             loss = task_loss(losses, batches, {t: recipe.tasks[t].loss_weight for t in losses})
@@ -299,21 +347,10 @@ class Trainer:
         # A batch whose loss reaches no parameter the phase trains has nothing to update; skipped in
         # one process only (in several, a process that skipped backward would leave the others waiting).
         if total.requires_grad or acc.num_processes > 1:
-            acc.backward(total)
-        self._note_trained(run.named)
-        grad_norm = acc.clip_grad_norm_(run.params, phase.max_grad_norm) if phase.max_grad_norm else None
-        if grad_norm is not None and not torch.isfinite(grad_norm):
-            raise self._diverged(run, step, "the gradient norm is not finite")
-        run.optimizer.step()
-        run.schedule.step()
-        run.optimizer.zero_grad(set_to_none=True)
-        logs = {"loss": float(loss.detach()), "lr": phase.lr * lr_lambda(phase)(step)}
+            acc.backward(total / parts)
+        logs = {"loss": float(loss.detach())}
         logs.update({f"loss/{task}": float(value.detach()) for task, value in losses.items()})
         logs.update({f"aux/{k}": float(v.detach()) for k, v in aux.items()})
-        if grad_norm is not None:
-            logs["grad_norm"] = float(grad_norm)
-        if temperature is not None:
-            logs["temperature"] = temperature
         return logs
 
     def _check_finite(self, run: _PhaseRun, step: int, losses: Mapping[str, Tensor], total: Tensor) -> None:
@@ -378,6 +415,7 @@ class Trainer:
             batch_size=self.recipe.run.eval_batch_size,
             device=self.accelerator.device,
             split="validation",
+            **self._sharding,
         )
         scores = {task: e.scores for task, e in evaluations.items()}
         score = group_scores(MEAN, scores)[MEAN]
@@ -412,10 +450,21 @@ class Trainer:
             if isinstance(value, int | float) and key not in {"step", "global_step"}:
                 self.writer.add_scalar(f"{record.get('phase', 'eval')}/{key}", value, global_step)
 
+    @property
+    def _sharding(self) -> dict[str, Any]:
+        """Evaluation options: each process predicts its share, and every process gets all predictions, each once."""
+        acc = self.accelerator
+        if acc.num_processes == 1:
+            return {}
+        from accelerate.utils import gather_object
+
+        return {"shard": (acc.process_index, acc.num_processes), "gather": gather_object}
+
     def _evaluate(self, phase: str, routing: str, global_step: int, *, save: bool = True) -> dict[str, TaskEvaluation]:
         run = self.recipe.run
         evaluations = evaluate(
-            self.model, self.built.tasks, self.built.metrics, routing=routing, batch_size=run.eval_batch_size, device=self.accelerator.device
+            self.model, self.built.tasks, self.built.metrics, routing=routing, batch_size=run.eval_batch_size,
+            device=self.accelerator.device, **self._sharding,
         )
         if save and self.main:
             for task, evaluation in evaluations.items():
@@ -448,7 +497,7 @@ class Trainer:
                 for name, examples in probes.items():
                     evaluation = evaluate_examples(
                         self.model, task, examples, self.built.metrics[task], routing=mode,
-                        batch_size=self.recipe.run.eval_batch_size, device=self.accelerator.device,
+                        batch_size=self.recipe.run.eval_batch_size, device=self.accelerator.device, **self._sharding,
                     )
                     self.probe_results.setdefault(mode, {}).setdefault(task, {})[name] = evaluation.scores
                     self._log({"event": "probe", "phase": phase, "routing": mode, "task": task, "probe": name,

@@ -119,7 +119,8 @@ def drop_untrainable_combiner(before: Mapping[str, Any], raw: dict[str, Any], ex
             continue
         phase["train"] = [sel for sel in train if sel != "combiner"]
         notes.append(f"phases.{i}.train.combiner")
-        if not phase["train"] and phase.get("steps", 0) > 0 and f"phases.{i}.steps" not in explicit:
+        if not phase["train"] and ((phase.get("steps") or 0) > 0 or phase.get("epochs")) and f"phases.{i}.steps" not in explicit:
+            phase.pop("epochs", None)
             phase["steps"] = 0  # nothing left to train: the phase only evaluates
             notes.append(f"phases.{i}.steps")
     return notes

@@ -69,8 +69,13 @@ class HyperLoraAdapter(Adapter):
         return {self.config.source}
 
     def begin(self, ctx: ForwardContext) -> None:
+        # Every site's matrices before the pass when the context is ready (activation checkpointing then recomputes
+        # none of the hypernetwork); a `layer:N` context generates them at the sites after layer N.
         self._generated = {}
         self._projected = None
+        if ctx.representation(self.config.source) is not None:
+            for site in self.site_names:
+                self.generated(site, ctx)
 
     def generated(self, site: str, ctx: ForwardContext) -> tuple[Tensor, Tensor] | None:
         """This forward's (A (B, R, Din), B (B, Dout, R)) at `site`, or None before the context exists.

@@ -57,3 +57,29 @@ def random_init_config(source: str, revision: str | None, overrides: dict[str, A
         hint = f"did you mean {close[0]!r}?" if close else "see the model's config.json for its fields"
         raise MtkitError(f"not a field of the model's config, so random_init would ignore it; {hint}", key=f"config_overrides.{key}")
     return config
+
+
+def quantization_options(quantization: str) -> dict[str, Any]:
+    """`from_pretrained` options that load the weights quantised by bitsandbytes on the first GPU ({} for "none")."""
+    if quantization == "none":
+        return {}
+    import torch
+
+    if not torch.cuda.is_available():
+        raise MtkitError(f"{quantization!r} needs a CUDA GPU (bitsandbytes); this machine has none; use quantization = \"none\"", key="quantization")
+    try:
+        import bitsandbytes  # noqa: F401
+        from transformers import BitsAndBytesConfig
+    except ImportError:
+        raise MtkitError(f"{quantization!r} needs bitsandbytes: pip install 'mtkit[gpu]'", key="quantization") from None
+    if quantization == "4bit":
+        config = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)
+    else:
+        config = BitsAndBytesConfig(load_in_8bit=True)
+    return {"quantization_config": config, "device_map": {"": 0}}
+
+
+def enable_checkpointing(model: Any) -> None:
+    """Activation checkpointing that recomputes in backward without re-entering autograd, so forward hooks (the adapters)
+    run again and frozen inputs still pass gradients on."""
+    model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})

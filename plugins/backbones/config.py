@@ -32,6 +32,16 @@ class HfEncoderBackboneConfig(ComponentConfig):
         default_factory=dict,
         description="Model config fields to override, e.g. {hidden_size = 32, num_hidden_layers = 2} for a tiny random model.",
     )
+    gradient_checkpointing: bool = Field(
+        default=False,
+        description="Recompute the backbone's activations in the backward pass instead of keeping them (less memory, about "
+        "a third more compute); the adapters' hooks run again with the same weights, so gradients are unchanged.",
+    )
+    quantization: Literal["none", "4bit", "8bit"] = Field(
+        default="none",
+        description="Load the pretrained weights quantised by bitsandbytes (CUDA only; pip install 'mtkit[gpu]'): 4-bit NF4 or "
+        "8-bit, for LoRA training of a large model on one GPU. Adapters stay float32; a quantised model cannot be merged into.",
+    )
 
     check_overrides = field_validator("config_overrides")(_check_overrides)
 
@@ -50,6 +60,16 @@ class HfCausalLmBackboneConfig(ComponentConfig):
     random_init: bool = Field(default=False, description="Random weights from the model's config (tests).")
     config_overrides: dict[str, Any] = Field(
         default_factory=dict, description="Model config fields to override, e.g. {hidden_size = 32, num_hidden_layers = 2}."
+    )
+    gradient_checkpointing: bool = Field(
+        default=False,
+        description="Recompute the backbone's activations in the backward pass instead of keeping them (less memory, about "
+        "a third more compute); the adapters' hooks run again with the same weights, so gradients are unchanged.",
+    )
+    quantization: Literal["none", "4bit", "8bit"] = Field(
+        default="none",
+        description="Load the pretrained weights quantised by bitsandbytes (CUDA only; pip install 'mtkit[gpu]'): 4-bit NF4 or "
+        "8-bit, for LoRA training of a large model on one GPU. Adapters stay float32; a quantised model cannot be merged into.",
     )
 
     check_overrides = field_validator("config_overrides")(_check_overrides)

@@ -15,7 +15,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from mtkit import Backbone, BackboneOutput, MtkitError
 
-from ._hub import load_error, overrides_error, random_init_config, resolve_model
+from ._hub import enable_checkpointing, load_error, overrides_error, quantization_options, random_init_config, resolve_model
 from .config import HfCausalLmBackboneConfig
 from .hf_encoder import find_layers
 
@@ -71,7 +71,7 @@ class HfCausalLmBackbone(Backbone):
                 # float32 unless config_overrides sets dtype (a GGUF conversion or a half-precision checkpoint would
                 # otherwise decide it).
                 self.model = AutoModelForCausalLM.from_pretrained(
-                    source, revision=config.revision, **{"dtype": torch.float32, **config.config_overrides}
+                    source, revision=config.revision, **{"dtype": torch.float32, **quantization_options(config.quantization), **config.config_overrides}
                 )
         except (OSError, ValueError) as exc:
             raise load_error(config.model, exc) from None
@@ -82,6 +82,8 @@ class HfCausalLmBackbone(Backbone):
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self._layers = find_layers(self.model, self.model.config.num_hidden_layers)
+        if config.gradient_checkpointing:
+            enable_checkpointing(self.model)
 
     @property
     def hidden_size(self) -> int:
@@ -89,6 +91,10 @@ class HfCausalLmBackbone(Backbone):
 
     def layers(self) -> Sequence[nn.Module]:
         return self._layers
+
+    @property
+    def activation_checkpointing(self) -> bool:
+        return self.config.gradient_checkpointing
 
     def hf_model_path(self) -> str:
         """The wrapped transformers model sits at attribute `model` (HfModelBackbone: PEFT export and import)."""

@@ -10,7 +10,7 @@ from transformers import AutoModel, AutoTokenizer
 
 from mtkit import Backbone, BackboneOutput
 
-from ._hub import load_error, overrides_error, random_init_config, resolve_model
+from ._hub import enable_checkpointing, load_error, overrides_error, quantization_options, random_init_config, resolve_model
 from .config import HfEncoderBackboneConfig
 
 
@@ -40,7 +40,7 @@ class HfEncoderBackbone(Backbone):
             else:
                 # float32 whatever the checkpoint stores (config_overrides may set dtype): transformers v5 would keep a
                 # float16/bfloat16 checkpoint's dtype, and adapters would train in half precision.
-                self.model = AutoModel.from_pretrained(source, revision=config.revision, **{"dtype": torch.float32, **config.config_overrides})
+                self.model = AutoModel.from_pretrained(source, revision=config.revision, **{"dtype": torch.float32, **quantization_options(config.quantization), **config.config_overrides})
         except (OSError, ValueError) as exc:
             raise load_error(config.model, exc) from None
         except (TypeError, AttributeError, RuntimeError) as exc:
@@ -48,6 +48,8 @@ class HfEncoderBackbone(Backbone):
                 raise
             raise overrides_error(exc) from None
         self._layers = find_layers(self.model, self.model.config.num_hidden_layers)
+        if config.gradient_checkpointing:
+            enable_checkpointing(self.model)
 
     @property
     def hidden_size(self) -> int:
@@ -55,6 +57,10 @@ class HfEncoderBackbone(Backbone):
 
     def layers(self) -> Sequence[nn.Module]:
         return self._layers
+
+    @property
+    def activation_checkpointing(self) -> bool:
+        return self.config.gradient_checkpointing
 
     def hf_model_path(self) -> str:
         """The wrapped transformers model sits at attribute `model` (HfModelBackbone: PEFT export and import)."""

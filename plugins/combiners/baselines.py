@@ -35,11 +35,10 @@ class RandomCombiner(Combiner):
         self._drawn: Tensor | None = None
 
     def begin(self, ctx: ForwardContext) -> None:
-        self._drawn = None
+        # Uniform scores through topk draw k distinct adapters per sample, once per forward, before the pass (torch's
+        # global RNG, which the trainer reseeds every step, so runs stay reproducible).
+        scores = torch.rand(ctx.batch_size, max(1, self.num_adapters), device=ctx.device)
+        self._drawn = one_hot_top_k(scores, self.k)
 
     def weights(self, site: str, x: Tensor, y: Tensor, ctx: ForwardContext) -> Tensor | None:
-        if self._drawn is None:
-            # Uniform scores through topk draw k distinct adapters per sample (torch's global RNG, which the
-            # trainer reseeds every step, so runs stay reproducible).
-            self._drawn = one_hot_top_k(torch.rand(x.shape[0], max(1, self.num_adapters), device=x.device), self.k)
         return self._drawn

@@ -97,7 +97,12 @@ class RouterCombiner(Combiner):
         return {self.config.source}
 
     def begin(self, ctx: ForwardContext) -> None:
+        # Decided before the pass when the source is ready (embeddings, frozen passes), so activation checkpointing
+        # recomputes nothing of it; a `layer:N` source is decided at the first site after layer N.
         self._weights = self._probs = None
+        representation = ctx.representation(self.config.source)
+        if representation is not None:
+            self._decide(representation, ctx)
 
     def route(self, representation: Tensor) -> tuple[Tensor, Tensor]:
         """(B, D) representation -> (weights applied to the deltas (B, K), probabilities (B, K))."""
@@ -117,12 +122,7 @@ class RouterCombiner(Combiner):
             soft = hard - soft.detach() + soft  # straight-through: hard forward, soft gradients
         return soft, probs
 
-    def weights(self, site: str, x: Tensor, y: Tensor, ctx: ForwardContext) -> Tensor | None:
-        if self._weights is not None:
-            return self._weights
-        representation = ctx.representation(self.config.source)
-        if representation is None:
-            return None  # a site before layer N of a `layer:N` source: no adapter applies there
+    def _decide(self, representation: Tensor, ctx: ForwardContext) -> None:
         self._weights, self._probs = self.route(representation)
         if self.training:
             probs = self._probs
@@ -131,7 +131,14 @@ class RouterCombiner(Combiner):
             self.add_aux_loss("efficiency", efficiency_loss(probs))
             self.add_aux_loss("consistency", consistency_loss(probs, representation))
             if ctx.own_adapters is not None:
-                self.add_aux_loss("task_supervision", task_supervision_loss(probs, ctx.own_adapter_weights()))
+                self.add_aux_loss("task_supervision", task_supervision_loss(probs, ctx.own_adapter_weights().to(probs.device)))
+
+    def weights(self, site: str, x: Tensor, y: Tensor, ctx: ForwardContext) -> Tensor | None:
+        if self._weights is None:
+            representation = ctx.representation(self.config.source)
+            if representation is None:
+                return None  # a site before layer N of a `layer:N` source: no adapter applies there
+            self._decide(representation, ctx)
         return self._weights
 
     def combine(self, site: str, x: Tensor, y: Tensor, adapters: SiteAdapters, ctx: ForwardContext) -> Tensor:

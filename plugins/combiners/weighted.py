@@ -30,17 +30,16 @@ class WeightedCombiner(Combiner):
         self._weights: Tensor | None = None
 
     def begin(self, ctx: ForwardContext) -> None:
-        self._weights = None
+        # The same at every site: decided once per forward, before the pass.
+        if self.config.per_task:
+            assert ctx.task_ids is not None, "the model always passes task ids"
+            task_ids = ctx.task_ids.to(self.logits.device)
+            logits = self.logits[task_ids]  # (B, K)
+            if self.own is not None:
+                logits = add_own_bias(logits, self.own[task_ids], ctx.own_adapter_weights().to(logits.device))
+            self._weights = logits.softmax(-1)
+        else:
+            self._weights = self.logits.softmax(-1).expand(ctx.batch_size, -1)
 
     def weights(self, site: str, x: Tensor, y: Tensor, ctx: ForwardContext) -> Tensor | None:
-        if self._weights is None:  # the same at every site: computed once per forward
-            if self.config.per_task:
-                assert ctx.task_ids is not None, "the model always passes task ids"
-                task_ids = ctx.task_ids.to(self.logits.device)
-                logits = self.logits[task_ids]  # (B, K)
-                if self.own is not None:
-                    logits = add_own_bias(logits, self.own[task_ids], ctx.own_adapter_weights().to(logits.device))
-                self._weights = logits.softmax(-1)
-            else:
-                self._weights = self.logits.softmax(-1).expand(x.shape[0], -1)
         return self._weights

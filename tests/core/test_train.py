@@ -190,7 +190,8 @@ def test_plan_batches_is_deterministic_and_follows_the_scheduler() -> None:
 
 @pytest.mark.slow
 def test_train_accelerate_launch_two_processes(tmp_path: Path, tiny_recipe: dict[str, Any]) -> None:
-    """`accelerate launch -m mtkit run` with two CPU processes (DDP over gloo) writes one run directory."""
+    """`accelerate launch -m mtkit run` works (on a CPU Accelerate's launcher starts one process; tests/core/test_hardware.py
+    runs two processes over gloo with torchrun) and writes one run directory."""
     recipe = copy.deepcopy(tiny_recipe)
     recipe["run"]["output_dir"] = str(tmp_path / "ddp")
     path = write_toml(tmp_path / "ddp.toml", recipe)
@@ -224,7 +225,7 @@ def _records(out: Path, event: str) -> list[dict[str, Any]]:
 
 
 def _eval_cli(out: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "mtkit", "eval", str(out), *args]
+    command = [sys.executable, "-m", "mtkit", "eval", str(out), "--json", *args]
     return subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"}, check=False)
 
 
