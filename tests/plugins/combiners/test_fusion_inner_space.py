@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 import torch
+from mtkit_combiners._routing import add_own_bias, task_rows
 from torch import Tensor
 
 from mtkit import ForwardContext, Registry, SiteAdapters, TaskInfo, site_key
 from mtkit.build import build_model
 from mtkit.model import MultiTaskModel
 from mtkit.resolve import resolve
-from mtkit_combiners._routing import add_own_bias, task_rows
 
 from .conftest import encode
 
