@@ -110,7 +110,7 @@ class SiteDeltas:
         """sum_k weights[..., k] delta_k for weights (B, K_site) or (B, T, K_site).  -> (B, T, Dout)"""
         out: Tensor | None = None
         for positions, part in self._parts:
-            piece = part.weighted_sum(weights[..., positions])
+            piece = part.weighted_sum(weights if len(self._parts) == 1 and self._order is None else weights[..., positions])
             out = piece if out is None else out + piece
         assert out is not None, "a site has at least one adapter"
         return out
