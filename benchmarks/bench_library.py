@@ -161,6 +161,7 @@ def print_inference(cases: dict[str, Case], times: dict[str, list[float]], memor
         )
     noise = statistics.median(abs(a - b) / b for a, b in zip(bare[1:], bare[:-1], strict=True)) if len(bare) > 1 else 0.0
     print(f"noise: the bare backbone's time changes by a median {100 * noise:.1f}% between consecutive repeats")
+    print("used: distinct adapters the batch uses; peak MB: growth of the resident set in one forward pass; adapter MB: adapter and combiner weights")
 
 
 def training_cases(bench: Bench, batch: int, length: int, n: int = 5) -> dict[str, Callable[[], object]]:

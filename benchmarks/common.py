@@ -13,11 +13,13 @@ import os
 import re
 import statistics
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import transformers
 from torch import nn
 
 from mtkit import Backbone, Registry, TaskInfo, load_registry
@@ -34,6 +36,8 @@ class Bench:
     """Builds the models of one benchmark run on a single copy of the backbone's weights."""
 
     def __init__(self) -> None:
+        transformers.utils.logging.disable_progress_bar()  # one bar per model built would bury the tables
+        warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
         self.registry: Registry = load_registry()
         cls = self.registry.component_class("backbone", BACKBONE["type"])
         self.bare: Backbone = cls(cls.config_class.model_validate({k: v for k, v in BACKBONE.items() if k != "type"}))
