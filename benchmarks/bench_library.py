@@ -20,6 +20,7 @@ of them alike; a ratio is the median over repeats of the per-repeat ratio, with 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import statistics
 import subprocess
@@ -237,15 +238,17 @@ def site_cases(factors: LowRank, x: torch.Tensor, weights: torch.Tensor, k: int,
     }
 
 
-def switch_table(batch: int, length: int, repeats: int) -> None:
-    """Dense inner-space mix against per-sample gathering at one 384 -> 384 site, rank-8 LoRAs, for sparse weights
-    over `used` adapters with `k` per sample: the measurements behind `mtkit.combiner.gathers`."""
+def switch_table(
+    batch: int, length: int, repeats: int, *, width: int = 384, rank: int = 8, sizes: tuple[int, ...] = (2, 3, 4, 6, 8, 16, 32, 64)
+) -> None:
+    """Dense inner-space mix against per-sample gathering at one width -> width site, rank-8 LoRAs, for sparse
+    weights over `used` adapters with `k` per sample: the measurements behind `mtkit.combiner.gathers`."""
     torch.manual_seed(0)
-    width, rank = 384, 8
+    gc.collect()  # once: these calls take milliseconds and allocate few Python objects
     x = torch.randn(batch, length, width)
     print(f"\nsparse weights at one site (rank-{rank} LoRAs, {width} -> {width}, batch {batch} x {length}): ms per call, inference | training (forward + backward)")
     print(f"{'used':>4} {'k':>2} {'dense':>8} {'gathered':>9} {'faster':>7} | {'dense':>8} {'gathered':>9} {'faster':>7} | {'gathers()':>9}")
-    for used in (2, 3, 4, 6, 8, 16, 32, 64):
+    for used in sizes:
         for k in (1, 2, 4):
             if k > used:
                 continue
@@ -256,7 +259,7 @@ def switch_table(batch: int, length: int, repeats: int) -> None:
             weights = torch.zeros(batch, used).scatter(-1, index, 1.0 / k)
             row: list[Any] = []
             for train in (False, True):
-                times = interleaved(site_cases(factors, x, weights, k, train), repeats, 1, progress=False)
+                times = interleaved(site_cases(factors, x, weights, k, train), repeats, 1, progress=False, collect=False)
                 dense, gathered = (1000 * statistics.median(times[c]) for c in ("dense", "gathered"))
                 row += [dense, gathered, "gather" if gathered < dense else "dense"]
             choice = "gather" if gathers(used, k) else "dense"

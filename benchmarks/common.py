@@ -80,21 +80,30 @@ class Bench:
         return model.eval()
 
 
-def interleaved(cases: Mapping[str, Callable[[], object]], repeats: int, warmup: int, progress: bool = True) -> dict[str, list[float]]:
-    """Seconds per call of each case, `repeats` rounds that each time every case once in a rotating order."""
+def interleaved(
+    cases: Mapping[str, Callable[[], object]], repeats: int, warmup: int, progress: bool = True, collect: bool = True
+) -> dict[str, list[float]]:
+    """Seconds per call of each case, `repeats` rounds that each time every case once in a rotating order (after a
+    garbage collection, with `collect`, so that no collection lands inside a timed call)."""
     names = list(cases)
+    if collect:
+        gc.collect()
+        gc.freeze()  # the objects alive now are not scanned again: the collection before each call stays short
     for _ in range(warmup):
         for name in names:
             cases[name]()
     times: dict[str, list[float]] = {name: [] for name in names}
     for r in range(repeats):
         for name in names[r % len(names) :] + names[: r % len(names)]:
-            gc.collect()
+            if collect:
+                gc.collect()
             tic = time.perf_counter()
             cases[name]()
             times[name].append(time.perf_counter() - tic)
         if progress:
             print(f"  round {r + 1}/{repeats}", end="\r", flush=True)
+    if collect:
+        gc.unfreeze()
     return times
 
 

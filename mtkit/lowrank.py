@@ -60,6 +60,8 @@ def rank_weights(weights: Tensor, ranks: Sequence[int]) -> Tensor:
     """Per-adapter weights (B, K) or (B, T, K) repeated over each adapter's inner units -> (B, 1, sum R) or (B, T, sum R)."""
     if len(ranks) == 1:
         w = weights
+    elif len(set(ranks)) == 1:
+        w = weights.unsqueeze(-1).expand(*weights.shape, ranks[0]).flatten(-2)
     else:
         repeats = torch.tensor(list(ranks), device=weights.device)
         w = weights.repeat_interleave(repeats, dim=-1, output_size=sum(ranks))
