@@ -25,7 +25,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
 
-from mtkit import Adapter, TaskInfo, load_registry, select_sites
+from mtkit import Adapter, CombinerSetup, TaskInfo, load_registry, select_sites
 from mtkit.model import MultiTaskModel
 
 TEXTS = [
@@ -52,10 +52,11 @@ def build(registry, rank: int) -> dict[str, object]:
         torch.manual_seed(0)
         adapter = adapter_cls(adapter_config, sites=select_sites(adapter_config, backbone.sites()), context_size=backbone.hidden_size)
         combiner_cls = registry.component_class("combiner", "oracle")
-        combiner = combiner_cls(combiner_cls.config_class.model_validate({}), adapter_names=["a"], task_names=["t"], sites=backbone.sites(), hidden_size=backbone.hidden_size)
+        setup = CombinerSetup(adapter_names=("a",), task_names=("t",), sites=backbone.sites(), hidden_size=backbone.hidden_size)
+        combiner = combiner_cls(combiner_cls.config_class.model_validate({}), setup=setup)
         head_cls = registry.component_class("head", "classification")
         head = head_cls(head_cls.config_class.model_validate({}), backbone=backbone, task=TaskInfo("t", 0, ("x", "y")))
-        return MultiTaskModel(backbone, {"a": adapter}, combiner, {"t": head}, {"t": "a"}), adapter
+        return MultiTaskModel(backbone, {"a": adapter}, combiner, combiner, {"t": head}, {"t": "a"}), adapter
 
     lora_model, lora = with_adapter("lora", rank=rank, alpha=2.0 * rank, init="random")
     merged_model, _ = with_adapter("lora", rank=rank, alpha=2.0 * rank, init="random")  # same seed: same weights
@@ -113,8 +114,8 @@ def main() -> None:
         loss.backward()
         opt.step()
 
-    mt_forward = lambda model: (lambda: model.run_backbone(ids, mask, tasks).hidden)  # noqa: E731
-    peft_forward = lambda: peft(input_ids=ids, attention_mask=mask).last_hidden_state  # noqa: E731
+    mt_forward = lambda model: (lambda: model.run_backbone(ids, mask, tasks).hidden)
+    peft_forward = lambda: peft(input_ids=ids, attention_mask=mask).last_hidden_state
 
     def no_grad(fn: Callable[[], object]) -> Callable[[], object]:
         def run() -> object:

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from mtkit.adapter import Adapter, Exportable, LowRank, Mergeable
     from mtkit.combiner import Combiner, CombinerSetup, SiteAdapters
     from mtkit.context import ForwardContext, masked_mean
+    from mtkit.deltas import SiteDeltas
     from mtkit.interfaces import (
         Backbone,
         BackboneOutput,
@@ -43,6 +44,7 @@ _LAZY = {
     "masked_mean": "mtkit.context",
     **dict.fromkeys(["Adapter", "Exportable", "LowRank", "Mergeable"], "mtkit.adapter"),
     **dict.fromkeys(["Combiner", "CombinerSetup", "SiteAdapters"], "mtkit.combiner"),
+    "SiteDeltas": "mtkit.deltas",
     **dict.fromkeys(["Site", "select_sites", "site_key"], "mtkit.sites"),
     **dict.fromkeys(
         [

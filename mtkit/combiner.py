@@ -12,21 +12,35 @@ from __future__ import annotations
 from abc import ABC
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from mtkit.adapter import Adapter
+from mtkit.adapter import Adapter, LowRank
 from mtkit.config import ComponentConfig
 from mtkit.context import ForwardContext, masked_mean
+from mtkit.deltas import FactoredDeltas, MaterialisedDeltas, SiteDeltas
 from mtkit.sites import Site
 
-__all__ = ["GATHER_MIN_ADAPTERS", "Combiner", "CombinerSetup", "SiteAdapters"]
+__all__ = ["GATHER_MIN_ADAPTERS", "GATHER_PER_SAMPLE_RATIO", "Combiner", "CombinerSetup", "SiteAdapters", "gathers"]
 
-GATHER_MIN_ADAPTERS = 8
-"""Sparse per-sample weights over at least this many used adapters of a factored family are applied by gathering
-each sample's adapters (cost ~ adapters per sample) rather than in the joint inner space (cost ~ used adapters)."""
+GATHER_MIN_ADAPTERS = 4
+"""Sparse per-sample weights (B, K) over fewer used adapters of a factored family are always mixed in the joint inner
+space; from this many on, `gathers` decides."""
+GATHER_PER_SAMPLE_RATIO = 2.0
+"""Gather once the batch uses at least this many times as many adapters as a sample does (see `gathers`)."""
+
+
+def gathers(used: int, per_sample: int) -> bool:
+    """Whether sparse per-sample weights over `used` adapters of a factored family, at most `per_sample` of them in any
+    sample, are applied by gathering each sample's adapters (`lowrank.gathered_mix`, cost ~ per_sample) rather than
+    in the joint inner space (`lowrank.mix`, cost ~ used).
+
+    Both are exact; the thresholds come from timing the two at a site (`python -m benchmarks.bench_library
+    --section switch`).
+    """
+    return used >= GATHER_MIN_ADAPTERS and used >= GATHER_PER_SAMPLE_RATIO * per_sample
 
 
 @dataclass(frozen=True)
@@ -89,9 +103,9 @@ class SiteAdapters:
         w = weights[..., columns]
         if sparse and w.dim() == 2 and len(columns) >= GATHER_MIN_ADAPTERS:
             per_sample = int(w.detach().ne(0).sum(-1).max())
-            factored = family.low_rank(adapters, self.site)
-            if 4 * per_sample <= len(columns) and factored is not None and not _drops(factored, adapters[0].training):
-                return lowrank.gathered_mix(factored, x, y, w, per_sample)
+            factored = family.low_rank(adapters, self.site) if gathers(len(columns), per_sample) else None
+            if factored is not None:
+                return lowrank.gathered_mix(factored, x, y, w, per_sample, training=adapters[0].training)
         return family.mix(adapters, self.site, x, y, w, ctx)
 
     def stack(self, x: Tensor, y: Tensor, ctx: ForwardContext) -> Tensor:
@@ -104,15 +118,31 @@ class SiteAdapters:
             return deltas
         return torch.stack([parts[c] for c in self.columns], dim=2)
 
+    def low_rank(self) -> list[tuple[list[int], LowRank | None]]:
+        """Each family's adapters here in factored form (None where the family has none), with their positions on
+        the site's adapter axis (indices into `columns`): what combiners that read the adapters' matrices use."""
+        position = {c: i for i, c in enumerate(self.columns)}
+        return [([position[c] for c, _ in members], family.low_rank([a for _, a in members], self.site)) for family, members in self.families]
+
+    def deltas(self, x: Tensor, y: Tensor, ctx: ForwardContext, *, factored: bool = True) -> SiteDeltas:
+        """Every attached adapter's delta, kept in its inner space where its family has a factored form (see
+        `SiteDeltas`); `factored=False` materialises them all (the reference computation)."""
+        from mtkit import lowrank
+
+        parts: list[tuple[list[int], FactoredDeltas | MaterialisedDeltas]] = []
+        for (positions, factors), (family, members) in zip(self.low_rank(), self.families, strict=True):
+            adapters = [a for _, a in members]
+            if factored and factors is not None:
+                parts.append((positions, FactoredDeltas(factors, lowrank.inner(factors, x, y, training=adapters[0].training))))
+            else:
+                parts.append((positions, MaterialisedDeltas(family.stack(adapters, self.site, x, y, ctx))))
+        return SiteDeltas(parts)
+
     def to_columns(self, values: Tensor) -> Tensor:
         """(..., K_site) values of the adapters here -> (..., K) over all columns, zeros elsewhere."""
         out = values.new_zeros(*values.shape[:-1], self.num_adapters)
         out[..., self.columns] = values
         return out
-
-
-def _drops(factored: Any, training: bool) -> bool:
-    return training and any(p > 0 for p in (factored.dropout or ()))
 
 
 class Combiner(nn.Module, ABC):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from mtkit import Combiner, CombinerSetup, ForwardContext, SiteAdapters, site_key
+from mtkit import Combiner, CombinerSetup, ForwardContext, SiteAdapters, SiteDeltas, site_key
 
 from ._routing import add_own_bias, task_rows
 from .config import FusionAttentionCombinerConfig
@@ -31,17 +31,20 @@ class FusionAttention(nn.Module):
             self.value = nn.Linear(size, size, bias=False)
             nn.init.eye_(self.value.weight)
 
-    def forward(self, y: Tensor, deltas: Tensor, temperature: Tensor, own: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """y (B, T, D), deltas (B, T, K, D), own (B, K): 1 at each sample's own adapter -> (fused delta (B, T, D), attention (B, T, K))."""
-        query = self.query(y)  # (B, T, P)
-        keys = self.key(deltas)  # (B, T, K, P)
-        scores = torch.einsum("btp,btkp->btk", query, keys)
+    def forward(self, y: Tensor, deltas: SiteDeltas, temperature: Tensor, own: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """y (B, T, D), the site's deltas, own (B, K): 1 at each sample's own adapter -> (fused delta (B, T, D), attention (B, T, K)).
+
+        The key and value maps apply to the deltas through `SiteDeltas`, which folds them into the adapters' output
+        matrices where the family has a factored form: the (B, T, K, D) keys and values are never formed there.
+        """
+        keys = deltas.project(self.key.weight, self.key.bias)
+        scores = keys.dots(y, self.query.weight, self.query.bias)  # (B, T, K): query(y) . key(delta_k)
         if self.own is not None and own is not None:
             scores = add_own_bias(scores, self.own, own)
         scores = scores / temperature
         attention = scores.softmax(-1)
-        values = deltas if self.value is None else self.value(deltas)
-        return torch.einsum("btk,btkd->btd", attention, values), attention
+        values = deltas if self.value is None else deltas.project(self.value.weight)
+        return values.weighted_sum(attention), attention
 
 
 def value_identity_distance(fusion: FusionAttention) -> Tensor:
@@ -52,7 +55,11 @@ def value_identity_distance(fusion: FusionAttention) -> Tensor:
 
 
 class FusionAttentionCombiner(Combiner):
-    """AdapterFusion over any adapter family: it only needs each family's batched `stack` of deltas."""
+    """AdapterFusion over any adapter family, computed in the adapters' inner space where their family has a factored form.
+
+    Over LoRA or bottleneck adapters a fusion costs about one adapter of rank sum(R_k) plus K scores per token;
+    a family without a factored form (hyper_lora) has its deltas materialised, at (B, T, K, D).
+    """
 
     name = "fusion_attention"
     config_class = FusionAttentionCombinerConfig
@@ -81,16 +88,16 @@ class FusionAttentionCombiner(Combiner):
                 self.add_aux_loss("value_identity", torch.stack(distances).sum())
 
     def combine(self, site: str, x: Tensor, y: Tensor, adapters: SiteAdapters, ctx: ForwardContext) -> Tensor:
-        deltas = adapters.stack(x, y, ctx)  # (B, T, K_site, D)
+        deltas = adapters.deltas(x, y, ctx)
         fusions = self.fusions[site_key(site)]
         temperature = self.temperature
         if not self.config.per_task:
             fused, attention = fusions[0](y, deltas, temperature)
         else:  # each sample through its own task's fusion (AdapterFusion's per-target-task parameters)
             fused = torch.empty_like(y)
-            attention = deltas.new_empty(deltas.shape[:3])
+            attention = y.new_empty(*y.shape[:2], deltas.num_adapters)
             own = ctx.own_adapter_weights().to(y.device)[:, adapters.columns]  # (B, K_site)
             for task, rows in task_rows(ctx, y.device):
-                fused[rows], attention[rows] = fusions[task](y[rows], deltas[rows], temperature, own[rows])
+                fused[rows], attention[rows] = fusions[task](y[rows], deltas.rows(rows), temperature, own[rows])
         self.record(adapters.to_columns(attention), ctx)
         return y + fused.to(y.dtype)
