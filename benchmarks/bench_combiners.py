@@ -27,9 +27,9 @@ ADAPTERS = 5
 
 def cases(bench: Bench, batch: int, length: int) -> dict[str, Callable[[], Any]]:
     torch.manual_seed(0)
-    ids = torch.randint(1000, bench.bare.model.config.vocab_size, (batch, length))
-    mask = torch.ones(batch, length, dtype=torch.long)
-    tasks = torch.arange(batch) % ADAPTERS
+    ids = torch.randint(1000, bench.bare.model.config.vocab_size, (batch, length)).to(bench.device)
+    mask = torch.ones(batch, length, dtype=torch.long, device=bench.device)
+    tasks = (torch.arange(batch) % ADAPTERS).to(bench.device)
     loras = {f"task{i}": dict(LORA) for i in range(ADAPTERS)}
     own = {f"task{i}": f"task{i}" for i in range(ADAPTERS)}
 
@@ -61,7 +61,7 @@ def cases(bench: Bench, batch: int, length: int) -> dict[str, Callable[[], Any]]
         "gating, 5 LoRA": learned(model({"type": "gating"})),
         "fusion_attention, 5 LoRA": learned(model({"type": "fusion_attention"})),
         "fusion_attention per_task, 5 LoRA": learned(model({"type": "fusion_attention", "per_task": True})),
-        "fusion_attention, 3 bottleneck": learned(fusion_bottleneck, torch.arange(batch) % 3),
+        "fusion_attention, 3 bottleneck": learned(fusion_bottleneck, (torch.arange(batch) % 3).to(bench.device)),
     }
 
 
@@ -72,14 +72,15 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--length", type=int, default=128)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 gives steadier ratios on a shared machine)")
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda (benchmarks/gpu_check.py runs it there)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    runs = cases(Bench(), args.batch, args.length)
+    runs = cases(Bench(args.device), args.batch, args.length)
     with torch.inference_mode():
         times = interleaved(runs, args.repeats, args.warmup)
     bare = times["bare backbone"]
     one = times["mtkit 1 LoRA (unmerged)"]
-    print(f"\nbatch {args.batch}, length {args.length}, {args.threads} thread(s), {args.repeats} interleaved repeats after {args.warmup} warm-up")
+    print(f"\n{args.device}, batch {args.batch}, length {args.length}, {args.threads} thread(s), {args.repeats} interleaved repeats after {args.warmup} warm-up")
     print(f"{'configuration':44} {'median ms':>10} {'x bare':>8} {'(p25-p75)':>14} {'x 1 LoRA':>9}")
     for name, values in times.items():
         median, low, high = ratios(values, bare)

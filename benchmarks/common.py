@@ -19,6 +19,7 @@ from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import torch
 import transformers
 from torch import nn
 
@@ -35,13 +36,14 @@ BOTTLENECK = {"type": "bottleneck", "init": "random"}  # pfeiffer placement: eac
 class Bench:
     """Builds the models of one benchmark run on a single copy of the backbone's weights."""
 
-    def __init__(self) -> None:
+    def __init__(self, device: str = "cpu") -> None:
+        self.device = torch.device(device)
         transformers.utils.logging.disable_progress_bar()  # one bar per model built would bury the tables
         warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
         self.registry: Registry = load_registry()
         cls = self.registry.component_class("backbone", BACKBONE["type"])
         self.bare: Backbone = cls(cls.config_class.model_validate({k: v for k, v in BACKBONE.items() if k != "type"}))
-        self.bare.requires_grad_(False).eval()
+        self.bare.requires_grad_(False).eval().to(self.device)
         self._weights = self.bare.state_dict()
 
     def share(self, module: nn.Module) -> None:
@@ -63,7 +65,7 @@ class Bench:
             "phases": [{"name": "p", "steps": 1, "train": ["adapters"]}],
         }
         infos = {task: TaskInfo(task, i, ("a", "b")) for i, task in enumerate(tasks)}
-        model = build_model(resolve(recipe, self.registry, "benchmark"), infos)
+        model = build_model(resolve(recipe, self.registry, "benchmark"), infos).to(self.device)
         self.share(model.backbone)
         return model.eval()
 
@@ -77,7 +79,7 @@ class Bench:
         model = get_peft_model(base, config, adapter_name="task0")
         for i in range(1, adapters):
             model.add_adapter(f"task{i}", config)
-        return model.eval()
+        return model.to(self.device).eval()
 
 
 def interleaved(
@@ -99,6 +101,8 @@ def interleaved(
                 gc.collect()
             tic = time.perf_counter()
             cases[name]()
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()  # a GPU call returns before its kernels finish
             times[name].append(time.perf_counter() - tic)
         if progress:
             print(f"  round {r + 1}/{repeats}", end="\r", flush=True)
