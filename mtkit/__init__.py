@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from mtkit.context import ForwardContext, masked_mean
     from mtkit.deltas import SiteDeltas
     from mtkit.interfaces import (
+        TRUNCATED,
         Backbone,
         BackboneOutput,
         DatasetSource,
@@ -58,6 +59,7 @@ _LAZY = {
             "ModelAccess",
             "Scheduler",
             "TaskInfo",
+            "TRUNCATED",
             "pad_batch",
         ],
         "mtkit.interfaces",

@@ -8,6 +8,7 @@ the batches an uninterrupted one would.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,14 +19,16 @@ import torch
 
 from mtkit.config import DatasetConfig
 from mtkit.errors import MtkitError
-from mtkit.interfaces import DatasetSource, Head, Scheduler
+from mtkit.interfaces import TRUNCATED, DatasetSource, Head, Scheduler
 
 __all__ = [
+    "CUT_WARNING",
     "ROW_COLUMN",
     "BatchPlan",
     "RowLocating",
     "TaskData",
     "check_rows",
+    "cut_warnings",
     "encode_examples",
     "micro_batches",
     "plan_batches",
@@ -43,6 +46,23 @@ class RowLocating(Protocol):
 
     def row_location(self, split: str, row: int) -> str | None:
         """Where row `row` of loaded split `split` sits, e.g. `data/reviews.csv line 5`; None if unknown."""
+
+
+CUT_WARNING = 0.05
+"""A share of a split's inputs cut to max_length above which the run warns (raise the task's max_length)."""
+
+
+def cut_warnings(task: str, info: dict[str, Any], max_length: int) -> list[str]:
+    """Warnings for the splits of a task whose inputs were cut to max_length more often than CUT_WARNING."""
+    out = []
+    for split, count in info.get("cut", {}).items():
+        size = info.get(split, 0)
+        if size and count / size > CUT_WARNING:
+            out.append(
+                f"task {task!r}: {count} of {size} {split} inputs ({100 * count / size:.0f}%) are longer than max_length "
+                f"{max_length} and were cut; raise tasks.{task}.max_length (or run.max_length) if that loses what matters"
+            )
+    return out
 
 
 @dataclass
@@ -158,7 +178,17 @@ def prepare_task_data(
         name: encode_examples(split, head, tokenizer, max_length, f"{task}/{name}") if name in chosen else split
         for name, split in splits.items()
     }
+    cut = {name: sum(split[TRUNCATED]) for name, split in encoded.items() if name in chosen and TRUNCATED in split.column_names}
+    if cut:
+        info["cut"] = cut  # inputs longer than max_length, cut by the head
     return TaskData(task, encoded["train"], encoded["test"], info, encoded.get("validation"))
+
+
+def _source_of(cls: type) -> str:
+    try:
+        return hashlib.sha256(inspect.getsource(cls).encode()).hexdigest()[:16]
+    except (OSError, TypeError):  # no source to read (a class made at run time): its qualified name
+        return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def encode_examples(examples: datasets.Dataset, head: Head, tokenizer: Any, max_length: int, name: str) -> datasets.Dataset:
@@ -167,8 +197,11 @@ def encode_examples(examples: datasets.Dataset, head: Head, tokenizer: Any, max_
     def encode(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
         return head.encode(batch, tokenizer, max_length)
 
-    # An explicit fingerprint: hashing the head (a module with random weights) would defeat caching.
-    key = json.dumps([name, head.name, head.config.model_dump(mode="json"), getattr(tokenizer, "name_or_path", ""), max_length])
+    # An explicit fingerprint: hashing the head (a module with random weights) would defeat caching. The head class's
+    # source is part of it, so that a changed `encode` (a plugin upgrade) never reuses encodings made by the old one.
+    key = json.dumps(
+        [name, head.name, head.config.model_dump(mode="json"), getattr(tokenizer, "name_or_path", ""), max_length, _source_of(type(head))]
+    )
     fingerprint = hashlib.sha256(f"{examples._fingerprint}{key}".encode()).hexdigest()[:16]
     return examples.map(encode, batched=True, desc=f"encoding {name}", new_fingerprint=fingerprint)
 

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "INTERFACES",
+    "TRUNCATED",
     "Backbone",
     "BackboneOutput",
     "DatasetSource",
@@ -142,6 +143,10 @@ def pad_batch(features: Mapping[str, list[Any]], pad_id: int, label_pad: int = -
         else:
             batch[key] = values
     return batch
+
+
+TRUNCATED = "truncated"
+"""An optional column of `Head.encode`'s output: True where the input was cut to max_length (mtkit counts them per task)."""
 
 
 class Head(nn.Module, ABC):

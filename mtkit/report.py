@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from mtkit import defaults
+from mtkit.data import cut_warnings
 from mtkit.rundir import RunDir
 
 __all__ = ["plot_training_curves", "write_report"]
@@ -99,18 +100,28 @@ def _validation_checks(run_dir: RunDir) -> list[str]:
     return lines
 
 
+def _max_length(recipe: Mapping[str, Any], task: str) -> int:
+    task_length = recipe.get("tasks", {}).get(task, {}).get("max_length")
+    return int(task_length or recipe.get("run", {}).get("max_length", 128))
+
+
 def write_report(run_dir: RunDir, recipe: Mapping[str, Any], results: Mapping[str, Any], extra: list[str] | None = None) -> None:
     """report.md: setup, split sizes, per-phase metrics, routing analysis and plots."""
     data = run_dir.read_json("data.json")
     lines = [f"# Run `{recipe['run']['name']}`", ""]
     lines += [f"- backbone: `{recipe['backbone']['type']}`", f"- adapters: {', '.join(recipe.get('adapters', {})) or 'none'}"]
     lines += [f"- combiner: `{(recipe.get('combiner') or {'type': defaults.COMBINER})['type']}`", f"- seed: {recipe['run'].get('seed', 0)}", ""]
-    columns = ["dataset", "train", "validation", "test", "split"]
+    columns = ["dataset", "train", "validation", "test", "cut", "split"]
     if not any("validation" in info for info in data["tasks"].values()):
         columns.remove("validation")
+    if not any(info.get("cut") for info in data["tasks"].values()):
+        columns.remove("cut")
     lines += ["## Data", "", "| task | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for task, info in data["tasks"].items():
-        lines.append(f"| {task} | " + " | ".join(str(info.get(c, "")) for c in columns) + " |")
+        cells = {**info, "cut": ", ".join(f"{n} {split}" for split, n in info.get("cut", {}).items())}
+        lines.append(f"| {task} | " + " | ".join(str(cells.get(c, "")) for c in columns) + " |")
+    warnings = [w for task, info in data["tasks"].items() for w in cut_warnings(task, info, _max_length(recipe, task))]
+    lines += ["", *(f"Warning: {w}." for w in warnings)] if warnings else []
     for phase, by_routing in results.items():
         for routing, scores in by_routing.items():
             lines += ["", f"## Phase `{phase}` ({routing} routing)", ""] + _table(scores)

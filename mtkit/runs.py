@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from mtkit.checkpoint import check_state_matches, load_tensors, save_tensors
+from mtkit.data import cut_warnings
 from mtkit.errors import MtkitError
 from mtkit.lock import hold_run_dir
 from mtkit.manifest import verify_manifest, write_manifest
@@ -79,6 +80,9 @@ def run_recipe(
         built = build_run(resolved)
         trainer = Trainer(built, run_dir, accelerator, callbacks)
         if main:
+            for name, data in built.tasks.items():
+                for warning in cut_warnings(name, data.split, recipe.tasks[name].max_length or recipe.run.max_length):
+                    _notice(callbacks, warning)
             splits = {n: d.split for n, d in built.tasks.items()}
             run_dir.write_json("data.json", {"seed": recipe.run.seed, "tasks": splits, "phases": trainer.phase_steps})
             run_dir.write_json("tasks.json", {n: {"labels": list(i.label_names) if i.label_names else None} for n, i in built.task_infos.items()})

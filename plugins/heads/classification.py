@@ -8,7 +8,7 @@ from typing import Any
 import torch.nn.functional as F
 from torch import nn
 
-from mtkit import Backbone, BackboneOutput, Head, HeadOutput, ModelAccess, TaskInfo
+from mtkit import TRUNCATED, Backbone, BackboneOutput, Head, HeadOutput, ModelAccess, TaskInfo
 
 from ._labels import resolve_num_labels
 from ._pooling import Pooler
@@ -40,7 +40,8 @@ class ClassificationHead(Head):
     def encode(self, examples: Mapping[str, list[Any]], tokenizer: Any, max_length: int) -> dict[str, list[Any]]:
         pair = examples[self.config.text_pair_field] if self.config.text_pair_field else None
         encoded = tokenizer(examples[self.config.text_field], pair, truncation=True, max_length=max_length)
-        out = {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
+        whole = tokenizer(examples[self.config.text_field], pair, truncation=False)["input_ids"]
+        out = {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"], TRUNCATED: [len(ids) > max_length for ids in whole]}
         if self.config.label_field in examples:  # absent when predicting new inputs
             out["labels"] = examples[self.config.label_field]
         return out

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from mtkit import Backbone, BackboneOutput, Head, HeadOutput, ModelAccess, MtkitError, TaskInfo, pad_batch
+from mtkit import TRUNCATED, Backbone, BackboneOutput, Head, HeadOutput, ModelAccess, MtkitError, TaskInfo, pad_batch
 
 from .config import LmHeadConfig
 
@@ -86,11 +86,12 @@ class LmHead(Head):
         tail = self._tail_ids(tokenizer)
         has_target = all(f in examples for f in self.target_fields)
         answers = tokenizer([self._target(r) for r in rows], add_special_tokens=False)["input_ids"] if has_target else None
-        out: dict[str, list[Any]] = {"input_ids": [], "attention_mask": [], "prompt_ids": []}
+        out: dict[str, list[Any]] = {"input_ids": [], "attention_mask": [], "prompt_ids": [], TRUNCATED: []}
         if answers is not None:
             out["labels"], out["reference"] = [], []
         for i, prompt in enumerate(prompts):
             answer = answers[i] + [tokenizer.eos_token_id] if answers is not None else []
+            out[TRUNCATED].append(len(prompt) + len(answer) > max_length)
             answer = answer[: max_length // 2] if len(prompt) + len(answer) > max_length else answer
             prompt = _truncate(prompt, max(max_length - len(answer), 1), len(tail))
             out["prompt_ids"].append(prompt)
