@@ -12,7 +12,7 @@ from __future__ import annotations
 from abc import ABC
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
@@ -22,7 +22,7 @@ from mtkit.config import ComponentConfig
 from mtkit.context import ForwardContext, masked_mean
 from mtkit.sites import Site
 
-__all__ = ["GATHER_MIN_ADAPTERS", "Combiner", "CombinerSetup", "SiteAdapters"]
+__all__ = ["GATHER_MIN_ADAPTERS", "Combiner", "CombinerSetup", "MergedLora", "SiteAdapters"]
 
 GATHER_MIN_ADAPTERS = 8
 """Sparse per-sample weights over at least this many used adapters of a factored family are applied by gathering
@@ -205,3 +205,16 @@ class Combiner(nn.Module, ABC):
         """Start (a fresh log) or stop recording routing; returns the log that was being kept."""
         log, self._routing_log = self._routing_log, ([] if on else None)
         return log
+
+
+@runtime_checkable
+class MergedLora(Protocol):
+    """A combiner that applies one LoRA per site, the same for every input (a merge of the adapters there).
+
+    `MultiTaskModel.merge_adapters` folds it into the base weights under learned routing, so inference costs what the
+    bare backbone costs, and `mtkit export` writes it as a PEFT LoRA (the adapter id `combiner`).
+    """
+
+    def merged_lora(self, site: str, adapters: SiteAdapters) -> tuple[Tensor, Tensor] | None:
+        """(A (R, Din), B (Dout, R)) with the site's delta = B A x, or None where nothing is applied at `site`."""
+        ...
