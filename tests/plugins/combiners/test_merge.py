@@ -4,6 +4,7 @@ weights and exported as a PEFT LoRA."""
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -128,3 +129,43 @@ def test_merge_of_a_subset_leaves_the_other_adapters_out(build: Builder) -> None
         topic = hidden(build({"type": "oracle"}, adapters=3), torch.ones(4, dtype=torch.long))
     torch.testing.assert_close(only_topic, topic, atol=1e-5, rtol=0)  # one LoRA merged is that LoRA
     assert (alone - topic).abs().max() > 1e-4
+
+
+def test_merge_run_exports_its_merge_as_a_peft_lora_and_deploys_at_the_bare_backbones_cost(
+    tiny_recipe: dict[str, Any], tmp_path: Path
+) -> None:
+    from transformers import AutoModel
+
+    from mtkit.export import export_run
+    from mtkit.runs import load_run, run_recipe
+    from tests.conftest import write_toml
+
+    recipe = copy.deepcopy(tiny_recipe)
+    recipe["run"]["output_dir"] = str(tmp_path / "run")
+    for adapter in recipe["adapters"].values():
+        adapter["init"] = "random"  # a library without training: B off zero
+    for task in recipe["tasks"].values():
+        task["dataset"] |= {"max_train_examples": 16, "max_eval_examples": 8}
+    recipe["combiner"] = {"type": "merge", "method": "ties", "density": 0.5, "weights": {"topic": 0.5}}
+    recipe["phases"] = [{"name": "merged", "steps": 0, "routing": "learned"}]
+    run_recipe(write_toml(tmp_path / "merge.toml", recipe))
+
+    cost = json.loads((tmp_path / "run" / "inference.json").read_text())
+    assert cost["merged"] == "combiner" and cost["relative_flops"] == 1.0  # folded into the weights: the bare backbone's work
+    assert cost["model_flops"] > cost["bare_flops"]  # unmerged, the merged LoRA costs extra products
+    routing = json.loads((tmp_path / "run" / "routing.json").read_text())
+    assert routing["mean_routing_accuracy"] is None  # every input gets the same merge: no routing decision to score
+
+    folders = export_run(tmp_path / "run", tmp_path / "export")
+    assert list(folders) == ["combiner", "sentiment", "topic"]
+    config = json.loads((folders["combiner"] / "adapter_config.json").read_text())
+    assert config["r"] == config["lora_alpha"] == 4
+    model = load_run(tmp_path / "run").model
+    enc = model.backbone.tokenizer(["a gripping, funny film", "shares fell on monday"], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        ours = model.run_backbone(enc["input_ids"], enc["attention_mask"], torch.tensor([0, 1])).hidden
+        bare = AutoModel.from_config(model.backbone.model.config)  # a bare copy: a deepcopy would carry the site hooks
+        bare.load_state_dict(model.backbone.model.state_dict())
+        peft_model = PeftModel.from_pretrained(bare, str(folders["combiner"])).eval()
+        theirs = peft_model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).last_hidden_state
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
