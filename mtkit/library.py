@@ -1,7 +1,7 @@
 """Libraries: a recipe table that declares many saved adapters at once (`libraries.<label>`).
 
 A library table names an adapter `type` and that type's params, one of which says where the saved adapters are
-(for lora, `from_peft`: a directory of PEFT folders or a glob). Before validation, each library becomes ordinary
+(a directory of saved adapters or a glob). Before validation, each library becomes ordinary
 `adapters.<id>` tables, one per saved adapter, so everything downstream (oracle routing by task name, combiners,
 selectors, export) sees plain adapters. The adapter type's config class lists the members
 (`AdapterConfig.library_members`); a run directory records the library table, and reloading the run expands it again.

@@ -83,12 +83,12 @@ def _checked_config(folder: Path, where: str) -> dict[str, Any]:
     except ValueError as exc:
         raise MtkitError(f"{where}: {config_file} is not valid JSON ({exc})") from None
     if config.get("peft_type", "LORA") != "LORA":
-        raise MtkitError(f"{where}: peft_type is {config.get('peft_type')!r}; only LORA adapters import as `lora`")
+        raise MtkitError(f"{where}: peft_type is {config.get('peft_type')!r}; only LoRA adapters (peft_type LORA) can be read")
     for key, plain in _UNSUPPORTED.items():
         if config.get(key, plain) not in (plain, None):
-            raise MtkitError(f"{where}: {key} = {config[key]!r} in {config_file} is not supported by mtkit's lora (needs {key} = {plain!r})")
+            raise MtkitError(f"{where}: {key} = {config[key]!r} in {config_file} is not supported (mtkit reads plain LoRA: {key} = {plain!r})")
     if config.get("rank_pattern") or config.get("alpha_pattern"):
-        raise MtkitError(f"{where}: per-module rank_pattern/alpha_pattern in {config_file} are not supported by mtkit's lora")
+        raise MtkitError(f"{where}: per-module rank_pattern/alpha_pattern in {config_file} are not supported (mtkit reads one rank and alpha for all modules)")
     return config  # type: ignore[no-any-return]
 
 

@@ -171,9 +171,10 @@ class Recipe(_Section):
     adapters: dict[str, ComponentTable] = Field(default_factory=dict, description="Adapters by id.")
     libraries: dict[str, ComponentTable] = Field(
         default_factory=dict,
-        description="Libraries of saved adapters by label: an adapter `type` and its params, one of which says where "
-        "the saved adapters are (lora: `from_peft`, a directory of PEFT folders or a glob); each saved adapter becomes "
-        "an adapter named after its folder, with the table's other params.",
+        description="Libraries of saved adapters by label: an adapter `type` that can import saved adapters and its "
+        "params, one of which says where they are (a directory or a glob; see `mtkit show adapter TYPE`); each saved "
+        "adapter becomes an adapter named after its folder, with the table's other params. Relative paths are read "
+        "from the working directory.",
     )
     combiner: ComponentTable = Field(
         default_factory=lambda: ComponentTable(**_DEFAULTS["combiner"]),

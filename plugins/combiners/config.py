@@ -158,7 +158,7 @@ class MergeCombinerConfig(CombinerConfig):
     svd_clamp: float | None = Field(
         default=None, gt=0, lt=1, description="svd methods: clamp the factors' entries at this quantile of their magnitudes (none: no clamping)."
     )
-    seed: int = Field(default=0, ge=0, description="Seed of DARE's random draws (each site's merge draws from it in backbone order).")
+    seed: int = Field(default=0, ge=0, description="Seed of DARE's random draws (each site draws from its own generator, seeded by this and its name).")
 
     @model_validator(mode="after")
     def _density_needed(self) -> MergeCombinerConfig:

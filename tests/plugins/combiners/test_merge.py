@@ -169,3 +169,15 @@ def test_merge_run_exports_its_merge_as_a_peft_lora_and_deploys_at_the_bare_back
         peft_model = PeftModel.from_pretrained(bare, str(folders["combiner"])).eval()
         theirs = peft_model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).last_hidden_state
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["arrow", "merge"])
+def test_show_documents_every_field_of_arrow_and_merge(name: str, registry: Registry) -> None:
+    from tests.core.test_cli import mtkit
+
+    result = mtkit("show", "combiner", name, env={"COLUMNS": "400"})
+    assert result.returncode == 0, result.stderr
+    fields = registry.get("combiner", name).config_class.model_fields
+    for field, info in fields.items():
+        assert info.description and field in result.stdout, field
+        assert info.description.split()[0] in result.stdout, field
