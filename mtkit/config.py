@@ -45,8 +45,8 @@ class AdapterConfig(ComponentConfig):
         """The adapters a recipe's `libraries.<label>` table of this type declares, by adapter id: each one's params
         (without `type`), from the table's `params` (already valid for this config class).
 
-        Called while the recipe resolves, before anything is built. A type that imports saved adapters (lora: a
-        directory of PEFT folders) overrides this; the default says this type cannot.
+        Called while the recipe resolves, before anything is built. A type that imports saved adapters (e.g. from a
+        directory of saved folders) overrides this; the default says this type cannot.
         """
         raise MtkitError("this adapter type cannot import a library of saved adapters", key="type")
 

@@ -4,7 +4,9 @@ the run directory.
 The batch is the first examples of every task's held-out split (the same in every variant of a sweep). Each
 configuration runs the backbone pass with its adapters (heads excluded: they are the same everywhere) under the
 routing of the run's last phase; rounds alternate between the configurations so that a machine slowing down or
-speeding up in between weighs on all alike, and each keeps its median. As deployed, the model is merged into the
+speeding up in between weighs on all alike, and a ratio is the median over rounds of the per-round ratio. On a CPU
+the clock is this process's CPU time, which other processes on a shared machine barely disturb. As deployed, the
+model is merged into the
 base weights where that is possible (one adapter for every task, or a merging combiner), which costs exactly the
 bare backbone; otherwise it runs unmerged.
 """
@@ -40,13 +42,17 @@ def _batch(model: MultiTaskModel, tasks: Mapping[str, TaskData], per_task: int, 
 
 
 def _timed(fn: Callable[[], Any], device: torch.device) -> float:
+    """Milliseconds of one call: this process's CPU time on a CPU (other processes on a shared machine barely
+    disturb it), wall-clock time on a GPU (synchronised)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    start = time.perf_counter()
+        start = time.perf_counter()
+        fn()
+        torch.cuda.synchronize(device)
+        return (time.perf_counter() - start) * 1000.0
+    start = time.process_time()
     fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return (time.perf_counter() - start) * 1000.0
+    return (time.process_time() - start) * 1000.0
 
 
 def _flops(fn: Callable[[], Any]) -> int:
@@ -59,6 +65,8 @@ def _flops(fn: Callable[[], Any]) -> int:
 
 
 def _rounds(runs: Mapping[str, Callable[[], Any]], repeats: int, warmup: int, device: torch.device) -> dict[str, float]:
+    """Per configuration, the median time; and per configuration but `bare`, the median over rounds of its time
+    over the bare backbone's in the same round (`<name>/bare`)."""
     for fn in runs.values():
         for _ in range(warmup):
             fn()
@@ -66,7 +74,11 @@ def _rounds(runs: Mapping[str, Callable[[], Any]], repeats: int, warmup: int, de
     for _ in range(repeats):
         for name, fn in runs.items():
             times[name].append(_timed(fn, device))
-    return {name: statistics.median(values) for name, values in times.items()}
+    out = {name: statistics.median(values) for name, values in times.items()}
+    for name in runs:
+        if name != "bare":
+            out[f"{name}/bare"] = statistics.median(t / b for t, b in zip(times[name], times["bare"], strict=True))
+    return out
 
 
 @torch.no_grad()
@@ -76,8 +88,9 @@ def measure_inference(
     """Milliseconds and floating-point operations per backbone pass over a fixed mixed batch: the bare backbone,
     the model as evaluated, and the model merged into the base weights (where it can be).
 
-    Returns what `inference.json` records: `relative` and `relative_flops` are the deployed model's (merged where it
-    can be) over the bare backbone's. Operation counts do not depend on what else the machine runs; times do.
+    Returns what `inference.json` records: `relative` (the median over rounds of the deployed model's time over the
+    bare backbone's in the same round) and `relative_flops` compare the deployed model (merged where it can be) with
+    the bare backbone. Operation counts do not depend on what else the machine runs; times do, a little.
     """
     device = next(model.parameters()).device
     ids, mask, task_ids = _batch(model, tasks, per_task, device)
@@ -98,8 +111,7 @@ def measure_inference(
             merged = _merged_times(model, bare, adapted, repeats, warmup, device)
     finally:
         model.train(was_training)
-    deployed = merged["model"] if merged else times["model"]
-    bare_ms = merged["bare"] if merged else times["bare"]
+    deployed = merged["model/bare"] if merged else times["model/bare"]
     deployed_flops = merged["flops"] if merged else flops["model"]
     return {
         "batch_size": int(ids.shape[0]),
@@ -107,6 +119,7 @@ def measure_inference(
         "repeats": repeats,
         "threads": torch.get_num_threads(),
         "device": str(device),
+        "clock": "wall" if device.type == "cuda" else "process_cpu",
         "routing": routing,
         "merged": merged.get("adapter") if merged else None,
         "bare_ms": round(times["bare"], 3),
@@ -115,7 +128,7 @@ def measure_inference(
         "bare_flops": flops["bare"],
         "model_flops": flops["model"],
         "merged_flops": merged["flops"] if merged else None,
-        "relative": round(deployed / bare_ms, 4),
+        "relative": round(deployed, 4),
         "relative_flops": round(deployed_flops / flops["bare"], 4),
     }
 
