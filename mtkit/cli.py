@@ -243,7 +243,15 @@ def ablation_tables(comparison: Comparison, title: str) -> list[Table]:
     Narrow enough for an 80-column terminal: long values wrap at spaces, headers are single words or break
     where they are written on two lines.
     """
-    from mtkit.sweep.write import format_at_least, format_ci, format_cost, format_diff, format_params, format_seconds, format_summary
+    from mtkit.sweep.write import (
+        format_at_least,
+        format_ci,
+        format_cost,
+        format_diff,
+        format_params,
+        format_seconds,
+        format_summary,
+    )
 
     failed = any(row.errors for row in comparison.variants)
     summary = Table(title=f"ablation of {title}", header_style="bold")

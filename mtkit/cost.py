@@ -33,7 +33,8 @@ FILE = "inference.json"
 def _batch(model: MultiTaskModel, tasks: Mapping[str, TaskData], per_task: int, device: torch.device) -> tuple[torch.Tensor, ...]:
     """The first `per_task` held-out examples of every task, padded into one mixed batch."""
     tokenizer = model.backbone.tokenizer
-    parts = [(name, model.heads[name].collate(data.eval[:per_task], tokenizer)) for name, data in tasks.items() if len(data.eval)]
+    heads: Mapping[str, Any] = model.heads  # type: ignore[assignment]
+    parts = [(name, heads[name].collate(data.eval[:per_task], tokenizer)) for name, data in tasks.items() if len(data.eval)]
     width = max(batch["input_ids"].shape[1] for _, batch in parts)
     ids = torch.cat([F.pad(b["input_ids"], (0, width - b["input_ids"].shape[1]), value=model.pad_token_id) for _, b in parts])
     mask = torch.cat([F.pad(b["attention_mask"], (0, width - b["attention_mask"].shape[1]), value=0) for _, b in parts])
@@ -137,8 +138,8 @@ def _merged_times(
     model: MultiTaskModel, bare: Callable[[], Any], adapted: Callable[[], Any], repeats: int, warmup: int, device: torch.device
 ) -> dict[str, Any]:
     """Times with the model merged into the base weights (against the bare backbone again), or {} if it cannot merge."""
-    sites = list(model.site_adapters())
-    saved = {site: model.backbone.get_submodule(site).weight.detach().clone() for site in sites}
+    weights: dict[str, torch.Tensor] = {site: model.backbone.get_submodule(site).weight for site in model.site_adapters()}  # type: ignore[misc]
+    saved = {site: weight.detach().clone() for site, weight in weights.items()}
     try:
         adapter = model.merge_adapters()
     except MtkitError:
@@ -149,6 +150,6 @@ def _merged_times(
     finally:
         model.unmerge_adapters()
         for site, weight in saved.items():  # exactly the weights from before (folding and unfolding round)
-            model.backbone.get_submodule(site).weight.copy_(weight)
+            weights[site].copy_(weight)
     # Merged, the "bare" pass runs on the folded weights: the same work as the bare backbone's.
     return {**times, "adapter": adapter}

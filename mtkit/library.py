@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from pydantic import ValidationError
 
@@ -28,7 +28,9 @@ LIBRARIES = "libraries"
 def _importers(registry: Registry) -> list[str]:
     """Adapter types whose config class can list a library's members."""
     base = AdapterConfig.library_members.__func__  # type: ignore[attr-defined]
-    return sorted(e.name for e in registry.components("adapter") if getattr(e.config_class.library_members, "__func__", None) is not base)
+    return sorted(
+        e.name for e in registry.components("adapter") if getattr(getattr(e.config_class, "library_members", None), "__func__", base) is not base
+    )
 
 
 def expand_libraries(raw: Mapping[str, Any], registry: Registry, source: str) -> tuple[dict[str, Any], dict[str, str], list[str]]:
@@ -44,8 +46,8 @@ def expand_libraries(raw: Mapping[str, Any], registry: Registry, source: str) ->
     if not isinstance(libraries, Mapping) or not libraries:
         return dict(raw), {}, []
     data = copy.deepcopy(dict(raw))
-    explicit = data.get("adapters") if isinstance(data.get("adapters"), Mapping) else {}
-    adapters: dict[str, Any] = dict(explicit)
+    explicit = data.get("adapters")
+    adapters: dict[str, Any] = dict(explicit) if isinstance(explicit, Mapping) else {}
     origins: dict[str, str] = {}
     problems: list[str] = []
     for label, table in libraries.items():
@@ -65,8 +67,9 @@ def expand_libraries(raw: Mapping[str, Any], registry: Registry, source: str) ->
             can = ", ".join(_importers(registry)) or "none installed"
             problems.append(f"{source}: {path}.type: adapter type {table['type']!r} cannot import a library of saved adapters (types that can: {can})")
             continue
+        config_class = cast(type[AdapterConfig], entry.config_class)
         try:
-            members = entry.config_class.library_members(params)
+            members = config_class.library_members(params)
         except MtkitError as exc:
             exc.locate(source, path)
             problems.append(str(exc))

@@ -258,9 +258,9 @@ class MultiTaskModel(nn.Module):
             for site, adapters in self._sites.items():
                 factors = self.combiner.merged_lora(site, adapters)
                 if factors is not None:
-                    linear = self.backbone.get_submodule(site)
-                    folded[site] = (factors[1] @ factors[0]).to(linear.weight)
-                    linear.weight += folded[site]
+                    weight: Tensor = self.backbone.get_submodule(site).weight  # type: ignore[assignment]
+                    folded[site] = (factors[1] @ factors[0]).to(weight)
+                    weight += folded[site]
         self._folded = folded
         self.merged_adapter = COMBINER
         self._rewire()
@@ -273,7 +273,8 @@ class MultiTaskModel(nn.Module):
         if self._folded is not None:
             with torch.no_grad():
                 for site, delta in self._folded.items():
-                    self.backbone.get_submodule(site).weight -= delta
+                    weight: Tensor = self.backbone.get_submodule(site).weight  # type: ignore[assignment]
+                    weight -= delta
             self._folded, self.merged_adapter = None, None
             self._rewire()
             return

@@ -48,7 +48,7 @@ def site_to_peft(site: str, model_path: str) -> str:
 
 def peft_module(key: str) -> str:
     """A PEFT module key -> the module path inside the HF model."""
-    return key[len(PREFIX) :] if key.startswith(PREFIX) else key
+    return key.removeprefix(PREFIX)
 
 
 @dataclass(frozen=True)

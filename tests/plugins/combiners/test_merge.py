@@ -55,16 +55,21 @@ CASES = [
 ]
 
 
+@pytest.fixture(scope="module")
+def library(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return save_library(tmp_path_factory.mktemp("merge") / "lib", ALPHAS)
+
+
 @pytest.mark.parametrize(("method", "options"), CASES, ids=[f"{m}-{'-'.join(f'{k}={v}' for k, v in o.items())}" for m, o in CASES])
 def test_merge_outputs_equal_peft_add_weighted_adapter(
-    method: str, options: dict[str, Any], tmp_path: Path, registry: Registry, monkeypatch: pytest.MonkeyPatch
+    method: str, options: dict[str, Any], library: dict[str, Path], registry: Registry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    folders = save_library(tmp_path / "lib", ALPHAS)
+    folders = library
     options = dict(options)
     if options.pop("draws", None) == "fixed":
         monkeypatch.setattr(torch, "bernoulli", _deterministic_bernoulli)
     theirs = peft_hidden(_peft_merge(folders, method, WEIGHTS, **options))
-    model = library_model(registry, tmp_path / "lib", {"type": "merge", "method": method, "weights": WEIGHTS, **options})
+    model = library_model(registry, folders["t0"].parent, {"type": "merge", "method": method, "weights": WEIGHTS, **options})
     ours = mtkit_hidden(model)
     assert (ours - mtkit_hidden(model, routing="oracle")).abs().max() > 1e-3  # the merge really acts
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
