@@ -17,9 +17,9 @@ from mtkit.registry import Registry, load_registry
 from mtkit.resources import package_dir
 
 if TYPE_CHECKING:
-    from mtkit import lowrank
-    from mtkit.adapter import Adapter, Exportable, LowRank, Mergeable
-    from mtkit.combiner import Combiner, CombinerSetup, SiteAdapters
+    from mtkit import lowrank, peft_format
+    from mtkit.adapter import Adapter, Exportable, LoraFactors, LowRank, Mergeable
+    from mtkit.combiner import Combiner, CombinerSetup, MergedLora, SiteAdapters
     from mtkit.context import ForwardContext, masked_mean
     from mtkit.deltas import SiteDeltas
     from mtkit.interfaces import (
@@ -43,8 +43,8 @@ __version__ = "0.1.0"
 _LAZY = {
     "ForwardContext": "mtkit.context",
     "masked_mean": "mtkit.context",
-    **dict.fromkeys(["Adapter", "Exportable", "LowRank", "Mergeable"], "mtkit.adapter"),
-    **dict.fromkeys(["Combiner", "CombinerSetup", "SiteAdapters"], "mtkit.combiner"),
+    **dict.fromkeys(["Adapter", "Exportable", "LoraFactors", "LowRank", "Mergeable"], "mtkit.adapter"),
+    **dict.fromkeys(["Combiner", "CombinerSetup", "MergedLora", "SiteAdapters"], "mtkit.combiner"),
     "SiteDeltas": "mtkit.deltas",
     **dict.fromkeys(["Site", "select_sites", "site_key"], "mtkit.sites"),
     **dict.fromkeys(
@@ -65,8 +65,9 @@ _LAZY = {
         "mtkit.interfaces",
     ),
 }
-_MODULES = {"lowrank": "mtkit.lowrank"}
-"""Public modules of functions plugins may use (mtkit.lowrank: composing factored adapters)."""
+_MODULES = {"lowrank": "mtkit.lowrank", "peft_format": "mtkit.peft_format"}
+"""Public modules of functions plugins may use (mtkit.lowrank: composing factored adapters; mtkit.peft_format:
+reading and writing PEFT LoRA folders)."""
 
 __all__ = [
     "KINDS",

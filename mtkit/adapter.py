@@ -18,7 +18,7 @@ from mtkit.sites import Site, site_key
 if TYPE_CHECKING:
     from mtkit.interfaces import Backbone
 
-__all__ = ["Adapter", "Exportable", "LowRank", "Mergeable"]
+__all__ = ["Adapter", "Exportable", "LoraFactors", "LowRank", "Mergeable"]
 
 
 @dataclass(frozen=True)
@@ -126,3 +126,13 @@ class Exportable(Protocol):
     export_formats: tuple[str, ...]
 
     def export(self, format: str, out_dir: Path, *, backbone: Backbone) -> None: ...
+
+
+@runtime_checkable
+class LoraFactors(Protocol):
+    """An adapter whose delta at a site is scale * B A x (LoRA): weight-based routing (Arrow) and merging (TIES, DARE,
+    SVD) read its factors as they are stored, the scale apart, as PEFT's own merging does."""
+
+    def lora_factors(self, site: str) -> tuple[Tensor, Tensor, float]:
+        """(A (R, Din), B (Dout, R), scale) at `site`."""
+        ...

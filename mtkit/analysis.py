@@ -36,6 +36,8 @@ def routing_summary(model: Any, evaluations: Mapping[str, TaskEvaluation]) -> di
         entropy[task] = float(-(p * p.log()).sum(-1).mean())
         loads.append(weights)
     load = torch.cat(loads).mean(0).tolist() if loads else []
+    if loads and _input_independent(torch.cat(loads)):
+        accuracy = {}  # every sample weighted alike (uniform, global weights, a merge): no routing decision to score
     overall = sum(accuracy.values()) / len(accuracy) if accuracy else None
     return {
         "adapters": adapters,
@@ -46,6 +48,11 @@ def routing_summary(model: Any, evaluations: Mapping[str, TaskEvaluation]) -> di
         "mean_entropy": entropy,
         "load": dict(zip(adapters, load, strict=True)) if load else {},
     }
+
+
+def _input_independent(weights: torch.Tensor) -> bool:
+    """Every row (sample) of the recorded routing is the same."""
+    return bool(torch.allclose(weights, weights[:1].expand_as(weights), atol=1e-6, rtol=0))
 
 
 def _heatmap(run_dir: RunDir, summary: dict[str, Any]) -> str:

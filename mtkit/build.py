@@ -74,7 +74,7 @@ def build_component(node: Node, source: str, *, seed: int | None = None, **runti
 
     With `seed`, its initial weights come from a generator seeded by (seed, its key path), whatever was built before.
     """
-    with in_recipe(source, node.path):
+    with in_recipe(source, node.where):
         cls = node.component_class()
         if seed is None:
             return cls(node.config, **runtime)
@@ -103,12 +103,13 @@ def build_model(resolved: ResolvedRecipe, task_infos: dict[str, TaskInfo]) -> Mu
         if not sites:
             examples = ", ".join(sorted(all_sites)[:4])
             problems.append(
-                f"{source}: adapters.{aid}.target_modules {list(node.config.target_modules)!r} matches no Linear site of "  # type: ignore[attr-defined]
+                f"{source}: {node.where}.target_modules{f' (adapter {aid!r})' if node.origin else ''} "
+                f"{list(node.config.target_modules)!r} matches no Linear site of "  # type: ignore[attr-defined]
                 f"backbone {recipe.backbone.type!r} (sites look like: {examples}, ...)"
             )
             continue
         adapters[aid] = build_component(node, source, seed=seed, sites=sites, context_size=backbone.hidden_size)
-        _check_sources(adapters[aid], backbone, node.path, source)
+        _check_sources(adapters[aid], backbone, node.where, source)
     if problems:
         raise RecipeError(problems)
     # The combiners see the sites some adapter attaches to, in backbone order (per-site combiners create their

@@ -305,14 +305,24 @@ def ablation_tables(comparison: Comparison, title: str) -> list[Table]:
     Narrow enough for an 80-column terminal: long values wrap at spaces, headers are single words or break
     where they are written on two lines.
     """
-    from mtkit.sweep.write import format_at_least, format_ci, format_diff, format_params, format_seconds, format_summary
+    from mtkit.sweep.write import (
+        format_at_least,
+        format_ci,
+        format_cost,
+        format_diff,
+        format_params,
+        format_seconds,
+        format_summary,
+    )
 
     failed = any(row.errors for row in comparison.variants)
     summary = Table(title=f"ablation of {title}", header_style="bold")
-    for column in ("variant", "status", "trained\nparams", "seconds", "shared\nphases", *(["error"] if failed else [])):
-        summary.add_column(column, justify="right" if column in ("trained\nparams", "seconds") else "left", overflow="fold")
+    numeric = ("trained\nparams", "infer\ntime", "infer\nFLOPs", "seconds")
+    for column in ("variant", "status", *numeric, "shared\nphases", *(["error"] if failed else [])):
+        summary.add_column(column, justify="right" if column in numeric else "left", overflow="fold")
     for row in comparison.variants:
-        cells = [row.variant, row.status, format_params(row.trained_params), format_seconds(row.seconds), ", ".join(row.shared_phases)]
+        cells = [row.variant, row.status, format_params(row.trained_params), format_cost(row.cost), format_cost(row.cost_flops)]
+        cells += [format_seconds(row.seconds), ", ".join(row.shared_phases)]
         more = f" (+{len(row.errors) - 1} more)" if len(row.errors) > 1 else ""
         summary.add_row(*cells, *([escape(row.errors[0]) + more if row.errors else ""] if failed else []))
     tables = [summary]

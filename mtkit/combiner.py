@@ -12,7 +12,7 @@ from __future__ import annotations
 from abc import ABC
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
@@ -23,7 +23,7 @@ from mtkit.context import ForwardContext, masked_mean
 from mtkit.deltas import FactoredDeltas, MaterialisedDeltas, SiteDeltas
 from mtkit.sites import Site
 
-__all__ = ["GATHER_MIN_ADAPTERS", "GATHER_PER_SAMPLE_RATIO", "Combiner", "CombinerSetup", "SiteAdapters", "gathers"]
+__all__ = ["GATHER_MIN_ADAPTERS", "GATHER_PER_SAMPLE_RATIO", "Combiner", "CombinerSetup", "MergedLora", "SiteAdapters", "gathers"]
 
 GATHER_MIN_ADAPTERS = 4
 """Sparse per-sample weights (B, K) over fewer used adapters of a factored family are always mixed in the joint inner
@@ -235,3 +235,16 @@ class Combiner(nn.Module, ABC):
         """Start (a fresh log) or stop recording routing; returns the log that was being kept."""
         log, self._routing_log = self._routing_log, ([] if on else None)
         return log
+
+
+@runtime_checkable
+class MergedLora(Protocol):
+    """A combiner that applies one LoRA per site, the same for every input (a merge of the adapters there).
+
+    `MultiTaskModel.merge_adapters` folds it into the base weights under learned routing, so inference costs what the
+    bare backbone costs, and `mtkit export` writes it as a PEFT LoRA (the adapter id `combiner`).
+    """
+
+    def merged_lora(self, site: str, adapters: SiteAdapters) -> tuple[Tensor, Tensor] | None:
+        """(A (R, Din), B (Dout, R)) with the site's delta = B A x, or None where nothing is applied at `site`."""
+        ...

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, ClassVar, Literal
+from collections.abc import Mapping
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from mtkit.errors import MtkitError
 
 __all__ = ["KINDS", "AdapterConfig", "CombinerConfig", "ComponentConfig", "DatasetConfig", "Kind", "RepresentationSource"]
 
@@ -36,6 +39,16 @@ class AdapterConfig(ComponentConfig):
         default=None,
         description="Only adapt sites inside these backbone layers (0-based); all layers if unset.",
     )
+
+    @classmethod
+    def library_members(cls, params: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+        """The adapters a recipe's `libraries.<label>` table of this type declares, by adapter id: each one's params
+        (without `type`), from the table's `params` (already valid for this config class).
+
+        Called while the recipe resolves, before anything is built. A type that imports saved adapters (e.g. from a
+        directory of saved folders) overrides this; the default says this type cannot.
+        """
+        raise MtkitError("this adapter type cannot import a library of saved adapters", key="type")
 
     @field_validator("target_modules")
     @classmethod

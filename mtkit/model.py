@@ -16,12 +16,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mtkit.adapter import Adapter, Mergeable
-from mtkit.combiner import Combiner, SiteAdapters
+from mtkit.combiner import Combiner, MergedLora, SiteAdapters
 from mtkit.context import ForwardContext, masked_mean
 from mtkit.errors import MtkitError
 from mtkit.interfaces import Backbone, BackboneOutput, Head, HeadOutput
 
 __all__ = ["MultiTaskModel", "TaskBatch"]
+
+COMBINER = "combiner"
+"""What `merge_adapters` returns (and `mtkit export` names the folder) for a merged combiner."""
 
 TaskBatch = tuple[str, dict[str, Any]]
 """A task name and a collated batch of that task's examples."""
@@ -58,6 +61,7 @@ class MultiTaskModel(nn.Module):
         self.register_buffer("task_adapter_index", torch.empty(0, dtype=torch.long), persistent=False)
         self.set_task_adapters(task_adapter)
         self.merged_adapter: str | None = None
+        self._folded: dict[str, Tensor] | None = None  # per site, the delta of a merged combiner folded into the weights
         self._needed: set[str] = set()
         self._last_mode = self.routing_mode  # the routing mode the last forward pass ran under
         self._sites = self._site_adapters()
@@ -95,6 +99,8 @@ class MultiTaskModel(nn.Module):
             )
 
     def _site_adapters(self) -> dict[str, SiteAdapters]:
+        if self._folded is not None:
+            return {}  # a merged combiner is in the base weights: no site needs a hook
         members: dict[str, list[tuple[int, Adapter]]] = {}
         for column, (aid, adapter) in enumerate(self.adapters.items()):
             if aid == self.merged_adapter:
@@ -102,6 +108,10 @@ class MultiTaskModel(nn.Module):
             for site in adapter.site_names:
                 members.setdefault(site, []).append((column, adapter))
         return {site: SiteAdapters(site, found, len(self.adapter_names)) for site, found in members.items()}
+
+    def site_adapters(self) -> dict[str, SiteAdapters]:
+        """The adapters attached at each hooked site (none while a combiner is merged into the weights)."""
+        return dict(self._sites)
 
     def _sources(self, combiners: Sequence[Combiner]) -> set[str]:
         sources = {s for c in combiners for s in c.representation_sources()}
@@ -266,12 +276,15 @@ class MultiTaskModel(nn.Module):
     def merge_adapters(self) -> str:
         """Fold the one adapter that oracle routing applies into the backbone's weights (inference).
 
-        Allowed when every task routes to the same Mergeable adapter; its site hooks are removed
-        while merged, so a forward costs what the bare backbone costs. The merged model applies
-        that adapter to every input whatever the routing mode. Returns the adapter's id.
+        Allowed when every task routes to the same Mergeable adapter, or, under learned routing, when the combiner
+        applies one merged LoRA per site (`MergedLora`); the site hooks are removed while merged, so a forward costs
+        what the bare backbone costs. The merged model applies that adapter (or merge) to every input whatever the
+        routing mode. Returns the adapter's id (`combiner` for a merged combiner).
         """
         if self.merged_adapter is not None:
             raise MtkitError(f"adapter {self.merged_adapter!r} is already merged; call unmerge_adapters() first")
+        if self.routing_mode == "learned":
+            return self._fold_combiner()
         used = {self.adapter_names[i] if i >= 0 else None for i in self.task_adapter_index.tolist()}
         if len(used) != 1 or None in used or self.routing_mode != "oracle":
             raise MtkitError(
@@ -289,9 +302,36 @@ class MultiTaskModel(nn.Module):
         self._rewire()
         return aid
 
+    def _fold_combiner(self) -> str:
+        if not isinstance(self.combiner, MergedLora):
+            raise MtkitError(
+                f"merge_adapters: combiner {type(self.combiner).name!r} decides per input, so it cannot be merged into the base "
+                "weights (a merging combiner can); run unmerged instead"
+            )
+        folded = {}
+        with torch.no_grad():
+            for site, adapters in self._sites.items():
+                factors = self.combiner.merged_lora(site, adapters)
+                if factors is not None:
+                    weight: Tensor = self.backbone.get_submodule(site).weight  # type: ignore[assignment]
+                    folded[site] = (factors[1] @ factors[0]).to(weight)
+                    weight += folded[site]
+        self._folded = folded
+        self.merged_adapter = COMBINER
+        self._rewire()
+        return COMBINER
+
     def unmerge_adapters(self) -> None:
         """Undo merge_adapters: restore the base weights and the merged adapter's hooks."""
         if self.merged_adapter is None:
+            return
+        if self._folded is not None:
+            with torch.no_grad():
+                for site, delta in self._folded.items():
+                    weight: Tensor = self.backbone.get_submodule(site).weight  # type: ignore[assignment]
+                    weight -= delta
+            self._folded, self.merged_adapter = None, None
+            self._rewire()
             return
         adapter = self.adapters[self.merged_adapter]
         for site in adapter.site_names:

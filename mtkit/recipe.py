@@ -34,6 +34,7 @@ _ID = r"^[A-Za-z_][A-Za-z0-9_]*$"
 TABLES: tuple[tuple[str, str], ...] = (
     ("backbone", "backbone"),
     ("adapters.*", "adapter"),
+    ("libraries.*", "adapter"),
     ("combiner", "combiner"),
     ("scheduler", "scheduler"),
     ("tasks.*.dataset", "dataset"),
@@ -236,6 +237,13 @@ class Recipe(_Section):
     run: RunSection = Field(default_factory=RunSection, description="Run-wide settings.")
     backbone: ComponentTable = Field(description="The shared pretrained or from-scratch transformer.")
     adapters: dict[str, ComponentTable] = Field(default_factory=dict, description="Adapters by id.")
+    libraries: dict[str, ComponentTable] = Field(
+        default_factory=dict,
+        description="Libraries of saved adapters by label: an adapter `type` that can import saved adapters and its "
+        "params, one of which says where they are (a directory or a glob; see `mtkit show adapter TYPE`); each saved "
+        "adapter becomes an adapter named after its folder, with the table's other params. Relative paths are read "
+        "from the working directory.",
+    )
     combiner: ComponentTable = Field(
         default_factory=lambda: ComponentTable(**_DEFAULTS["combiner"]),
         description=f"How adapters at a site combine when a phase routes `learned` (default {defaults.COMBINER}).",

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 from mtkit import defaults
 from mtkit.config import ComponentConfig
 from mtkit.errors import RecipeError, UnknownComponentError
+from mtkit.library import expand_libraries
 from mtkit.overrides import apply_overrides
 from mtkit.recipe import ComponentTable, Recipe, component_tables
 from mtkit.recipe_file import read_recipe_file
@@ -37,6 +38,13 @@ class Node:
     kind: str
     entry: ComponentEntry
     config: ComponentConfig
+    origin: str | None = None
+    """Where the recipe declares it, when not at `path` (`libraries.<label>` for an adapter a library added)."""
+
+    @property
+    def where(self) -> str:
+        """The key path errors about this component name."""
+        return self.origin or self.path
 
     @property
     def type(self) -> str:
@@ -102,7 +110,7 @@ def _unknown_type(registry: Registry, kind: str, name: str, path: str, source: s
     return message
 
 
-def _nodes(raw: Mapping[str, Any], registry: Registry, source: str) -> tuple[dict[str, Node], list[str]]:
+def _nodes(raw: Mapping[str, Any], registry: Registry, source: str, origins: Mapping[str, str]) -> tuple[dict[str, Node], list[str]]:
     nodes: dict[str, Node] = {}
     problems: list[str] = []
     for path, kind, table in component_tables(raw):
@@ -118,9 +126,9 @@ def _nodes(raw: Mapping[str, Any], registry: Registry, source: str) -> tuple[dic
             continue
         params = {k: v for k, v in table.items() if k != "type"}
         try:
-            nodes[path] = Node(path, kind, entry, entry.config_class.model_validate(params))
+            nodes[path] = Node(path, kind, entry, entry.config_class.model_validate(params), origins.get(path))
         except ValidationError as exc:
-            problems += pydantic_problems(exc, source, path, entry.config_class)
+            problems += pydantic_problems(exc, source, origins.get(path, path), entry.config_class)
     return nodes, problems
 
 
@@ -181,14 +189,17 @@ def _oracle(registry: Registry, source: str) -> Node:
 
 
 def resolve(raw: dict[str, Any], registry: Registry, source: str) -> ResolvedRecipe:
-    """Run both passes over a raw recipe; raise one RecipeError listing every problem."""
-    problems: list[str] = []
+    """Run both passes over a raw recipe; raise one RecipeError listing every problem.
+
+    Libraries become `adapters.<id>` tables first (mtkit/library.py); the resolved recipe keeps `raw` as written.
+    """
+    expanded, origins, problems = expand_libraries(raw, registry, source)
     recipe = None
     try:
-        recipe = Recipe.model_validate(raw)
+        recipe = Recipe.model_validate(expanded)
     except ValidationError as exc:
         problems += pydantic_problems(exc, source, "", Recipe)
-    nodes, component_problems = _nodes(raw, registry, source)
+    nodes, component_problems = _nodes(expanded, registry, source, origins)
     problems += component_problems
     if recipe is not None:
         problems += _aux_loss_problems(recipe, registry, source)

@@ -13,7 +13,7 @@ from mtkit.sweep.job import RECORD, Outcome
 from mtkit.sweep.plan import Plan
 from mtkit.sweep.stats import Paired, Summary, paired_difference, summarize
 
-__all__ = ["Comparison", "RunRow", "VariantRow", "compare", "run_scores"]
+__all__ = ["Comparison", "RunRow", "VariantRow", "compare", "run_cost", "run_scores"]
 
 ROUTING = "routing_accuracy"
 
@@ -34,6 +34,8 @@ class RunRow:
     scores: dict[str, float] = field(default_factory=dict)
     trained_params: int | None = None
     skipped: bool = False  # finished by an earlier sweep
+    cost: float | None = None  # inference time over the bare backbone's (inference.json, merged where it can be)
+    cost_flops: float | None = None  # the same for floating-point operations
 
 
 @dataclass
@@ -47,6 +49,8 @@ class VariantRow:
     diffs: dict[str, Paired] = field(default_factory=dict)
     trained_params: int | None = None
     seconds: float | None = None
+    cost: float | None = None
+    cost_flops: float | None = None
     shared_phases: list[str] = field(default_factory=list)
     dropped: tuple[str, ...] = ()
     errors: list[str] = field(default_factory=list)
@@ -105,6 +109,14 @@ def run_scores(run_dir: Path) -> tuple[dict[str, float], int | None]:
     return scores, parameters["trained"] if parameters else None
 
 
+def run_cost(run_dir: Path) -> tuple[float | None, float | None]:
+    """A finished run's inference cost over its bare backbone's: (time, floating-point operations), if recorded."""
+    from mtkit.cost import FILE
+
+    cost = _read(run_dir / FILE) or {}
+    return cost.get("relative"), cost.get("relative_flops")
+
+
 def _run_row(job: Any, run_dir: str, outcome: Outcome) -> RunRow:
     record = _read(Path(run_dir) / RECORD) or {}
     ok = outcome.status in ("ok", "skipped")
@@ -115,6 +127,7 @@ def _run_row(job: Any, run_dir: str, outcome: Outcome) -> RunRow:
     row.shared_phases = list(record.get("shared_phases") or [])
     if ok:
         row.scores, row.trained_params = run_scores(Path(run_dir))
+        row.cost, row.cost_flops = run_cost(Path(run_dir))
     return row
 
 
@@ -136,6 +149,10 @@ def _variant_row(name: str, runs: Sequence[RunRow], dropped: tuple[str, ...], me
     row.trained_params = max(params) if params else None
     seconds = [r.seconds for r in ok if r.seconds]
     row.seconds = sum(seconds) / len(seconds) if seconds else None
+    costs = [r.cost for r in ok if r.cost is not None]
+    row.cost = sum(costs) / len(costs) if costs else None
+    flops = {r.cost_flops for r in ok if r.cost_flops is not None}
+    row.cost_flops = max(flops) if flops else None
     row.shared_phases = max((r.shared_phases for r in runs), key=len, default=[])
     row.errors = [f"seed {r.seed}: {r.error}" for r in runs if r.status == "error"]
     return row

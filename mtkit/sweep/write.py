@@ -10,7 +10,7 @@ from typing import Any
 from mtkit.sweep.comparison import Comparison, VariantRow
 from mtkit.sweep.stats import CONFIDENCE, Paired, Summary
 
-__all__ = ["format_ci", "format_diff", "format_summary", "method_note", "write_comparison"]
+__all__ = ["format_ci", "format_cost", "format_diff", "format_summary", "method_note", "write_comparison"]
 
 
 def format_summary(summary: Summary | None) -> str:
@@ -42,6 +42,11 @@ def format_seconds(value: float | None) -> str:
     return "" if value is None else f"{value:.1f}"
 
 
+def format_cost(value: float | None) -> str:
+    """An inference cost relative to the bare backbone: `1.12x`."""
+    return "" if value is None else f"{value:.2f}x"
+
+
 def method_note(comparison: Comparison) -> str:
     """How to read the numbers, in one paragraph."""
     seeds = f"seeds {', '.join(map(str, comparison.seeds))}" if comparison.seeds else "one run per variant at its recipe's seed"
@@ -49,7 +54,10 @@ def method_note(comparison: Comparison) -> str:
         f"Scores on held-out data after the last phase, {seeds}: mean ± standard error over seeds. "
         f"diff: the variant minus `{comparison.reference}` (the reference), seed by seed, averaged, with its "
         f"{CONFIDENCE:.0%} confidence interval (Student t over the paired seeds); ≥ ref: seeds where the variant scored "
-        "at least as well. seconds: mean wall-clock per run (a forked run's excludes its shared phases)."
+        "at least as well. seconds: mean wall-clock per run (a forked run's excludes its shared phases). "
+        "inference: a backbone pass over a fixed batch relative to the bare backbone's, as deployed (merged into the "
+        "base weights where it can be): time (median of interleaved rounds; it depends on the machine's load) and "
+        "floating-point operations (counted by torch)."
     )
 
 
@@ -63,7 +71,8 @@ def _variant_csv_row(comparison: Comparison, row: VariantRow) -> dict[str, Any]:
         out[f"{metric}_ci_low"] = paired.low if paired else None
         out[f"{metric}_ci_high"] = paired.high if paired else None
         out[f"{metric}_ge_ref"] = paired.at_least if paired else None
-    out |= {"trained_params": row.trained_params, "seconds": row.seconds, "shared_phases": " ".join(row.shared_phases)}
+    out |= {"trained_params": row.trained_params, "inference_time": row.cost, "inference_flops": row.cost_flops}
+    out |= {"seconds": row.seconds, "shared_phases": " ".join(row.shared_phases)}
     out |= {"dropped_keys": " ".join(row.dropped), "errors": " | ".join(row.errors)}
     return out
 
@@ -79,11 +88,13 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
 def _markdown(comparison: Comparison) -> str:
     metrics = comparison.metrics
     failed = any(row.errors for row in comparison.variants)
-    head = ["variant", "status", *metrics, "trained params", "seconds", "shared phases", "dropped keys", *(["errors"] if failed else [])]
+    head = ["variant", "status", *metrics, "trained params", "inference time", "inference FLOPs", "seconds", "shared phases", "dropped keys"]
+    head += ["errors"] if failed else []
     lines = [method_note(comparison), "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in comparison.variants:
         cells = [row.variant, row.status, *(format_summary(row.scores.get(m)) for m in metrics)]
-        cells += [format_params(row.trained_params), format_seconds(row.seconds), ", ".join(row.shared_phases), ", ".join(row.dropped)]
+        cells += [format_params(row.trained_params), format_cost(row.cost), format_cost(row.cost_flops), format_seconds(row.seconds)]
+        cells += [", ".join(row.shared_phases), ", ".join(row.dropped)]
         cells += ["; ".join(row.errors).replace("|", "\\|")] if failed else []
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", f"Paired differences to `{comparison.reference}`: diff [{CONFIDENCE:.0%} CI] (seeds ≥ ref)", ""]
@@ -131,7 +142,8 @@ def write_comparison(comparison: Comparison) -> None:
     root.mkdir(parents=True, exist_ok=True)
     _write_csv(root / "comparison.csv", [_variant_csv_row(comparison, row) for row in comparison.variants])
     runs = [
-        {"variant": r.variant, "seed": r.seed, "status": r.status, **r.scores, "trained_params": r.trained_params, "seconds": r.seconds,
+        {"variant": r.variant, "seed": r.seed, "status": r.status, **r.scores, "trained_params": r.trained_params,
+         "inference_time": r.cost, "inference_flops": r.cost_flops, "seconds": r.seconds,
          "start": r.start, "skipped": r.skipped, "shared_phases": " ".join(r.shared_phases), "error": r.error or "", "run_dir": r.run_dir}
         for r in comparison.runs
     ]

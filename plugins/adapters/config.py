@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from mtkit import AdapterConfig, RepresentationSource
+from mtkit import AdapterConfig, MtkitError, RepresentationSource, peft_format
 
 # Where a bottleneck goes, as site patterns (regular expressions searched in the full site name).
 # FFN output: BERT-like `layer.N.output.dense` (not `attention.output.dense`), Llama-like
@@ -31,8 +33,32 @@ class LoraAdapterConfig(AdapterConfig):
         default=None,
         min_length=1,
         description="A PEFT LoRA directory (adapter_config.json + adapter_model.safetensors) to start from; its "
-        "rank and alpha replace `rank` and `alpha`, and `target_modules` must select exactly its modules.",
+        "rank and alpha replace `rank` and `alpha`, and `target_modules` must select exactly its modules. In a "
+        "`libraries.<label>` table: a directory of such folders, or a glob matching them; each folder becomes an "
+        "adapter named after it, targeting exactly the modules it holds unless the table sets `target_modules`.",
     )
+
+    @classmethod
+    def library_members(cls, params: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+        """One `lora` per PEFT folder of the library `from_peft` names, with the table's other params."""
+        pattern = params.get("from_peft")
+        if not isinstance(pattern, str):
+            raise MtkitError("a library table needs from_peft: a directory of PEFT LoRA folders or a glob matching them", key="from_peft")
+        where = f"from_peft {pattern!r}"
+        members: dict[str, dict[str, Any]] = {}
+        for folder in peft_format.library_folders(pattern, where):
+            name = folder.name
+            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
+                raise MtkitError(
+                    f"{where}: folder {str(folder)!r} cannot name an adapter ({name!r} is not a Python identifier); rename the folder",
+                    key="from_peft",
+                )
+            described = peft_format.describe_lora(folder, f"{where}: folder {str(folder)!r}")
+            member = {**params, "from_peft": str(folder)}
+            if "target_modules" not in params:
+                member["target_modules"] = described.modules
+            members[name] = member
+        return members
 
 
 class BottleneckAdapterConfig(AdapterConfig):

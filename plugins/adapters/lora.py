@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -11,9 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mtkit import Adapter, Backbone, ForwardContext, HfModelBackbone, LowRank, MtkitError, Site
+from mtkit import Adapter, Backbone, ForwardContext, LowRank, MtkitError, Site, peft_format
 
-from ._peft import peft_lora_config, peft_lora_tensors, read_peft_lora
 from .config import LoraAdapterConfig
 
 
@@ -29,7 +27,7 @@ class LoraAdapter(Adapter):
         super().__init__(config, sites=sites, context_size=context_size)
         imported = None
         if config.from_peft is not None:
-            peft_config, modules = read_peft_lora(config.from_peft)
+            peft_config, modules = peft_format.read_lora(config.from_peft, f"from_peft {config.from_peft!r}")
             config = _with_peft_rank(config, int(peft_config["r"]), float(peft_config["lora_alpha"]))
             self.config = config
             imported = _by_site(config.from_peft, sites, modules)  # type: ignore[arg-type]
@@ -58,6 +56,11 @@ class LoraAdapter(Adapter):
         """(A (R, Din), B (Dout, R)) at a site."""
         key = self.site_key(site)
         return self.lora_a[key], self.lora_b[key]
+
+    def lora_factors(self, site: str) -> tuple[Tensor, Tensor, float]:
+        """(A (R, Din), B (Dout, R), alpha / rank) at a site (`mtkit.LoraFactors`: merging and Arrow read them)."""
+        a, b = self.weights(site)
+        return a, b, self.scale
 
     def _dropout(self, x: Tensor) -> Tensor:
         p = self.config.dropout
@@ -93,25 +96,8 @@ class LoraAdapter(Adapter):
         """Write this LoRA as a PEFT adapter directory that `peft.PeftModel.from_pretrained` loads."""
         if format != "peft":
             raise MtkitError(f"--format {format!r}: lora exports only to 'peft'")
-        from safetensors.torch import save_file
-
-        if not isinstance(backbone, HfModelBackbone):
-            raise MtkitError(f"backbone {backbone.name!r} does not wrap a Hugging Face model, so PEFT cannot load its adapters")
-        path = backbone.hf_model_path()
-        hf_config = getattr(backbone.get_submodule(path), "config", None)
-        config = peft_lora_config(
-            rank=self.rank,
-            alpha=self.alpha,
-            dropout=self.config.dropout,
-            sites=self.site_names,
-            model_path=path,
-            base_model=getattr(hf_config, "_name_or_path", None) or None,
-            task_type="CAUSAL_LM" if backbone.generative else None,
-        )
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "adapter_config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-        tensors = peft_lora_tensors({s: self.weights(s) for s in self.site_names}, model_path=path)
-        save_file(tensors, str(out_dir / "adapter_model.safetensors"), metadata={"format": "pt"})
+        weights = {s: self.weights(s) for s in self.site_names}
+        peft_format.write_lora(out_dir, weights, rank=self.rank, alpha=self.alpha, dropout=self.config.dropout, backbone=backbone)
 
 
 def _with_peft_rank(config: LoraAdapterConfig, rank: int, alpha: float) -> LoraAdapterConfig:
@@ -135,9 +121,14 @@ def _by_site(path: str, sites: Mapping[str, Site], modules: Mapping[str, tuple[T
         return {site: pair for site, (_, pair) in found.items()}
     targets = sorted({name.rsplit(".", 1)[-1] for name in modules})
     missing, extra = sorted(set(modules) - matched), sorted(set(sites) - set(found))
-    detail = f"missing {missing[:2]}" if missing else f"not in the PEFT adapter {extra[:2]}"
+    if missing:
+        raise MtkitError(
+            f"from_peft {path!r}: the PEFT adapter holds modules that no selected site of the backbone ends with (missing "
+            f"{missing[:2]}); if it was trained on this model, set target_modules = {targets!r} (and layers) to select them",
+            key="target_modules",
+        )
     raise MtkitError(
-        f"from_peft {path!r}: target_modules selects other sites than the PEFT adapter holds ({detail}); "
+        f"from_peft {path!r}: target_modules selects sites the PEFT adapter does not hold ({extra[:2]}); "
         f"set target_modules = {targets!r} (and layers) to match it",
         key="target_modules",
     )

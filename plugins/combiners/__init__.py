@@ -5,8 +5,10 @@ from __future__ import annotations
 from mtkit import Register, hookimpl
 
 from .config import (
+    ArrowCombinerConfig,
     FusionAttentionCombinerConfig,
     GatingCombinerConfig,
+    MergeCombinerConfig,
     OracleCombinerConfig,
     RandomCombinerConfig,
     RouterCombinerConfig,
@@ -31,3 +33,5 @@ def mtkit_register_components(register: Register) -> None:
     )
     register("mtkit_combiners.baselines:UniformCombiner", kind="combiner", name="uniform", config=UniformCombinerConfig)
     register("mtkit_combiners.baselines:RandomCombiner", kind="combiner", name="random", config=RandomCombinerConfig)
+    register("mtkit_combiners.arrow:ArrowCombiner", kind="combiner", name="arrow", config=ArrowCombinerConfig)
+    register("mtkit_combiners.merge:MergeCombiner", kind="combiner", name="merge", config=MergeCombinerConfig)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, get_args
 
 from pydantic import Field, model_validator
 
@@ -102,3 +102,68 @@ class FusionAttentionCombinerConfig(PerTaskFusionConfig):
     )
     value_projection: bool = Field(default=True, description="Learn a value projection of each delta (initialised to identity).")
     temperature: float = Field(default=1.0, gt=0, description="Softmax temperature until the trainer sets the phase's schedule.")
+
+
+class ArrowCombinerConfig(CombinerConfig):
+    """Arrow: zero-shot per-token routing to the LoRAs whose top right singular vector aligns with the token."""
+
+    trainable: ClassVar[bool] = False
+
+    top_k: int = Field(default=3, gt=0, description="LoRAs each token is routed to (all of them when fewer are attached at a site).")
+    temperature: float = Field(
+        default=1.0, gt=0, description="Softmax temperature over the kept |<prototype, token>| scores, until a phase's schedule sets it."
+    )
+    general_adapters: list[str] = Field(
+        default_factory=list,
+        description="GenKnowSub: adapters (ids) holding general knowledge; the mean of their A and of their B is subtracted "
+        "from every other adapter's A and B before routing and applying, and they are not routed to themselves. Empty: plain Arrow.",
+    )
+
+
+MergeMethod = Literal[
+    "linear", "ties", "dare_linear", "dare_ties", "magnitude_prune", "svd", "ties_svd", "dare_linear_svd", "dare_ties_svd",
+    "magnitude_prune_svd", "cat",
+]
+PRUNING_METHODS = {m for m in get_args(MergeMethod) if m.startswith(("ties", "dare", "magnitude"))}
+"""Methods that prune each adapter's entries first, so they need a density."""
+
+
+class MergeCombinerConfig(CombinerConfig):
+    """Merge the LoRAs into one LoRA per site (PEFT's add_weighted_adapter: linear, TIES, DARE, magnitude pruning, SVD)."""
+
+    trainable: ClassVar[bool] = False
+
+    method: MergeMethod = Field(
+        default="svd",
+        description="How the LoRAs merge, as PEFT's add_weighted_adapter combination_type: linear, ties, dare_linear, dare_ties "
+        "and magnitude_prune combine the A matrices and the B matrices separately (equal ranks needed); svd and the *_svd "
+        "methods combine the full updates B A and keep the top svd_rank singular directions; cat stacks the LoRAs (exact, rank = sum).",
+    )
+    adapters: list[str] | None = Field(
+        default=None, min_length=1, description="The adapters (ids) to merge, in order; default: every adapter of the recipe."
+    )
+    weight: float = Field(default=1.0, description="Weight of every merged adapter that `weights` does not name (negative subtracts).")
+    weights: dict[str, float] = Field(default_factory=dict, description="Per-adapter weights by id, overriding `weight`.")
+    density: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="Share of each matrix's entries kept before merging (ties, dare_*, magnitude_prune and their *_svd forms): "
+        "the largest by magnitude (ties, magnitude_prune) or a random draw rescaled by 1/density (dare); 1 keeps all.",
+    )
+    majority_sign_method: Literal["total", "frequency"] = Field(
+        default="total", description="TIES sign election (ties, dare_ties and their *_svd forms): by summed values or by counts."
+    )
+    svd_rank: int | None = Field(default=None, gt=0, description="Rank of the merged LoRA for svd methods (default: the largest merged rank).")
+    svd_clamp: float | None = Field(
+        default=None, gt=0, lt=1, description="svd methods: clamp the factors' entries at this quantile of their magnitudes (none: no clamping)."
+    )
+    seed: int = Field(default=0, ge=0, description="Seed of DARE's random draws (each site draws from its own generator, seeded by this and its name).")
+
+    @model_validator(mode="after")
+    def _density_needed(self) -> MergeCombinerConfig:
+        if self.method in PRUNING_METHODS and self.density is None:
+            raise ValueError(f"method {self.method!r} prunes each adapter first: set density (the share of entries kept, e.g. 0.5)")
+        if self.method not in PRUNING_METHODS and self.density is not None:
+            raise ValueError(f"density applies to pruning methods ({', '.join(sorted(PRUNING_METHODS))}), not to {self.method!r}; remove it")
+        return self

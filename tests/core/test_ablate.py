@@ -81,7 +81,7 @@ def test_ablate_tables_fit_an_80_column_terminal() -> None:
     rows = []
     for i, name in enumerate(["router", "fusion_attention_per_task_own_init", "single_lora_everywhere"]):
         scores = [s - 0.0123 * i for s in reference]
-        row = VariantRow(name, 3, 3, trained_params=1_234_567, seconds=1234.5, shared_phases=["adapters", "router"])
+        row = VariantRow(name, 3, 3, trained_params=1_234_567, seconds=1234.5, cost=12.3456, cost_flops=1.0, shared_phases=["adapters", "router"])
         row.scores = {m: summarize(scores) for m in ("sentiment/accuracy", "sentiment/macro_f1")}  # type: ignore[misc]
         row.diffs = {m: paired_difference(scores, reference) for m in row.scores} if i else {}  # type: ignore[misc]
         rows.append(row)
@@ -91,9 +91,9 @@ def test_ablate_tables_fit_an_80_column_terminal() -> None:
         console.print(table)
     text = console.file.getvalue()  # type: ignore[attr-defined]
     assert max(len(line) for line in text.splitlines()) <= 80
-    for header in ("variant", "status", "trained", "params", "seconds", "shared", "phases", "mean ± s.e.", "95% CI", "≥ ref"):
+    for header in ("variant", "status", "trained", "params", "infer", "time", "FLOPs", "seconds", "shared", "phases", "mean ± s.e.", "95% CI", "≥ ref"):
         assert header in text, header
-    assert "-0.0246" in text and "0.9004 ± 0.0071" in text
+    assert "-0.0246" in text and "0.9004 ± 0.0071" in text and "12.35x" in text and "1.00x" in text
 
 
 def test_predict_and_eval_from_run_directory(tmp_path: Path, tiny_recipe: dict[str, Any]) -> None:
