@@ -9,7 +9,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from mtkit.config import KINDS, AdapterConfig, CombinerConfig, ComponentConfig, DatasetConfig, RepresentationSource
+from mtkit.config import KINDS, AdapterConfig, BalancerConfig, CombinerConfig, ComponentConfig, DatasetConfig, RepresentationSource
 from mtkit.errors import MtkitError, PluginError, RecipeError, UnknownComponentError
 from mtkit.hookspecs import Register, hookimpl, hookspec
 from mtkit.plugins import PLUGIN_API_VERSION
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from mtkit.interfaces import (
         Backbone,
         BackboneOutput,
+        Balancer,
         DatasetSource,
         Head,
         HeadOutput,
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
         ModelAccess,
         Scheduler,
         TaskInfo,
+        TaskLosses,
         pad_batch,
     )
     from mtkit.sites import Site, select_sites, site_key
@@ -48,6 +50,7 @@ _LAZY = {
         [
             "Backbone",
             "BackboneOutput",
+            "Balancer",
             "DatasetSource",
             "Head",
             "HeadOutput",
@@ -56,6 +59,7 @@ _LAZY = {
             "ModelAccess",
             "Scheduler",
             "TaskInfo",
+            "TaskLosses",
             "pad_batch",
         ],
         "mtkit.interfaces",
@@ -68,6 +72,7 @@ __all__ = [
     "KINDS",
     "PLUGIN_API_VERSION",
     "AdapterConfig",
+    "BalancerConfig",
     "CombinerConfig",
     "ComponentConfig",
     "DatasetConfig",

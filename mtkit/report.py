@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from mtkit import defaults
+from mtkit.gradient_report import gradient_section
 from mtkit.rundir import RunDir
 
 __all__ = ["plot_training_curves", "write_report"]
@@ -70,7 +71,8 @@ def write_report(run_dir: RunDir, recipe: Mapping[str, Any], results: Mapping[st
     data = run_dir.read_json("data.json")
     lines = [f"# Run `{recipe['run']['name']}`", ""]
     lines += [f"- backbone: `{recipe['backbone']['type']}`", f"- adapters: {', '.join(recipe.get('adapters', {})) or 'none'}"]
-    lines += [f"- combiner: `{(recipe.get('combiner') or {'type': defaults.COMBINER})['type']}`", f"- seed: {recipe['run'].get('seed', 0)}", ""]
+    lines += [f"- combiner: `{(recipe.get('combiner') or {'type': defaults.COMBINER})['type']}`"]
+    lines += [f"- balancer: `{(recipe.get('balancer') or {'type': defaults.BALANCER})['type']}`", f"- seed: {recipe['run'].get('seed', 0)}", ""]
     columns = ["dataset", "train", "validation", "test", "split"]
     if not any("validation" in info for info in data["tasks"].values()):
         columns.remove("validation")
@@ -81,6 +83,7 @@ def write_report(run_dir: RunDir, recipe: Mapping[str, Any], results: Mapping[st
         for routing, scores in by_routing.items():
             lines += ["", f"## Phase `{phase}` ({routing} routing)", ""] + _table(scores)
     lines += _validation_checks(run_dir)
+    lines += gradient_section(run_dir)
     lines += extra or []
     curves = plot_training_curves(run_dir)
     if curves:

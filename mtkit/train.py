@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -17,11 +17,14 @@ import torch
 from accelerate import Accelerator
 from torch import Tensor
 
+from mtkit import balancing
 from mtkit import checkpoint as ckpt
-from mtkit.build import BuiltRun, build_head, build_scheduler
+from mtkit.balancing import Balancing, task_loss
+from mtkit.build import BuiltRun, build_component, build_head, build_scheduler
 from mtkit.data import BatchPlan, plan_batches
 from mtkit.errors import MtkitError
 from mtkit.evaluate import TaskEvaluation, evaluate, move
+from mtkit.interfaces import Balancer
 from mtkit.keep_best import FILE as BEST_FILE
 from mtkit.keep_best import MEAN, BestWeights, group_scores, parameters_by_task
 from mtkit.param_groups import select_parameters
@@ -75,19 +78,6 @@ def temperature_at(phase: PhaseSection, step: int) -> float | None:
     return float(t.start * (t.end / t.start) ** fraction)
 
 
-def task_loss(losses: Mapping[str, Tensor], batches: Sequence[tuple[str, Mapping[str, Any]]], weights: Mapping[str, float]) -> Tensor:
-    """The step's loss: each task's loss times its `loss_weight` and its share of the batch's samples.
-
-    A task of weight 0 is left out (its head and own adapter receive no gradient at all).
-    """
-    sizes = {task: int(batch["input_ids"].shape[0]) for task, batch in batches}
-    total_size = sum(sizes.values())
-    terms = [losses[t] * (weights[t] * sizes[t] / total_size) for t in losses if weights[t] > 0]
-    if not terms:
-        return next(iter(losses.values())).new_zeros(()) if losses else torch.zeros(())
-    return torch.stack(terms).sum()
-
-
 @dataclass
 class _PhaseRun:
     """What one training phase works with, built at its start."""
@@ -102,6 +92,8 @@ class _PhaseRun:
     params: list[Tensor]
     named: list[tuple[str, Tensor]]
     best: BestWeights | None
+    balancing: Balancing
+    first_global_step: int  # the global step before the phase's first step
 
 
 def _seed(*parts: int) -> int:
@@ -128,6 +120,7 @@ class Trainer:
         self.final: dict[str, TaskEvaluation] = {}
         self._writer: Any = None
         self._resumed_best: dict[str, Any] | None = None  # the best-weights record of the checkpoint resumed from
+        self.balancers = self._build_balancers()
 
     def _saved_keys(self) -> list[str]:
         """State-dict keys a checkpoint holds: all but the backbone, plus backbone weights any phase trains."""
@@ -164,6 +157,9 @@ class Trainer:
             assert found is not None, "RunDir.create checks that a checkpoint exists"
             folder, state = found
             self.model.load_state_dict(ckpt.load_tensors(folder / "model.safetensors"), strict=False)
+            if "balancers" in state:
+                tensors = ckpt.load_tensors(folder / balancing.FILE) if any(r["keys"] for r in state["balancers"].values()) else {}
+                balancing.load_balancer_state(self.balancers, tensors, state["balancers"], str(folder))
             start_phase, start_step = state["phase"], state["step"]
             self.results = state["results"]
             self.trained = set(state.get("trained", []))
@@ -232,9 +228,11 @@ class Trainer:
         for p in params:
             p.requires_grad_(True)
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(
-            [{"params": g.params, "lr": phase.lr * g.lr_scale} for g in groups], lr=phase.lr, weight_decay=phase.weight_decay
-        )
+        balancer = self.balancers[self.built.resolved.balancer(index).path]
+        param_groups = [{"params": g.params, "lr": phase.lr * g.lr_scale} for g in groups]
+        if any(True for _ in balancer.parameters()):  # its own weights train with the phase, without weight decay
+            param_groups.append({"params": list(balancer.parameters()), "lr": phase.lr * balancer.lr_scale, "weight_decay": 0.0})
+        optimizer = torch.optim.AdamW(param_groups, lr=phase.lr, weight_decay=phase.weight_decay)
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(phase))
         if optimizer_files is not None:
             ckpt.load_optimizer_state(
@@ -264,7 +262,32 @@ class Trainer:
         if phase.eval_every:
             per_task = phase.keep_best == "per_task"
             best = BestWeights(self._task_groups(index, named) if per_task else {MEAN: named}, phase.min_improvement)
-        return _PhaseRun(index, phase, train_model, optimizer, schedule, plan, names, params, named, best)
+        first_global_step = sum(p.steps for p in recipe.phases[:index])
+        return _PhaseRun(
+            index, phase, train_model, optimizer, schedule, plan, names, params, named, best, self._balancing(index, balancer, names, named), first_global_step
+        )
+
+    def _build_balancers(self) -> dict[str, Balancer]:
+        """The recipe's balancer and every phase's own, by key path (a phase without its own uses the recipe's)."""
+        resolved = self.built.resolved
+        nodes = {resolved.balancer(i).path: resolved.balancer(i) for i in range(len(self.recipe.phases))}
+        tasks = list(self.recipe.tasks)
+        return {
+            path: build_component(node, resolved.source, seed=self.recipe.run.seed, task_names=tasks).to(self.accelerator.device)
+            for path, node in nodes.items()
+        }
+
+    def _balancing(self, index: int, balancer: Balancer, names: list[str], named: list[tuple[str, Tensor]]) -> Balancing:
+        """The phase's balancing step; probes which trained parameters are shared when the balancer needs to know."""
+        acc, path = self.accelerator, self.built.resolved.balancer(index).path
+        every = balancer.config.diagnostics_every
+        where = f"{self.built.source}: {path}"
+        balancing.check_setup(balancer, every, processes=acc.num_processes, scaled=acc.scaler is not None, where=where)
+        split = None
+        if balancing.needs_task_gradients(balancer, every):
+            split = balancing.split_parameters(named, balancing.parameter_owners(named, self._probe_losses(names)))
+        weights = {task: section.loss_weight for task, section in self.recipe.tasks.items()}
+        return Balancing(balancer, weights, split, acc.backward, diagnostics_every=every, always_backward=acc.num_processes > 1)
 
     def _step(self, run: _PhaseRun, step: int) -> dict[str, float]:
         """One optimiser step of a phase; returns its log values."""
@@ -281,14 +304,14 @@ class Trainer:
             batches.append((task, move(model.heads[task].collate(features, tokenizer), acc.device)))
         with acc.autocast():
             losses, _ = run.train_model(batches)
-            loss = task_loss(losses, batches, {t: recipe.tasks[t].loss_weight for t in losses})
             aux = {k: v for k, v in model.aux_losses.items() if phase.aux_losses.get(k, 0.0) > 0}
-            total = loss + sum((phase.aux_losses[k] * v for k, v in aux.items()), torch.zeros((), device=loss.device))
-        self._check_finite(run, step, losses, total)
-        # A batch whose loss reaches no parameter the phase trains has nothing to update; skipped in
-        # one process only (in several, a process that skipped backward would leave the others waiting).
-        if total.requires_grad or acc.num_processes > 1:
-            acc.backward(total)
+            aux_total = sum((phase.aux_losses[k] * v for k, v in aux.items()), torch.zeros((), device=acc.device))
+        # The balancer puts the update into .grad. A batch whose loss reaches no parameter the phase trains has
+        # nothing to update; skipped in one process only (in several, one that skipped would leave the others waiting).
+        outcome = run.balancing.step(losses, batches, aux_total, step, lambda total: self._check_finite(run, step, losses, total))
+        if outcome.diagnostics is not None:
+            done = run.first_global_step + step + 1
+            self._log({"event": "gradients", "phase": phase.name, "step": step + 1, "global_step": done, **outcome.diagnostics}, done)
         self._note_trained(run.named)
         grad_norm = acc.clip_grad_norm_(run.params, phase.max_grad_norm) if phase.max_grad_norm else None
         if grad_norm is not None and not torch.isfinite(grad_norm):
@@ -296,7 +319,7 @@ class Trainer:
         run.optimizer.step()
         run.schedule.step()
         run.optimizer.zero_grad(set_to_none=True)
-        logs = {"loss": float(loss.detach()), "lr": phase.lr * lr_lambda(phase)(step)}
+        logs = {**outcome.logs, "lr": phase.lr * lr_lambda(phase)(step)}
         logs.update({f"loss/{task}": float(value.detach()) for task, value in losses.items()})
         logs.update({f"aux/{k}": float(v.detach()) for k, v in aux.items()})
         if grad_norm is not None:
@@ -345,17 +368,21 @@ class Trainer:
             new = build_head(built.resolved, task, self.model.backbone, built.task_infos[task], seed_path=f"phases.{index}.fresh_heads.{task}")
             self.model.heads[task].load_state_dict(new.state_dict())
 
-    def _task_groups(self, index: int, named: Sequence[tuple[str, Tensor]]) -> dict[str, list[tuple[str, Tensor]]]:
-        """The trained parameters each task's loss alone reaches (probed on two of its training examples)."""
+    def _probe_losses(self, tasks: Sequence[str]) -> dict[str, Callable[[], Tensor]]:
+        """For each task, its loss on two of its training examples alone (which parameters it reaches)."""
         model, tokenizer = self.model, self.model.backbone.tokenizer
 
-        def loss(task: str) -> Any:
+        def loss(task: str) -> Callable[[], Tensor]:
             features = self.built.tasks[task].train[:2]
             batch = move(model.heads[task].collate(features, tokenizer), self.accelerator.device)
-            return lambda: sum(model([(task, batch)])[0].values())
+            return lambda: sum(model([(task, batch)])[0].values())  # type: ignore[return-value]
 
+        return {task: loss(task) for task in tasks}
+
+    def _task_groups(self, index: int, named: Sequence[tuple[str, Tensor]]) -> dict[str, list[tuple[str, Tensor]]]:
+        """The trained parameters each task's loss alone reaches (probed on two of its training examples)."""
         # Under oracle routing a task's loss reaches its own adapter only (the others are not computed).
-        return parameters_by_task(named, {task: loss(task) for task in self.built.tasks}, f"{self.built.source}: phases.{index}.keep_best")
+        return parameters_by_task(named, self._probe_losses(list(self.built.tasks)), f"{self.built.source}: phases.{index}.keep_best")
 
     def _validate(self, phase: PhaseSection, step: int, global_step: int, best: BestWeights) -> float:
         """Score every task's validation split; offer the weights to `best`; return the mean primary score."""
@@ -391,6 +418,9 @@ class Trainer:
         if best is not None:
             state["best"] = best.kept()
             extra = {BEST_FILE: best.tensors} if best.tensors else {}  # copies of the best weights so far
+        tensors, state["balancers"] = balancing.save_balancer_state(self.balancers)
+        if tensors:
+            extra[balancing.FILE] = tensors
         ckpt.save_checkpoint(self.run_dir.path, global_step, self.model_state(), optimizer, state, extra)
 
     def _log(self, record: dict[str, Any], global_step: int) -> None:
