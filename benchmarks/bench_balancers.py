@@ -1,6 +1,6 @@
 """Training-step cost of every balancer on recipes/shared_lora_balancing.toml, as ratios to `static`.
 
-    python -m benchmarks.bench_balancers [--repeats 10] [--batch 32] [--threads 2]
+    python -m benchmarks.bench_balancers [--repeats 10] [--batch 32] [--threads 2] [--clock wall|cpu]
 
 One mixed batch of the recipe's three tasks (real examples, drawn once), the packaged MiniLM with the recipe's
 shared LoRA and three heads. A step is what the trainer does per step minus the optimiser: the forward pass, then
@@ -9,7 +9,8 @@ gradients on the shared LoRA). The parameters are not updated, so every balancer
 Balancers run interleaved within each repeat (so load changes on a shared machine hit all of them alike), in an
 order rotated every repeat; each figure is the median over repeats of the time divided by `static`'s in the same
 repeat, with the 25th-75th percentile of that ratio as the noise. `static, diagnostics step` is a step on which
-the gradient diagnostics are computed (every `diagnostics_every` steps).
+the gradient diagnostics are computed (every `diagnostics_every` steps). On a shared machine, `--threads 1 --clock
+cpu` times this process's own CPU work, which other processes disturb far less.
 """
 
 from __future__ import annotations
@@ -94,7 +95,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall", help="wall time, or this process's CPU time")
     args = parser.parse_args()
+    clock = time.perf_counter if args.clock == "wall" else time.process_time
     torch.set_num_threads(args.threads)
     _, batches, steps = setup(args.batch)
     times: dict[str, list[float]] = {name: [] for name in steps}
@@ -106,12 +109,12 @@ def main() -> None:
         order = order[repeat % len(order) :] + order[: repeat % len(order)]  # rotate who goes first
         for name, run in order:
             torch.manual_seed(repeat)
-            tic = time.perf_counter()
+            tic = clock()
             run()
-            times[name].append(time.perf_counter() - tic)
+            times[name].append(clock() - tic)
     static = times["static"]
     sizes = ", ".join(f"{task} {batch['input_ids'].shape[0]}" for task, batch in batches)
-    print(f"one mixed batch ({sizes}), {args.threads} threads, {args.repeats} interleaved repeats after {args.warmup} warm-up")
+    print(f"one mixed batch ({sizes}), {args.threads} threads, {args.repeats} interleaved repeats after {args.warmup} warm-up, {args.clock} clock")
     print(f"{'balancer':28} {'median ms':>10} {'x static':>9} {'(p25-p75)':>14}")
     for name, values in times.items():
         ratios = [v / s for v, s in zip(values, static, strict=True)]

@@ -61,8 +61,10 @@ def gradient_section(run_dir: RunDir) -> list[str]:
         return []
     lines = ["", "## Task gradients on the shared parameters", ""]
     lines += [
-        f"Computed every few steps ({len(records)} checks): the cosine between two tasks' gradients is below 0 where "
-        "a step down one task's loss goes up the other's.",
+        (
+            f"Computed every few steps ({len(records)} checks): the cosine between two tasks' gradients is below 0 where "
+            "a step down one task's loss goes up the other's."
+        ),
         "",
         "| phase | tasks | mean cosine | min | checks below 0 |",
         "|---|---|---|---|---|",

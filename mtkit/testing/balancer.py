@@ -89,8 +89,12 @@ def check_balancer(cls: type, params: Mapping[str, Any], *, task_names: Sequence
     import torch
 
     config = check_config(cls, "balancer", params)
+    from mtkit.interfaces import Balancer
+
     combines = getattr(cls, "combines", None)
     assert combines in ("losses", "gradients"), f"{cls.__name__}.combines must be 'losses' or 'gradients', got {combines!r}"
+    method = "combine_gradients" if combines == "gradients" else "combine_losses"
+    assert getattr(cls, method) is not getattr(Balancer, method), f"{cls.__name__} combines {combines} but does not implement {method}()"
     assert len(task_names) >= 2, "check_balancer needs at least two task names"
 
     def make(seed: int) -> Any:

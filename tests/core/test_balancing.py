@@ -115,7 +115,7 @@ def _registry() -> Registry:
 def test_balancer_state_survives_a_crash_and_resume(tmp_path: Path, tiny_recipe: dict[str, Any], phase: str, step: int) -> None:
     """Learned log-variances (with their optimiser state) in phase 1, DWA's loss windows in phase 2: a run resumed
     from a mid-phase checkpoint ends exactly where an uninterrupted one does."""
-    from tests.core.test_train import _CrashAt, _Crash
+    from tests.core.test_train import _Crash, _CrashAt
 
     recipe = _shared(tiny_recipe)
     recipe["balancer"] = {"type": "dwa", "window": 2}
@@ -221,3 +221,17 @@ def test_uncertainty_balancer_trains_on_the_toy_with_its_weights_in_the_logs() -
     outcome, unit = balanced_step(toy, "uncertainty")
     assert outcome.logs == {"loss": pytest.approx(2.5), "balancer/weight/a": 1.0, "balancer/weight/b": 1.0}
     torch.testing.assert_close(unit.log_variance.grad, torch.tensor([-0.25, -1.75]))  # share (1/2) x (-L_k + 1/2)
+
+
+def test_cli_lists_shows_and_validates_balancers(tmp_path: Path, tiny_recipe: dict[str, Any]) -> None:
+    from tests.core.test_cli import mtkit
+
+    listed = json.loads(mtkit("list-components", "--kind", "balancer", "--json").stdout)["components"]
+    assert [c["name"] for c in listed] == ["aligned_mtl", "cagrad", "dwa", "gradnorm", "imtl_g", "mgda", "nash_mtl", "pcgrad", "static", "uncertainty", "upgrad"]
+    shown = mtkit("show", "balancer", "cagrad")
+    assert shown.returncode == 0 and "radius" in shown.stdout and "diagnostics_every" in shown.stdout
+    recipe = _shared(tiny_recipe)
+    recipe["balancer"] = {"type": "upgrad"}
+    bad = mtkit("validate", str(write_toml(tmp_path / "bad.toml", recipe)))
+    assert bad.returncode == 2 and "phases.0.batching: balancer 'upgrad' (balancer) compares the tasks within a batch" in bad.stderr
+    assert "Traceback" not in bad.stderr
