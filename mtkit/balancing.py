@@ -19,17 +19,21 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from mtkit.build import build_component
 from mtkit.errors import MtkitError
 from mtkit.interfaces import Balancer, TaskLosses
+from mtkit.resolve import ResolvedRecipe
 
 __all__ = [
     "Balancing",
     "ParameterSplit",
     "StepOutcome",
+    "build_balancers",
     "check_setup",
     "gradient_diagnostics",
     "load_balancer_state",
     "needs_task_gradients",
+    "parameter_groups",
     "parameter_owners",
     "save_balancer_state",
     "split_parameters",
@@ -224,7 +228,7 @@ class Balancing:
                     _accumulate(param, direction[offset : offset + size].view_as(param))
                 offset += size
         if aux.requires_grad:
-            aux.backward()
+            torch.autograd.backward([aux])
         return rows
 
 
@@ -267,6 +271,24 @@ def _accumulate(param: Tensor, grad: Tensor) -> None:
         param.grad += grad
 
 
+def build_balancers(resolved: ResolvedRecipe, device: torch.device | str = "cpu") -> dict[str, Balancer]:
+    """The recipe's balancer and every phase's own, by key path (a phase without its own uses the recipe's, whose
+    state then carries from phase to phase), each initialised from the run seed and its key path."""
+    recipe = resolved.recipe
+    nodes = {resolved.balancer(i).path: resolved.balancer(i) for i in range(len(recipe.phases))}
+    return {
+        path: build_component(node, resolved.source, seed=recipe.run.seed, task_names=list(recipe.tasks)).to(device)
+        for path, node in nodes.items()
+    }
+
+
+def parameter_groups(balancer: Balancer, lr: float) -> list[dict[str, Any]]:
+    """The optimiser parameter group of a balancer's own parameters (none if it has none): they train with the
+    phase at its learning rate times the balancer's `lr_scale`, without weight decay."""
+    params = list(balancer.parameters())
+    return [{"params": params, "lr": lr * balancer.lr_scale, "weight_decay": 0.0}] if params else []
+
+
 def save_balancer_state(balancers: Mapping[str, Balancer]) -> tuple[dict[str, Tensor], dict[str, Any]]:
     """Every balancer's state as tensors (by `<key path>/<state key>`) and a JSON record of their types and keys."""
     tensors: dict[str, Tensor] = {}
@@ -279,12 +301,20 @@ def save_balancer_state(balancers: Mapping[str, Balancer]) -> tuple[dict[str, Te
 
 
 def load_balancer_state(balancers: Mapping[str, Balancer], tensors: Mapping[str, Tensor], record: Mapping[str, Any], where: str) -> None:
-    """Restore what `save_balancer_state` saved into balancers built from the same recipe."""
+    """Restore what `save_balancer_state` saved into balancers built from the same recipe.
+
+    A balancer the checkpoint does not hold keeps the state it was built with: the run that wrote the checkpoint
+    had no such balancer (a sweep's shared run holds only its own phases, and a later phase's balancer starts fresh).
+    """
     for path, balancer in balancers.items():
         saved = record.get(path)
-        if saved is None or saved["type"] != balancer.name:
-            found = "none" if saved is None else repr(saved["type"])
-            raise MtkitError(f"{where}: the checkpoint holds balancer {found} at {path!r}, not {balancer.name!r}; resume with the recipe the run started with")
+        if saved is None:
+            continue
+        if saved["type"] != balancer.name:
+            raise MtkitError(
+                f"{where}: the checkpoint holds balancer {saved['type']!r} at {path!r}, not {balancer.name!r}; resume with the "
+                "recipe the run started with"
+            )
         prefix = f"{path}/"
         state = {key[len(prefix) :]: value for key, value in tensors.items() if key.startswith(prefix)}
         device = next((t.device for t in balancer.state_dict().values()), torch.device("cpu"))

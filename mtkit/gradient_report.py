@@ -42,7 +42,7 @@ def plot_task_gradients(run_dir: RunDir, records: Sequence[dict[str, Any]]) -> s
     bottom.set_ylabel("gradient norm")
     bottom.set_xlabel("step")
     bottom.legend(fontsize=7)
-    phases = {}
+    phases: dict[str, int] = {}
     for record in records:
         phases.setdefault(record["phase"], record["global_step"])
     for name, start in list(phases.items())[1:]:  # where each later phase begins

@@ -20,7 +20,7 @@ from torch import Tensor
 from mtkit import balancing
 from mtkit import checkpoint as ckpt
 from mtkit.balancing import Balancing, task_loss
-from mtkit.build import BuiltRun, build_component, build_head, build_scheduler
+from mtkit.build import BuiltRun, build_head, build_scheduler
 from mtkit.data import BatchPlan, plan_batches
 from mtkit.errors import MtkitError
 from mtkit.evaluate import TaskEvaluation, evaluate, move
@@ -120,7 +120,7 @@ class Trainer:
         self.final: dict[str, TaskEvaluation] = {}
         self._writer: Any = None
         self._resumed_best: dict[str, Any] | None = None  # the best-weights record of the checkpoint resumed from
-        self.balancers = self._build_balancers()
+        self.balancers = balancing.build_balancers(built.resolved, accelerator.device)
 
     def _saved_keys(self) -> list[str]:
         """State-dict keys a checkpoint holds: all but the backbone, plus backbone weights any phase trains."""
@@ -229,10 +229,11 @@ class Trainer:
             p.requires_grad_(True)
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         balancer = self.balancers[self.built.resolved.balancer(index).path]
-        param_groups = [{"params": g.params, "lr": phase.lr * g.lr_scale} for g in groups]
-        if any(True for _ in balancer.parameters()):  # its own weights train with the phase, without weight decay
-            param_groups.append({"params": list(balancer.parameters()), "lr": phase.lr * balancer.lr_scale, "weight_decay": 0.0})
-        optimizer = torch.optim.AdamW(param_groups, lr=phase.lr, weight_decay=phase.weight_decay)
+        optimizer = torch.optim.AdamW(
+            [{"params": g.params, "lr": phase.lr * g.lr_scale} for g in groups] + balancing.parameter_groups(balancer, phase.lr),
+            lr=phase.lr,
+            weight_decay=phase.weight_decay,
+        )
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(phase))
         if optimizer_files is not None:
             ckpt.load_optimizer_state(
@@ -267,17 +268,7 @@ class Trainer:
             index, phase, train_model, optimizer, schedule, plan, names, params, named, best, self._balancing(index, balancer, names, named), first_global_step
         )
 
-    def _build_balancers(self) -> dict[str, Balancer]:
-        """The recipe's balancer and every phase's own, by key path (a phase without its own uses the recipe's)."""
-        resolved = self.built.resolved
-        nodes = {resolved.balancer(i).path: resolved.balancer(i) for i in range(len(self.recipe.phases))}
-        tasks = list(self.recipe.tasks)
-        return {
-            path: build_component(node, resolved.source, seed=self.recipe.run.seed, task_names=tasks).to(self.accelerator.device)
-            for path, node in nodes.items()
-        }
-
-    def _balancing(self, index: int, balancer: Balancer, names: list[str], named: list[tuple[str, Tensor]]) -> Balancing:
+    def _balancing(self, index: int, balancer: Balancer, names: Sequence[str], named: Sequence[tuple[str, Tensor]]) -> Balancing:
         """The phase's balancing step; probes which trained parameters are shared when the balancer needs to know."""
         acc, path = self.accelerator, self.built.resolved.balancer(index).path
         every = balancer.config.diagnostics_every
@@ -375,7 +366,7 @@ class Trainer:
         def loss(task: str) -> Callable[[], Tensor]:
             features = self.built.tasks[task].train[:2]
             batch = move(model.heads[task].collate(features, tokenizer), self.accelerator.device)
-            return lambda: sum(model([(task, batch)])[0].values())  # type: ignore[return-value]
+            return lambda: sum(model([(task, batch)])[0].values())
 
         return {task: loss(task) for task in tasks}
 

@@ -235,3 +235,35 @@ def test_cli_lists_shows_and_validates_balancers(tmp_path: Path, tiny_recipe: di
     bad = mtkit("validate", str(write_toml(tmp_path / "bad.toml", recipe)))
     assert bad.returncode == 2 and "phases.0.batching: balancer 'upgrad' (balancer) compares the tasks within a batch" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_sweep_forks_carry_balancer_state_and_equal_runs_from_scratch(tmp_path: Path, tiny_recipe: dict[str, Any]) -> None:
+    """Phase 0 is shared (trained once, then forked): the learned log-variances it leaves continue into each variant's
+    phase 1, and phase 2's own balancer, which the shared run never had, starts fresh; bit for bit as from scratch."""
+    from mtkit.ablate import Execution, run_ablation
+    from mtkit.sweep.variants import Variant
+    from tests.core.test_sweep_runs import _assert_same_runs
+
+    recipe = _shared(tiny_recipe)
+    for task in recipe["tasks"].values():
+        task["dataset"].update(max_train_examples=32, max_eval_examples=16)
+    recipe["run"]["checkpoint_every"] = 2
+    recipe["balancer"] = {"type": "uncertainty", "lr_multiplier": 20.0}
+    recipe["phases"] = [
+        {"name": "adapters", "steps": 3, "train": ["adapters", "heads"], "lr": 5e-3, "evaluate": False},
+        {"name": "joint", "steps": 3, "train": ["adapters", "heads"], "lr": 1e-3, "batching": "mixed", "evaluate": False},
+        {"name": "heads", "steps": 2, "train": ["heads"], "lr": 1e-3, "balancer": {"type": "dwa", "window": 1}},
+    ]
+    path = write_toml(tmp_path / "tiny.toml", recipe)
+    variants = [Variant("slow", ("phases.1.lr=1e-3",)), Variant("fast", ("phases.1.lr=4e-3",))]
+    threads = torch.get_num_threads()
+    try:
+        shared = run_ablation(path, variants, output_dir=tmp_path / "shared", execution=Execution(threads=1))
+        run_ablation(path, variants, output_dir=tmp_path / "alone", execution=Execution(threads=1), share=False)
+    finally:
+        torch.set_num_threads(threads)
+    assert [r.shared_phases for r in shared.variants] == [["adapters"], ["adapters"]]
+    for name in ("slow", "fast"):
+        _assert_same_runs(tmp_path / "shared" / name / "seed-0", tmp_path / "alone" / name / "seed-0")
+    weights = [r["balancer/weight/sentiment"] for r in _records(tmp_path / "shared" / "fast" / "seed-0", "train") if r["phase"] == "joint"]
+    assert weights and all(w != 1.0 for w in weights)  # the log-variances learned in the shared phase carried on
