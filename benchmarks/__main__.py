@@ -3,7 +3,8 @@
     python -m benchmarks [--list] [NAME ...]
 
 Each one also runs alone with its own options: `python -m benchmarks.bench_adapters --help`,
-`python -m benchmarks.bench_combiners --help`, `python -m benchmarks.bench_library --help`.
+`python -m benchmarks.bench_combiners --help`, `python -m benchmarks.bench_library --help`,
+`python -m benchmarks.bench_balancers --help`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ BENCHMARKS = {
     "adapters": "mtkit LoRA against PEFT's, merged LoRA against the bare backbone, hyper_lora against LoRA",
     "combiners": "every combiner over 5 LoRAs (and fusion over 3 bottleneck adapters) against the bare backbone",
     "library": "libraries of 1 to 100 LoRAs: oracle, routers, fusion and PEFT's mixed batch; training steps; memory",
+    "balancers": "each balancer's training step on one shared LoRA against the static loss sum",
 }
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from mtkit.config import KINDS, AdapterConfig, CombinerConfig, ComponentConfig, DatasetConfig, RepresentationSource
+from mtkit.config import KINDS, AdapterConfig, BalancerConfig, CombinerConfig, ComponentConfig, DatasetConfig, RepresentationSource
 from mtkit.errors import MtkitError, PluginError, RecipeError, UnknownComponentError
 from mtkit.hookspecs import Register, hookimpl, hookspec
 from mtkit.plugins import PLUGIN_API_VERSION
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
         TRUNCATED,
         Backbone,
         BackboneOutput,
+        Balancer,
         DatasetSource,
         Head,
         HeadOutput,
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
         ModelAccess,
         Scheduler,
         TaskInfo,
+        TaskLosses,
         pad_batch,
     )
     from mtkit.sites import Site, select_sites, site_key
@@ -51,6 +53,7 @@ _LAZY = {
         [
             "Backbone",
             "BackboneOutput",
+            "Balancer",
             "DatasetSource",
             "Head",
             "HeadOutput",
@@ -60,6 +63,7 @@ _LAZY = {
             "Scheduler",
             "TaskInfo",
             "TRUNCATED",
+            "TaskLosses",
             "pad_batch",
         ],
         "mtkit.interfaces",
@@ -73,6 +77,7 @@ __all__ = [
     "KINDS",
     "PLUGIN_API_VERSION",
     "AdapterConfig",
+    "BalancerConfig",
     "CombinerConfig",
     "ComponentConfig",
     "DatasetConfig",

@@ -70,7 +70,7 @@ def _registry() -> Any:
 
 @app.command("list-components")
 def list_components(
-    kind: Annotated[str | None, typer.Option(help="Only this kind (backbone, adapter, combiner, head, scheduler, dataset, metric).")] = None,
+    kind: Annotated[str | None, typer.Option(help="Only this kind (backbone, adapter, combiner, head, scheduler, dataset, metric, balancer).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """List registered components with their plugin, and plugins that failed to load."""
@@ -420,7 +420,7 @@ def main() -> None:
 @app.command("new-plugin")
 def new_plugin_command(
     name: Annotated[str, typer.Argument(help="Plugin name, e.g. my-gate: recipe type my_gate, package mtkit-my-gate.")],
-    kind: Annotated[str, typer.Option(help="Component kind: backbone, adapter, combiner, head, scheduler, dataset or metric.")] = "adapter",
+    kind: Annotated[str, typer.Option(help="Component kind: backbone, adapter, combiner, head, scheduler, dataset, metric or balancer.")] = "adapter",
     directory: Annotated[Path, typer.Option("--dir", help="Folder to create the package folder in.")] = Path("."),
 ) -> None:
     """Write a pip-installable plugin package with one working example component, tests and a README."""

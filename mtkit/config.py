@@ -10,10 +10,19 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mtkit.errors import MtkitError
 
-__all__ = ["KINDS", "AdapterConfig", "CombinerConfig", "ComponentConfig", "DatasetConfig", "Kind", "RepresentationSource"]
+__all__ = [
+    "KINDS",
+    "AdapterConfig",
+    "BalancerConfig",
+    "CombinerConfig",
+    "ComponentConfig",
+    "DatasetConfig",
+    "Kind",
+    "RepresentationSource",
+]
 
-Kind = Literal["backbone", "adapter", "combiner", "head", "scheduler", "dataset", "metric"]
-KINDS: tuple[Kind, ...] = ("backbone", "adapter", "combiner", "head", "scheduler", "dataset", "metric")
+Kind = Literal["backbone", "adapter", "combiner", "head", "scheduler", "dataset", "metric", "balancer"]
+KINDS: tuple[Kind, ...] = ("backbone", "adapter", "combiner", "head", "scheduler", "dataset", "metric", "balancer")
 
 
 class ComponentConfig(BaseModel):
@@ -70,6 +79,25 @@ class CombinerConfig(ComponentConfig):
     aux_loss_names: ClassVar[tuple[str, ...]] = ()
     trainable: ClassVar[bool] = True
     """False for a combiner without parameters (oracle, uniform): a phase cannot train it (`train = ["combiner"]`)."""
+
+
+class BalancerConfig(ComponentConfig):
+    """Params of a balancer. Every balancer can log the tasks' gradients on the shared parameters (`diagnostics_every`).
+
+    `needs_mixed_batches` says whether the balancer compares the tasks of one batch (gradient balancers, GradNorm):
+    a phase drawing one task per batch would give it nothing to compare, so validation refuses that pairing
+    without importing the balancer (or torch).
+    """
+
+    needs_mixed_batches: ClassVar[bool] = False
+
+    diagnostics_every: int = Field(
+        default=0,
+        ge=0,
+        description="Every this many steps, also compute each task's gradient on the shared trained parameters and log "
+        "their norms and pairwise cosines (metrics.jsonl, TensorBoard, a plot in the report); costs one extra backward "
+        "pass per task on those steps; 0 = never.",
+    )
 
 
 class DatasetConfig(ComponentConfig):

@@ -5,7 +5,7 @@ Logic in mtkit never branches on these names; it only fills in what a recipe lea
 
 from __future__ import annotations
 
-__all__ = ["COMBINER", "METRICS", "ORACLE_COMBINER", "SCHEDULER"]
+__all__ = ["BALANCER", "COMBINER", "METRICS", "ORACLE_COMBINER", "SCHEDULER"]
 
 COMBINER = "oracle"
 """The combiner of a recipe without a [combiner] table."""
@@ -15,3 +15,5 @@ SCHEDULER = "proportional"
 """The task scheduler of a recipe without a [scheduler] table."""
 METRICS = ("accuracy",)
 """A task's metrics when its table names none."""
+BALANCER = "static"
+"""How a recipe without a [balancer] table turns task losses into one update (the tasks' `loss_weight`)."""

@@ -9,14 +9,14 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
 
 from mtkit.adapter import Adapter
 from mtkit.combiner import Combiner
-from mtkit.config import ComponentConfig, DatasetConfig
+from mtkit.config import BalancerConfig, ComponentConfig, DatasetConfig
 from mtkit.errors import MtkitError
 from mtkit.sites import Site
 
@@ -28,6 +28,7 @@ __all__ = [
     "TRUNCATED",
     "Backbone",
     "BackboneOutput",
+    "Balancer",
     "DatasetSource",
     "Head",
     "HeadOutput",
@@ -36,6 +37,7 @@ __all__ = [
     "ModelAccess",
     "Scheduler",
     "TaskInfo",
+    "TaskLosses",
     "pad_batch",
 ]
 
@@ -243,6 +245,73 @@ class Metric(ABC):
         """Scores by name (the metric's name, or name_suffix for several)."""
 
 
+@dataclass(frozen=True)
+class TaskLosses:
+    """One training step's task losses, as a balancer receives them.
+
+    `losses`: each task's mean loss over its samples in the batch (only tasks with samples in it, and a
+    `loss_weight` above 0). `scales`: what the `static` balancer multiplies each loss by, the task's `loss_weight`
+    times its share of the batch's samples (so a batch of one task has scale `loss_weight`, and a mixed batch
+    counts every sample alike). `loss_weights`: the tasks' `loss_weight` alone. `gradient_norms`, only for a
+    balancer that sets `needs_gradient_norms`: the norm of each task's gradient (of `loss_weight` x its loss) on
+    the shared trained parameters, detached.
+    """
+
+    losses: Mapping[str, Tensor]
+    scales: Mapping[str, float]
+    loss_weights: Mapping[str, float]
+    gradient_norms: Mapping[str, Tensor] | None = None
+
+
+class Balancer(nn.Module, ABC):
+    """Turns a step's task losses, or the tasks' gradients on the shared trained parameters, into one update.
+
+    A loss-weighting balancer (`combines = "losses"`) implements `combine_losses`: one loss, which the trainer
+    differentiates once. A gradient balancer (`combines = "gradients"`) implements `combine_gradients`: the trainer
+    differentiates each task's loss on its own and hands it the (K, P) matrix of the tasks' gradients on the shared
+    trained parameters (those the losses of several tasks reach); the (P,) vector it returns becomes their gradient.
+    Either way a parameter that one task's loss alone reaches (its head, its own adapter under oracle routing)
+    receives that task's gradient only, as `static` would give it. A batch holding one task leaves a gradient
+    balancer nothing to combine: its one row is the update.
+
+    A balancer's parameters train with the phase that uses it (at the phase's learning rate times `lr_scale`);
+    its parameters and buffers are its state, saved in checkpoints and restored on resume.
+    """
+
+    kind: ClassVar[str] = "balancer"
+    name: ClassVar[str]
+    config_class: ClassVar[type[BalancerConfig]]
+    combines: ClassVar[Literal["losses", "gradients"]] = "losses"
+    needs_gradient_norms: ClassVar[bool] = False
+    """True to receive `TaskLosses.gradient_norms` (one extra backward pass per task and step)."""
+    multi_process: ClassVar[bool] = False
+    """True if it is correct in several processes (DDP); state kept per process would drift apart, so the
+    trainer refuses other balancers under `accelerate launch` with more than one process."""
+
+    def __init__(self, config: BalancerConfig, *, task_names: Sequence[str]) -> None:
+        super().__init__()
+        self.config = config
+        self.task_names = tuple(task_names)
+
+    @property
+    def lr_scale(self) -> float:
+        """The learning rate of the balancer's own parameters, relative to the phase's."""
+        return 1.0
+
+    def combine_losses(self, losses: TaskLosses) -> Tensor:
+        """One scalar loss from the tasks' losses (loss-weighting balancers)."""
+        raise NotImplementedError(f"balancer {self.name!r} combines gradients, not losses")
+
+    def combine_gradients(self, jacobian: Tensor, tasks: Sequence[str]) -> Tensor:
+        """The shared parameters' update direction (P,) from the tasks' gradients `jacobian` (K, P), one row per
+        task of `tasks` (K >= 2), each the gradient of `loss_weight` x the task's loss (gradient balancers)."""
+        raise NotImplementedError(f"balancer {self.name!r} combines losses, not gradients")
+
+    def logs(self) -> dict[str, float]:
+        """Values to log after a step, e.g. the weight each task got (`weight/sentiment`)."""
+        return {}
+
+
 INTERFACES: dict[str, type] = {
     "backbone": Backbone,
     "adapter": Adapter,
@@ -251,5 +320,6 @@ INTERFACES: dict[str, type] = {
     "scheduler": Scheduler,
     "dataset": DatasetSource,
     "metric": Metric,
+    "balancer": Balancer,
 }
 

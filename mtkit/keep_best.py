@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from mtkit.balancing import parameter_owners
 from mtkit.checkpoint import load_tensors
 from mtkit.errors import MtkitError
 
@@ -49,12 +50,7 @@ def parameters_by_task(named: Named, losses: Mapping[str, Callable[[], Tensor]],
     a parameter in the graph of two tasks' losses cannot take one task's best weights without
     changing the other's, so it is an error. Parameters no task's loss reaches keep their final values.
     """
-    owners: dict[str, list[str]] = {}
-    for task, loss in losses.items():
-        grads = torch.autograd.grad(loss(), [p for _, p in named], allow_unused=True)
-        for (name, _), grad in zip(named, grads, strict=True):
-            if grad is not None:
-                owners.setdefault(name, []).append(task)
+    owners = parameter_owners(named, losses)
     shared = [f"{name} ({', '.join(tasks)})" for name, tasks in owners.items() if len(tasks) > 1]
     if shared:
         raise MtkitError(

@@ -42,6 +42,8 @@ TABLES: tuple[tuple[str, str], ...] = (
     ("tasks.*.metrics.#", "metric"),
     ("phases.#.scheduler", "scheduler"),
     ("tasks.*.probes.*.dataset", "dataset"),
+    ("balancer", "balancer"),
+    ("phases.#.balancer", "balancer"),
 )
 """Where component tables sit in a recipe, as (key pattern, kind): `*` is any table key, `#` any list index.
 Validation, building, the JSON Schema and the recipe reference all read this one list."""
@@ -49,6 +51,7 @@ Validation, building, the JSON Schema and the recipe reference all read this one
 _DEFAULTS: dict[str, Any] = {
     "combiner": {"type": defaults.COMBINER},
     "scheduler": {"type": defaults.SCHEDULER},
+    "balancer": {"type": defaults.BALANCER},
     "tasks.*.metrics": list(defaults.METRICS),
 }
 """What a recipe that leaves a component table out gets."""
@@ -174,6 +177,7 @@ class PhaseSection(_Section):
     routing: Literal["oracle", "learned"] = Field(default="oracle", description="oracle: task ids pick adapters; learned: the combiner decides.")
     batching: Literal["task", "mixed"] = Field(default="task", description="task: one task per batch; mixed: tasks drawn per sample.")
     scheduler: ComponentTable | None = Field(default=None, description="Overrides the recipe's task scheduler in this phase.")
+    balancer: ComponentTable | None = Field(default=None, description="Overrides the recipe's balancer in this phase.")
     task_adapters: dict[str, str] = Field(
         default_factory=dict,
         description="Under oracle routing in this phase (and its evaluation), route these tasks to another adapter: "
@@ -250,6 +254,10 @@ class Recipe(_Section):
     )
     scheduler: ComponentTable = Field(
         default_factory=lambda: ComponentTable(**_DEFAULTS["scheduler"]), description="Which task each batch draws from."
+    )
+    balancer: ComponentTable = Field(
+        default_factory=lambda: ComponentTable(**_DEFAULTS["balancer"]),
+        description=f"How the tasks' losses (or their gradients on shared parameters) become one update (default {defaults.BALANCER}).",
     )
     tasks: dict[str, TaskSection] = Field(min_length=1, description="Tasks by name.")
     phases: list[PhaseSection] = Field(min_length=1, description="Training phases, run in order.")
@@ -332,7 +340,7 @@ def _expand(node: Any, parts: Sequence[str], path: str) -> Iterator[tuple[str, A
 def _with_defaults(raw: Mapping[str, Any]) -> dict[str, Any]:
     """The raw recipe with the default component tables filled in where it leaves them out."""
     data = dict(raw)
-    for key in ("combiner", "scheduler"):
+    for key in ("combiner", "scheduler", "balancer"):
         if data.get(key) is None:
             data[key] = dict(_DEFAULTS[key])
     tasks = data.get("tasks")

@@ -63,6 +63,10 @@ def _check_class(cls: Any, kind: str, name: str, config_class: type, plugin: Plu
     missing = sorted(getattr(cls, "__abstractmethods__", ()))
     if kind == "combiner" and cls.weights is interface.weights and cls.combine is interface.combine:  # type: ignore[attr-defined]
         missing.append("weights() or combine()")
+    if kind == "balancer":
+        method = "combine_gradients" if getattr(cls, "combines", None) == "gradients" else "combine_losses"
+        if getattr(cls, method) is getattr(interface, method):
+            missing.append(f"{method}() (its `combines` is {getattr(cls, 'combines', None)!r})")
     if missing:
         raise PluginError(plugin.name, f"{where} does not implement {', '.join(missing)}")
     if getattr(cls, "name", None) != name or getattr(cls, "config_class", None) is not config_class:

@@ -7,6 +7,7 @@ from typing import Any
 
 from mtkit import defaults
 from mtkit.data import cut_warnings
+from mtkit.gradient_report import gradient_section
 from mtkit.rundir import RunDir
 
 __all__ = ["plot_training_curves", "write_report"]
@@ -110,7 +111,8 @@ def write_report(run_dir: RunDir, recipe: Mapping[str, Any], results: Mapping[st
     data = run_dir.read_json("data.json")
     lines = [f"# Run `{recipe['run']['name']}`", ""]
     lines += [f"- backbone: `{recipe['backbone']['type']}`", f"- adapters: {', '.join(recipe.get('adapters', {})) or 'none'}"]
-    lines += [f"- combiner: `{(recipe.get('combiner') or {'type': defaults.COMBINER})['type']}`", f"- seed: {recipe['run'].get('seed', 0)}", ""]
+    lines += [f"- combiner: `{(recipe.get('combiner') or {'type': defaults.COMBINER})['type']}`"]
+    lines += [f"- balancer: `{(recipe.get('balancer') or {'type': defaults.BALANCER})['type']}`", f"- seed: {recipe['run'].get('seed', 0)}", ""]
     columns = ["dataset", "train", "validation", "test", "cut", "split"]
     if not any("validation" in info for info in data["tasks"].values()):
         columns.remove("validation")
@@ -130,6 +132,7 @@ def write_report(run_dir: RunDir, recipe: Mapping[str, Any], results: Mapping[st
         rows = {f"{task}/{probe}": scores for task, by_probe in by_task.items() for probe, scores in by_probe.items()}
         lines += ["", f"## Probes, end of run ({routing} routing)", ""] + _table(rows)
     lines += _validation_checks(run_dir)
+    lines += gradient_section(run_dir)
     lines += extra or []
     curves = plot_training_curves(run_dir)
     if curves:

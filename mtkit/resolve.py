@@ -81,6 +81,12 @@ class ResolvedRecipe:
             return self.nodes[f"phases.{phase}.scheduler"]
         return self.nodes["scheduler"]
 
+    def balancer(self, phase: int | None = None) -> Node:
+        """The recipe's balancer, or phase `phase`'s own when it sets one."""
+        if phase is not None and f"phases.{phase}.balancer" in self.nodes:
+            return self.nodes[f"phases.{phase}.balancer"]
+        return self.nodes["balancer"]
+
     def dataset(self, task: str) -> Node:
         return self.nodes[f"tasks.{task}.dataset"]
 
@@ -161,6 +167,25 @@ def _untrainable_problems(recipe: Recipe, nodes: Mapping[str, Node], source: str
     ]
 
 
+def _balancer_problems(recipe: Recipe, nodes: Mapping[str, Node], source: str) -> list[str]:
+    """A balancer that compares the tasks of one batch has nothing to compare in a phase drawing one task per batch
+    (a phase training heads only is exempt: each head is one task's, so there is nothing shared to balance)."""
+    problems = []
+    for i, phase in enumerate(recipe.phases):
+        node = nodes.get(f"phases.{i}.balancer", nodes.get("balancer"))
+        if node is None or phase.steps == 0 or phase.batching != "task" or not getattr(node.entry.config_class, "needs_mixed_batches", False):
+            continue
+        if all(selector.partition(".")[0] == "heads" for selector in phase.train):
+            continue
+        where = f"phases.{i}.balancer" if node.path != "balancer" else "balancer"
+        problems.append(
+            f"{source}: phases.{i}.batching: balancer {node.type!r} ({where}) compares the tasks within a batch, but this phase "
+            f"draws one task per batch; set phases.{i}.batching = \"mixed\", or give the phase a balancer that works across "
+            f"batches (phases.{i}.balancer = {{type = \"static\"}})"
+        )
+    return problems
+
+
 def _validation_split_problems(recipe: Recipe, nodes: Mapping[str, Node], source: str) -> list[str]:
     """A phase that scores validation splits needs every task's dataset to carve one."""
     problems = []
@@ -204,6 +229,7 @@ def resolve(raw: dict[str, Any], registry: Registry, source: str) -> ResolvedRec
     if recipe is not None:
         problems += _aux_loss_problems(recipe, registry, source)
         problems += _untrainable_problems(recipe, nodes, source)
+        problems += _balancer_problems(recipe, nodes, source)
         if not problems:
             problems += _validation_split_problems(recipe, nodes, source)
     if problems or recipe is None:

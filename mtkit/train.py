@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -18,11 +18,14 @@ import torch
 from accelerate import Accelerator
 from torch import Tensor
 
+from mtkit import balancing
 from mtkit import checkpoint as ckpt
+from mtkit.balancing import Balancing, task_loss
 from mtkit.build import BuiltRun, build_head, build_scheduler
 from mtkit.data import BatchPlan, micro_batches, plan_batches
 from mtkit.errors import MtkitError
 from mtkit.evaluate import TaskEvaluation, evaluate, evaluate_examples, move
+from mtkit.interfaces import Balancer
 from mtkit.keep_best import FILE as BEST_FILE
 from mtkit.keep_best import MEAN, BestWeights, group_scores, parameters_by_task
 from mtkit.param_groups import select_parameters
@@ -82,19 +85,6 @@ def temperature_at(phase: PhaseSection, step: int) -> float | None:
     return float(t.start * (t.end / t.start) ** fraction)
 
 
-def task_loss(losses: Mapping[str, Tensor], batches: Sequence[tuple[str, Mapping[str, Any]]], weights: Mapping[str, float]) -> Tensor:
-    """The step's loss: each task's loss times its `loss_weight` and its share of the batch's samples.
-
-    A task of weight 0 is left out (its head and own adapter receive no gradient at all).
-    """
-    sizes = {task: int(batch["input_ids"].shape[0]) for task, batch in batches}
-    total_size = sum(sizes.values())
-    terms = [losses[t] * (weights[t] * sizes[t] / total_size) for t in losses if weights[t] > 0]
-    if not terms:
-        return next(iter(losses.values())).new_zeros(()) if losses else torch.zeros(())
-    return torch.stack(terms).sum()
-
-
 @dataclass
 class _PhaseRun:
     """What one training phase works with, built at its start."""
@@ -109,6 +99,8 @@ class _PhaseRun:
     params: list[Tensor]
     named: list[tuple[str, Tensor]]
     best: BestWeights | None
+    balancing: Balancing
+    first_global_step: int  # the global step before the phase's first step
     accumulation: int = 1  # micro-batches per optimiser step
 
 
@@ -139,6 +131,7 @@ class Trainer:
         self.probe_final: dict[str, TaskEvaluation] = {}  # "task/probe" -> its evaluation under the last phase's routing
         self._writer: Any = None
         self._resumed_best: dict[str, Any] | None = None  # the best-weights record of the checkpoint resumed from
+        self.balancers = balancing.build_balancers(built.resolved, accelerator.device)
 
     def _resolve_steps(self) -> dict[str, dict[str, Any]]:
         """Each phase's optimiser steps, set on the phase: its `steps`, or its `epochs` over the training examples of the
@@ -188,6 +181,9 @@ class Trainer:
             assert found is not None, "RunDir.create checks that a checkpoint exists"
             folder, state = found
             self.model.load_state_dict(ckpt.load_tensors(folder / "model.safetensors"), strict=False)
+            if "balancers" in state:
+                tensors = ckpt.load_tensors(folder / balancing.FILE) if any(r["keys"] for r in state["balancers"].values()) else {}
+                balancing.load_balancer_state(self.balancers, tensors, state["balancers"], str(folder))
             start_phase, start_step = state["phase"], state["step"]
             self.results = state["results"]
             self.trained = set(state.get("trained", []))
@@ -256,8 +252,11 @@ class Trainer:
         for p in params:
             p.requires_grad_(True)
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        balancer = self.balancers[self.built.resolved.balancer(index).path]
         optimizer = torch.optim.AdamW(
-            [{"params": g.params, "lr": phase.lr * g.lr_scale} for g in groups], lr=phase.lr, weight_decay=phase.weight_decay
+            [{"params": g.params, "lr": phase.lr * g.lr_scale} for g in groups] + balancing.parameter_groups(balancer, phase.lr),
+            lr=phase.lr,
+            weight_decay=phase.weight_decay,
         )
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(phase))
         if optimizer_files is not None:
@@ -291,7 +290,25 @@ class Trainer:
         if phase.eval_every:
             per_task = phase.keep_best == "per_task"
             best = BestWeights(self._task_groups(index, named) if per_task else {MEAN: named}, phase.min_improvement)
-        return _PhaseRun(index, phase, train_model, optimizer, schedule, plan, names, params, named, best, accumulation)
+        first_global_step = sum(p.steps for p in recipe.phases[:index])
+        balanced = self._balancing(index, balancer, names, named, accumulation)
+        return _PhaseRun(index, phase, train_model, optimizer, schedule, plan, names, params, named, best, balanced, first_global_step, accumulation)
+
+    def _balancing(
+        self, index: int, balancer: Balancer, names: Sequence[str], named: Sequence[tuple[str, Tensor]], accumulation: int
+    ) -> Balancing:
+        """The phase's balancing step; probes which trained parameters are shared when the balancer needs to know."""
+        acc, path = self.accelerator, self.built.resolved.balancer(index).path
+        every = balancer.config.diagnostics_every
+        where = f"{self.built.source}: {path}"
+        balancing.check_setup(
+            balancer, every, processes=acc.num_processes, scaled=acc.scaler is not None, accumulation=accumulation, where=where
+        )
+        split = None
+        if balancing.needs_task_gradients(balancer, every):
+            split = balancing.split_parameters(named, balancing.parameter_owners(named, self._probe_losses(names)))
+        weights = {task: section.loss_weight for task, section in self.recipe.tasks.items()}
+        return Balancing(balancer, weights, split, acc.backward, diagnostics_every=every, always_backward=acc.num_processes > 1)
 
     def _step(self, run: _PhaseRun, step: int) -> dict[str, float]:
         """One optimiser step of a phase (over its micro-batches when it accumulates gradients); returns its log values."""
@@ -340,15 +357,18 @@ class Trainer:
         model, recipe, acc, phase = self.model, self.recipe, self.accelerator, run.phase
         with acc.autocast():
             losses, _ = run.train_model(batches)
-            loss = task_loss(losses, batches, {t: recipe.tasks[t].loss_weight for t in losses})
             aux = {k: v for k, v in model.aux_losses.items() if phase.aux_losses.get(k, 0.0) > 0}
-            total = loss + sum((phase.aux_losses[k] * v for k, v in aux.items()), torch.zeros((), device=loss.device))
-        self._check_finite(run, step, losses, total)
-        # A batch whose loss reaches no parameter the phase trains has nothing to update; skipped in
-        # one process only (in several, a process that skipped backward would leave the others waiting).
-        if total.requires_grad or acc.num_processes > 1:
-            acc.backward(total / parts)
-        logs = {"loss": float(loss.detach())}
+            aux_total = sum((phase.aux_losses[k] * v for k, v in aux.items()), torch.zeros((), device=acc.device))
+        # The balancer puts the micro-batch's share of the update into .grad. A batch whose loss reaches no parameter
+        # the phase trains has nothing to update; skipped in one process only (in several, one that skipped would
+        # leave the others waiting).
+        outcome = run.balancing.step(
+            losses, batches, aux_total, step, lambda total: self._check_finite(run, step, losses, total), scale=1.0 / parts
+        )
+        if outcome.diagnostics is not None:
+            done = run.first_global_step + step + 1
+            self._log({"event": "gradients", "phase": phase.name, "step": step + 1, "global_step": done, **outcome.diagnostics}, done)
+        logs = dict(outcome.logs)
         logs.update({f"loss/{task}": float(value.detach()) for task, value in losses.items()})
         logs.update({f"aux/{k}": float(v.detach()) for k, v in aux.items()})
         return logs
@@ -393,17 +413,21 @@ class Trainer:
             new = build_head(built.resolved, task, self.model.backbone, built.task_infos[task], seed_path=f"phases.{index}.fresh_heads.{task}")
             self.model.heads[task].load_state_dict(new.state_dict())
 
-    def _task_groups(self, index: int, named: Sequence[tuple[str, Tensor]]) -> dict[str, list[tuple[str, Tensor]]]:
-        """The trained parameters each task's loss alone reaches (probed on two of its training examples)."""
+    def _probe_losses(self, tasks: Sequence[str]) -> dict[str, Callable[[], Tensor]]:
+        """For each task, its loss on two of its training examples alone (which parameters it reaches)."""
         model, tokenizer = self.model, self.model.backbone.tokenizer
 
-        def loss(task: str) -> Any:
+        def loss(task: str) -> Callable[[], Tensor]:
             features = self.built.tasks[task].train[:2]
             batch = move(model.heads[task].collate(features, tokenizer), self.accelerator.device)
             return lambda: sum(model([(task, batch)])[0].values())
 
+        return {task: loss(task) for task in tasks}
+
+    def _task_groups(self, index: int, named: Sequence[tuple[str, Tensor]]) -> dict[str, list[tuple[str, Tensor]]]:
+        """The trained parameters each task's loss alone reaches (probed on two of its training examples)."""
         # Under oracle routing a task's loss reaches its own adapter only (the others are not computed).
-        return parameters_by_task(named, {task: loss(task) for task in self.built.tasks}, f"{self.built.source}: phases.{index}.keep_best")
+        return parameters_by_task(named, self._probe_losses(list(self.built.tasks)), f"{self.built.source}: phases.{index}.keep_best")
 
     def _validate(self, phase: PhaseSection, step: int, global_step: int, best: BestWeights) -> float:
         """Score every task's validation split; offer the weights to `best`; return the mean primary score."""
@@ -440,6 +464,9 @@ class Trainer:
         if best is not None:
             state["best"] = best.kept()
             extra = {BEST_FILE: best.tensors} if best.tensors else {}  # copies of the best weights so far
+        tensors, state["balancers"] = balancing.save_balancer_state(self.balancers)
+        if tensors:
+            extra[balancing.FILE] = tensors
         ckpt.save_checkpoint(self.run_dir.path, global_step, self.model_state(), optimizer, state, extra)
 
     def _log(self, record: dict[str, Any], global_step: int) -> None:

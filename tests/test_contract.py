@@ -14,6 +14,7 @@ import pytest
 from mtkit import load_registry
 from mtkit.testing._tiny import TINY_BERT, TINY_LLAMA
 from mtkit.testing.backbone import check_backbone
+from mtkit.testing.balancer import check_balancer
 from mtkit.testing.combiner import check_combiner
 from mtkit.testing.dataset import check_dataset
 from mtkit.testing.head import check_head
@@ -27,6 +28,7 @@ CHECKS = {
     "scheduler": check_scheduler,
     "dataset": check_dataset,
     "metric": check_metric,
+    "balancer": check_balancer,
 }
 
 

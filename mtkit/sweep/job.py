@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mtkit.balancing import FILE as BALANCERS
 from mtkit.checkpoint import load_latest, load_tensors, save_checkpoint, write_json_atomic
 from mtkit.errors import MtkitError
 from mtkit.sweep.plan import Fork, JobSpec
@@ -112,7 +113,9 @@ def prepare_fork(fork: Fork, run_dir: Path, recipe: Mapping[str, Any]) -> None:
     assert not trained, f"the shared phases trained {trained[:3]}, which a fork would not take"
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
-    save_checkpoint(run_dir, state["global_step"], kept, None, state)
+    # The balancers' state (learned task weights, loss histories) continues in the fork as the model's weights do.
+    extra = {BALANCERS: load_tensors(folder / BALANCERS)} if (folder / BALANCERS).is_file() else {}
+    save_checkpoint(run_dir, state["global_step"], kept, None, state, extra)
     closing = _closing_evaluation(json.loads((source / "recipe.json").read_text(encoding="utf-8")), state["global_step"])
     logs = source / "metrics.jsonl"
     lines = logs.read_text(encoding="utf-8").splitlines() if logs.is_file() else []

@@ -12,7 +12,7 @@ AssertionError with a message naming what broke:
     mtkit.testing.adapter.check_adapter      mtkit.testing.metric.check_metric
     mtkit.testing.backbone.check_backbone    mtkit.testing.head.check_head
     mtkit.testing.combiner.check_combiner    mtkit.testing.scheduler.check_scheduler
-    mtkit.testing.dataset.check_dataset
+    mtkit.testing.dataset.check_dataset      mtkit.testing.balancer.check_balancer
 
 Tiny random backbones with real tokenizers (TINY_BERT, TINY_LLAMA, tiny_backbone) live in
 mtkit.testing._tiny, re-exported here.

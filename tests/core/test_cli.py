@@ -27,7 +27,7 @@ def test_cli_list_components_json_names_plugin_distribution_and_version() -> Non
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     kinds = {c["kind"] for c in data["components"]}
-    assert kinds == {"backbone", "adapter", "combiner", "head", "scheduler", "dataset", "metric"}
+    assert kinds == {"backbone", "adapter", "combiner", "head", "scheduler", "dataset", "metric", "balancer"}
     lora = next(c for c in data["components"] if c["name"] == "lora")
     assert lora["distribution"] == "mtkit" and lora["version"] and lora["plugin"] == "adapters"
     assert all(p["status"] == "ok" for p in data["plugins"])

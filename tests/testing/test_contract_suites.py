@@ -177,3 +177,58 @@ def test_contract_suites_catch_a_backbone_with_the_wrong_output_shape() -> None:
     params = {k: v for k, v in TINY_BERT.items() if k != "type"}
     with pytest.raises(AssertionError, match=r"expected \(B, T, hidden_size\)"):
         check_backbone(FirstTokenBackbone, params)
+
+
+def _balancer(combine: Any, *, combines: str = "losses", init: Any = None) -> type:
+    from mtkit import Balancer, BalancerConfig
+
+    class DemoBalancerConfig(BalancerConfig):
+        """No params of its own."""
+
+    class DemoBalancer(Balancer):
+        name = "demo"
+        config_class = DemoBalancerConfig
+
+        def __init__(self, config: Any, *, task_names: Sequence[str]) -> None:
+            super().__init__(config, task_names=task_names)
+            if init is not None:
+                init(self)
+
+    DemoBalancer.combines = combines  # type: ignore[assignment]
+    setattr(DemoBalancer, "combine_gradients" if combines == "gradients" else "combine_losses", combine)
+    return DemoBalancer
+
+
+def _plain_sum(self: Any, losses: Any) -> Tensor:
+    return torch.stack([v * losses.scales[t] for t, v in losses.losses.items()]).sum()
+
+
+def _counting(self: Any, losses: Any) -> Tensor:
+    self.calls += 1  # state outside the state dict: a resumed run would start counting again
+    return _plain_sum(self, losses) / self.calls
+
+
+def test_contract_suites_accept_a_correct_balancer() -> None:
+    from mtkit.testing.balancer import check_balancer
+
+    check_balancer(_balancer(_plain_sum), {})
+    check_balancer(_balancer(lambda self, jacobian, tasks: jacobian.mean(0), combines="gradients"), {"diagnostics_every": 5})
+
+
+@pytest.mark.parametrize(
+    ("cls", "message"),
+    [
+        (_balancer(_counting, init=lambda self: setattr(self, "calls", 0)), "some state is not in state_dict()"),
+        (_balancer(lambda self, losses: _plain_sum(self, losses) - 2 * losses.losses[next(iter(losses.losses))]), r"d\(loss\)/d\(loss of 'first'\) = -"),
+        (_balancer(lambda self, losses: torch.stack(list(losses.losses.values()))), "did not return a scalar tensor"),
+        (_balancer(lambda self, jacobian, tasks: jacobian.sum(1), combines="gradients"), r"returned shape torch.Size\(\[3\]\), not \(12,\)"),
+        (_balancer(lambda self, jacobian, tasks: -jacobian.mean(0), combines="gradients"), "the update's cosine with them is -1.000, not ~1"),
+        (type("Mislabelled", (_balancer(_plain_sum),), {"combines": "gradients"}), r"combines gradients but does not implement combine_gradients\(\)"),
+    ],
+    ids=["state_outside_state_dict", "a_task_pushed_backwards", "not_a_scalar", "wrong_shape", "against_agreeing_tasks", "wrong_method"],
+)
+def test_contract_suites_catch_broken_balancers(cls: type, message: str) -> None:
+    from mtkit.testing.balancer import check_balancer
+
+    with pytest.raises(AssertionError, match=message):
+        check_balancer(cls, {})
