@@ -13,7 +13,6 @@ is rerun; finished runs are skipped as with local workers.
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from concurrent.futures import Future
@@ -21,8 +20,9 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from mtkit.checkpoint import load_latest
+from mtkit.checkpoint import load_latest, write_json_atomic
 from mtkit.errors import MtkitError
+from mtkit.manifest import MANIFEST, write_manifest
 from mtkit.sweep.executors import Execution, Executor
 from mtkit.sweep.job import Outcome, execute
 from mtkit.sweep.plan import JobSpec
@@ -81,9 +81,11 @@ def run_remote(spec_data: dict[str, Any], fork_files: dict[str, bytes] | None) -
         recipe = {**spec.recipe, "run": {**spec.recipe["run"], "output_dir": str(local)}}
         outcome = execute(replace(spec, run_dir=str(local), recipe=recipe, fork=fork))
         if local.is_dir():
+            if (local / "recipe.json").is_file():  # the recipe as the driver's directory holds it (output_dir there)
+                write_json_atomic(local / "recipe.json", spec.recipe)
+                if (local / MANIFEST).is_file():  # a finished run: its manifest records the recipe it now holds
+                    write_manifest(local)
             outcome.files = collect_files(local, checkpoint=spec.shared and outcome.status == "ok")
-            if "recipe.json" in outcome.files:  # the recipe as the driver's directory holds it (output_dir there)
-                outcome.files["recipe.json"] = (json.dumps(spec.recipe, indent=2) + "\n").encode()
     return asdict(outcome)
 
 
