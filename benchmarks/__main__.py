@@ -4,7 +4,7 @@
 
 Each one also runs alone with its own options: `python -m benchmarks.bench_adapters --help`,
 `python -m benchmarks.bench_combiners --help`, `python -m benchmarks.bench_library --help`,
-`python -m benchmarks.bench_balancers --help`.
+`python -m benchmarks.bench_balancers --help`, `python -m benchmarks.bench_router_sources --help`.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ BENCHMARKS = {
     "combiners": "every combiner over 5 LoRAs (and fusion over 3 bottleneck adapters) against the bare backbone",
     "library": "libraries of 1 to 100 LoRAs: oracle, routers, fusion and PEFT's mixed batch; training steps; memory",
     "balancers": "each balancer's training step on one shared LoRA against the static loss sum",
+    "router_sources": "a DYNAMO training step with each router input source against the `embeddings` source",
 }
 
 
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown benchmark {unknown[0]!r} (known: {', '.join(sorted(BENCHMARKS))})")
     if args.list:
         for name, what in BENCHMARKS.items():
-            print(f"{name:<10} python -m benchmarks.bench_{name}: {what}")
+            print(f"{name:<15} python -m benchmarks.bench_{name}: {what}")
         return 0
     for name in args.names or list(BENCHMARKS):
         module = f"benchmarks.bench_{name}"

@@ -67,9 +67,10 @@ def test_span_qa_learns_on_fixture(tmp_path: Path, registry: Registry) -> None:
         "head": {"type": "span_qa"},
         "metrics": ["accuracy"],  # exact string match of the extracted answer with the gold text
     }
-    trained, untrained = _train_and_untrained(tmp_path, registry, _minilm_recipe(task, steps=60, lr=3e-3))
-    # Measured (seeded): exact match 0.70 trained vs 0.025 untrained on 40 held-out questions.
-    assert trained["task"]["accuracy"] >= 0.6 and trained["task"]["accuracy"] > untrained["task"]["accuracy"] + 0.4, (trained, untrained)
+    trained, untrained = _train_and_untrained(tmp_path, registry, _minilm_recipe(task, steps=120, lr=3e-3))
+    # Measured: exact match 0.90 (run seed 0) and 0.925 (seed 2) trained vs 0.025 untrained on 40 held-out questions;
+    # at 60 steps seeds 0-2 gave 0.45, 0.70 and 0.225 (six passes over 160 questions are needed, three are not).
+    assert trained["task"]["accuracy"] >= 0.75 and trained["task"]["accuracy"] > untrained["task"]["accuracy"] + 0.4, (trained, untrained)
 
 
 def test_token_classification_learns_on_fixture(tmp_path: Path, registry: Registry) -> None:
