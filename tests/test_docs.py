@@ -39,7 +39,7 @@ def test_readme_component_table_is_what_mtkit_docs_generates(registry: Registry)
 
 def test_readme_recipe_is_a_valid_recipe(registry: Registry) -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    blocks = [tomllib.loads(block) for block in re.findall(r"```toml\n(.*?)```", readme, flags=re.S)]
+    blocks = [tomllib.loads(block) for block in re.findall(r"```toml\n(.*?)```", readme, flags=re.DOTALL)]
     recipes = [block for block in blocks if "phases" in block]
     assert recipes, "README.md shows no recipe (a ```toml block with [[phases]])"
     for recipe in recipes:
@@ -50,7 +50,7 @@ def _commands(path: Path) -> list[str]:
     """`mtkit ...` lines of the fenced code blocks (continuation lines joined, comments dropped)."""
     text = path.read_text(encoding="utf-8")
     found = []
-    for block in re.findall(r"```[a-z]*\n(.*?)```", text, flags=re.S):
+    for block in re.findall(r"```[a-z]*\n(.*?)```", text, flags=re.DOTALL):
         joined = re.sub(r"\\\n\s*", " ", block)
         for line in joined.splitlines():
             line = re.sub(r"\s+#.*$", "", line.strip())
