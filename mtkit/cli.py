@@ -138,11 +138,13 @@ def validate(
 @app.command()
 def docs(
     output: Annotated[Path | None, typer.Option(help="Write the reference here (e.g. docs/recipes.md) instead of printing it.")] = None,
+    components: Annotated[bool, typer.Option("--components", help="The table of built-in components by kind (README.md's) instead.")] = False,
 ) -> None:
     """Print the recipe reference: every section and every field of every built-in component (docs/recipes.md)."""
-    from mtkit.reference import recipe_reference
+    from mtkit.reference import component_table, recipe_reference
 
-    text = guarded(lambda: recipe_reference(_registry()))
+    generate = component_table if components else recipe_reference
+    text = guarded(lambda: generate(_registry()))
     if output is None:
         print(text, end="")
         return

@@ -1,5 +1,6 @@
 """The recipe reference (docs/recipes.md): every recipe section and every field of every built-in component, generated
-from the same pydantic models that validation, `mtkit show` and `mtkit schema` read (`mtkit docs` writes it).
+from the same pydantic models that validation, `mtkit show` and `mtkit schema` read (`mtkit docs` writes it), and the
+README's table of built-in components (`mtkit docs --components`).
 
 Reads config classes only, so none of this imports torch.
 """
@@ -13,7 +14,7 @@ from mtkit.config import KINDS
 from mtkit.recipe import TABLES, PhaseSection, ProbeSection, Recipe, RunSection, TaskSection, TemperatureSchedule, ViewSection
 from mtkit.registry import Registry
 
-__all__ = ["recipe_reference"]
+__all__ = ["component_table", "recipe_reference"]
 
 _SECTIONS: list[tuple[str, type[BaseModel], str]] = [
     ("recipe (top level)", Recipe, "The tables of a recipe file."),
@@ -63,4 +64,17 @@ def recipe_reference(registry: Registry) -> str:
             lines += ["", f"### {kind} `{entry.name}`", "", entry.summary]
             rows = _table(entry.config_class)
             lines += ["", *rows] if len(rows) > 2 else ["", "No fields besides `type`."]
+    return "\n".join(lines) + "\n"
+
+
+def component_table(registry: Registry) -> str:
+    """The built-in components as a markdown table, one row per kind (the README's component list).
+
+    Built-ins only, so installed third-party plugins do not change the README; `mtkit list-components` lists those.
+    """
+    lines = ["| kind | built-in components |", "|---|---|"]
+    for kind in KINDS:
+        names = [f"`{e.name}`" for e in registry.components(kind) if e.plugin.builtin]
+        if names:
+            lines.append(f"| {kind} | {', '.join(names)} |")
     return "\n".join(lines) + "\n"

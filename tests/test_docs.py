@@ -1,10 +1,12 @@
-"""The documentation cannot go stale: the generated recipe reference matches the registered components, and every
-`mtkit ...` command shown in README.md and docs/ names a real command with real options."""
+"""The documentation cannot go stale: the generated recipe reference and the README's component table match the
+registered components, and every `mtkit ...` command shown in README.md and docs/ names a real command with real
+options."""
 
 from __future__ import annotations
 
 import re
 import shlex
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,8 @@ import typer.main
 
 from mtkit import Registry
 from mtkit.cli import app
-from mtkit.reference import recipe_reference
+from mtkit.reference import component_table, recipe_reference
+from mtkit.resolve import resolve
 from tests.conftest import ROOT
 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
@@ -23,11 +26,31 @@ def test_recipe_reference_is_what_mtkit_docs_generates(registry: Registry) -> No
     assert committed == recipe_reference(registry), "docs/recipes.md is stale: run `mtkit docs --output docs/recipes.md`"
 
 
+def test_readme_component_table_is_what_mtkit_docs_generates(registry: Registry) -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    _, found, section = readme.partition("\n## Components\n")
+    assert found, "README.md has no '## Components' section"
+    lines = section.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("|")), len(lines))
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+    table = "".join(line + "\n" for line in lines[start:end])
+    assert table == component_table(registry), "README.md's component table is stale: paste `mtkit docs --components`"
+
+
+def test_readme_recipe_is_a_valid_recipe(registry: Registry) -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = [tomllib.loads(block) for block in re.findall(r"```toml\n(.*?)```", readme, flags=re.DOTALL)]
+    recipes = [block for block in blocks if "phases" in block]
+    assert recipes, "README.md shows no recipe (a ```toml block with [[phases]])"
+    for recipe in recipes:
+        resolve(recipe, registry, "README.md")
+
+
 def _commands(path: Path) -> list[str]:
     """`mtkit ...` lines of the fenced code blocks (continuation lines joined, comments dropped)."""
     text = path.read_text(encoding="utf-8")
     found = []
-    for block in re.findall(r"```[a-z]*\n(.*?)```", text, flags=re.S):
+    for block in re.findall(r"```[a-z]*\n(.*?)```", text, flags=re.DOTALL):
         joined = re.sub(r"\\\n\s*", " ", block)
         for line in joined.splitlines():
             line = re.sub(r"\s+#.*$", "", line.strip())
