@@ -130,11 +130,22 @@ class TaskSection(_Section):
 
 
 class ViewSection(_Section):
-    """Training inputs shown in another form (same task, same label): contiguous token spans of varied length."""
+    """Training inputs shown in another form (same task, same label): contiguous spans of varied length, of tokens or
+    of whole sentences."""
 
     probability: float = Field(default=0.5, ge=0, le=1, description="Share of a phase's training examples replaced by a span.")
-    min_tokens: int = Field(default=8, gt=0, description="Shortest span, in tokens (special tokens kept apart).")
-    max_tokens: int = Field(default=48, gt=0, description="Longest span, in tokens; inputs no longer than a drawn length stay whole.")
+    unit: Literal["tokens", "sentences"] = Field(
+        default="tokens",
+        description="What a span is made of: `tokens` (between min_tokens and max_tokens) or `sentences` (1 to "
+        "max_sentences whole consecutive sentences, split after the tokens '.', '!' and '?').",
+    )
+    min_tokens: int = Field(default=8, gt=0, description="Shortest span, in tokens (special tokens kept apart); unit = tokens.")
+    max_tokens: int = Field(
+        default=48, gt=0, description="Longest span, in tokens; inputs no longer than a drawn length stay whole; unit = tokens."
+    )
+    max_sentences: int = Field(
+        default=1, gt=0, description="Most sentences in a span; inputs with no more sentences than drawn stay whole; unit = sentences."
+    )
 
     @model_validator(mode="after")
     def _range(self) -> ViewSection:

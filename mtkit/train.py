@@ -32,7 +32,7 @@ from mtkit.param_groups import select_parameters
 from mtkit.predictions import prediction_rows, write_predictions
 from mtkit.recipe import PhaseSection
 from mtkit.rundir import RunDir
-from mtkit.views import span_views
+from mtkit.views import sentence_end_ids, span_views
 
 __all__ = ["Callbacks", "Trainer", "lr_lambda", "task_loss", "temperature_at"]
 
@@ -129,6 +129,7 @@ class Trainer:
         self.final: dict[str, TaskEvaluation] = {}
         self.probe_results: dict[str, dict[str, dict[str, dict[str, float]]]] = {}  # routing -> task -> probe -> scores
         self.probe_final: dict[str, TaskEvaluation] = {}  # "task/probe" -> its evaluation under the last phase's routing
+        self._sentence_ends = sentence_end_ids(self.model.backbone.tokenizer)  # for sentence views
         self._writer: Any = None
         self._resumed_best: dict[str, Any] | None = None  # the best-weights record of the checkpoint resumed from
         self.balancers = balancing.build_balancers(built.resolved, accelerator.device)
@@ -348,7 +349,7 @@ class Trainer:
             task = run.names[task_index]
             features = self.built.tasks[task].train[rows]
             if run.phase.views is not None and views is not None:
-                features = span_views(features, run.phase.views, views, set(tokenizer.all_special_ids))
+                features = span_views(features, run.phase.views, views, set(tokenizer.all_special_ids), self._sentence_ends)
             batches.append((task, move(model.heads[task].collate(features, tokenizer), device)))
         return batches
 

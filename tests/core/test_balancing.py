@@ -48,8 +48,9 @@ def _shared(recipe: dict[str, Any]) -> dict[str, Any]:
     return recipe
 
 
-def _task_loss_path(self: Balancing, losses: Any, batches: Any, aux: torch.Tensor, step: int, check: Any) -> StepOutcome:
-    """The trainer's loss path before balancers existed (its `task_loss`, then one backward), as the reference."""
+def _task_loss_path(self: Balancing, losses: Any, batches: Any, aux: torch.Tensor, step: int, check: Any, scale: float = 1.0) -> StepOutcome:
+    """The trainer's loss path before balancers existed (its `task_loss`, then one backward of the loss over the
+    micro-batches), as the reference."""
     sizes = {task: int(batch["input_ids"].shape[0]) for task, batch in batches}
     total_size = sum(sizes.values())
     weights = self.loss_weights
@@ -58,7 +59,7 @@ def _task_loss_path(self: Balancing, losses: Any, batches: Any, aux: torch.Tenso
     total = loss + aux
     check(total)
     if total.requires_grad:
-        self.backward_fn(total)
+        self.backward_fn(total / round(1 / scale))
     return StepOutcome({"loss": float(loss.detach())})
 
 

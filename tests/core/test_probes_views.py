@@ -41,6 +41,24 @@ def test_span_views_cut_a_share_of_examples_to_spans_and_keep_special_tokens() -
     assert span_views(tagged, view, torch.Generator().manual_seed(0), special)["input_ids"] == tagged["input_ids"]
 
 
+def test_sentence_views_cut_to_whole_sentences() -> None:
+    special, ends = {101, 102}, {9}  # 9 stands for '.'
+    # three sentences: [1, 2, 9], [3, 4, 5, 9], [6, 7]
+    features = {"input_ids": [[101, 1, 2, 9, 3, 4, 5, 9, 6, 7, 102], [101, 1, 2, 9, 102]], "labels": [1, 0]}
+    view = ViewSection(probability=1.0, unit="sentences", max_sentences=1)
+    seen = set()
+    for seed in range(20):
+        cut = span_views(features, view, torch.Generator().manual_seed(seed), special, ends)
+        first = cut["input_ids"][0]
+        assert first[0] == 101 and first[-1] == 102
+        seen.add(tuple(first[1:-1]))
+        assert cut["input_ids"][1] == [101, 1, 2, 9, 102]  # one sentence only: whole
+    assert seen == {(1, 2, 9), (3, 4, 5, 9), (6, 7)}  # every sentence, and only whole ones
+    two = ViewSection(probability=1.0, unit="sentences", max_sentences=2)
+    runs = {tuple(span_views(features, two, torch.Generator().manual_seed(seed), special, ends)["input_ids"][0][1:-1]) for seed in range(40)}
+    assert (1, 2, 9, 3, 4, 5, 9) in runs and (3, 4, 5, 9, 6, 7) in runs and (1, 2, 9, 3, 4, 5, 9, 6, 7) not in runs
+
+
 def _router_recipe(tiny_recipe: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
     recipe = dict(tiny_recipe)
     recipe["run"] = {**recipe["run"], "output_dir": str(tmp_path / "run"), "checkpoint_every": 0}
