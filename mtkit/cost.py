@@ -84,7 +84,7 @@ def _rounds(runs: Mapping[str, Callable[[], Any]], repeats: int, warmup: int, de
 
 @torch.no_grad()
 def measure_inference(
-    model: MultiTaskModel, tasks: Mapping[str, TaskData], routing: str, *, per_task: int = 8, repeats: int = 5, warmup: int = 1
+    model: MultiTaskModel, tasks: Mapping[str, TaskData], routing: str, *, per_task: int = 4, repeats: int = 5, warmup: int = 1
 ) -> dict[str, Any]:
     """Milliseconds and floating-point operations per backbone pass over a fixed mixed batch: the bare backbone,
     the model as evaluated, and the model merged into the base weights (where it can be).

@@ -20,10 +20,10 @@ __all__ = [
     "TABLES",
     "ComponentTable",
     "PhaseSection",
+    "ProbeSection",
     "Recipe",
     "RunSection",
     "TaskSection",
-    "ProbeSection",
     "TemperatureSchedule",
     "ViewSection",
     "component_tables",
@@ -84,6 +84,11 @@ class RunSection(_Section):
     checkpoint_every: int = Field(default=100, ge=0, description="Steps between checkpoints; 0 = at phase ends only.")
     log_every: int = Field(default=10, gt=0, description="Steps between metric log lines.")
     threads: int | None = Field(default=None, gt=0, description="CPU threads for torch (default: torch's choice).")
+    inference_cost: bool = Field(
+        default=True,
+        description="After training, time the deployed model against the bare backbone on a few held-out examples "
+        "(inference.json; `mtkit ablate` shows it); false skips those extra forward passes.",
+    )
     grad_accumulation: int = Field(
         default=1,
         gt=0,

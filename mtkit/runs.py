@@ -99,7 +99,8 @@ def run_recipe(
         from mtkit.cost import FILE as COST_FILE
         from mtkit.cost import measure_inference
 
-        run_dir.write_json(COST_FILE, measure_inference(built.model, built.tasks, recipe.phases[-1].routing))
+        if recipe.run.inference_cost:
+            run_dir.write_json(COST_FILE, measure_inference(built.model, built.tasks, recipe.phases[-1].routing))
         extra = _after_run(run_dir, built, trainer)
         from mtkit.report import write_report
 

@@ -355,7 +355,7 @@ class Trainer:
 
     def _micro_step(self, run: _PhaseRun, step: int, batches: list[tuple[str, dict[str, Any]]], parts: int) -> dict[str, float]:
         """Forward and backward of one micro-batch, its loss scaled by 1/parts; returns its log values."""
-        model, recipe, acc, phase = self.model, self.recipe, self.accelerator, run.phase
+        model, acc, phase = self.model, self.accelerator, run.phase
         with acc.autocast():
             losses, _ = run.train_model(batches)
             aux = {k: v for k, v in model.aux_losses.items() if phase.aux_losses.get(k, 0.0) > 0}
