@@ -96,10 +96,10 @@ def run_recipe(
             run_dir.write_json("probes.json", trainer.probe_results)
         total = sum(p.numel() for p in built.model.parameters())
         run_dir.write_json("parameters.json", {"trained": trainer.trained_parameter_count(), "total": total})
-        from mtkit.cost import FILE as COST_FILE
-        from mtkit.cost import measure_inference
-
         if recipe.run.inference_cost:
+            from mtkit.cost import FILE as COST_FILE
+            from mtkit.cost import measure_inference
+
             run_dir.write_json(COST_FILE, measure_inference(built.model, built.tasks, recipe.phases[-1].routing))
         extra = _after_run(run_dir, built, trainer)
         from mtkit.report import write_report

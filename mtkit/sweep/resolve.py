@@ -96,9 +96,10 @@ def drop_unaccepted_keys(
 
 def drop_untrainable_combiner(before: Mapping[str, Any], raw: dict[str, Any], explicit: Mapping[str, str], registry: Registry) -> list[str]:
     """When a swap makes the combiner one without parameters (oracle, uniform), take `combiner` out of the phases'
-    `train` selectors, in place; a training phase left with nothing to train only evaluates (steps = 0).
+    `train` selectors, in place; a training phase left with nothing to train only evaluates (steps = 0), also where
+    `--set` gave it a step budget meant for the variants that train there.
 
-    Returns the changes, as notes for the comparison. Phases whose `train` or `steps` the user set are left as set.
+    Returns the changes, as notes for the comparison. Phases whose `train` the user set are left as set.
     """
     old = before.get("combiner") if isinstance(before.get("combiner"), Mapping) else None
     new = raw.get("combiner") if isinstance(raw.get("combiner"), Mapping) else None
@@ -119,7 +120,7 @@ def drop_untrainable_combiner(before: Mapping[str, Any], raw: dict[str, Any], ex
             continue
         phase["train"] = [sel for sel in train if sel != "combiner"]
         notes.append(f"phases.{i}.train.combiner")
-        if not phase["train"] and ((phase.get("steps") or 0) > 0 or phase.get("epochs")) and f"phases.{i}.steps" not in explicit:
+        if not phase["train"] and ((phase.get("steps") or 0) > 0 or phase.get("epochs")):
             phase.pop("epochs", None)
             phase["steps"] = 0  # nothing left to train: the phase only evaluates
             notes.append(f"phases.{i}.steps")

@@ -44,6 +44,11 @@ def test_sweep_type_swap_on_configured_recipe_drops_keys_the_new_type_does_not_a
     assert by_name["oracle"].recipe["phases"][1]["train"] == [] and by_name["oracle"].recipe["phases"][1]["steps"] == 0
     assert {"phases.1.train.combiner", "phases.1.steps"} <= set(by_name["oracle"].dropped)
     assert by_name["weighted"].recipe["phases"][1]["train"] == ["combiner"] and by_name["weighted"].recipe["phases"][1]["steps"] == 40
+    # a step budget given to every variant with --set (the README's shortened DYNAMO ablation) is for the variants
+    # that train there: a parameter-free combiner's phase still only evaluates
+    budget = {job.variant: job for job in resolve_jobs(QUICKSTART, parse_swap("combiner.type=router,uniform"), ["phases.1.steps=20"], None, registry)}
+    assert budget["router"].recipe["phases"][1]["steps"] == 20
+    assert budget["uniform"].recipe["phases"][1]["steps"] == 0 and budget["uniform"].recipe["phases"][1]["train"] == []
 
 
 def test_sweep_type_swap_keeps_accepted_keys_and_never_drops_explicit_ones(tmp_path: Path, registry: Registry) -> None:
