@@ -39,7 +39,29 @@ def aggregate(aggregator: Any, jacobian: Tensor, tasks: Sequence[str]) -> tuple[
     return vector, {f"weight/{task}": float(w) for task, w in zip(tasks, caught[-1].tolist(), strict=True)}
 
 
-class PcgradBalancer(Balancer):
+class _AggregatorBalancer(Balancer):
+    """A balancer that hands the tasks' gradients to one TorchJD aggregator (`make_aggregator`) and logs its weights."""
+
+    combines = "gradients"
+
+    def __init__(self, config: Any, *, task_names: Sequence[str]) -> None:
+        super().__init__(config, task_names=task_names)
+        self.aggregator = self.make_aggregator(config)
+        self._logs: dict[str, float] = {}
+
+    def make_aggregator(self, config: Any) -> Any:
+        """The TorchJD aggregator this balancer applies, built from its config."""
+        raise NotImplementedError
+
+    def combine_gradients(self, jacobian: Tensor, tasks: Sequence[str]) -> Tensor:
+        vector, self._logs = aggregate(self.aggregator, jacobian, tasks)
+        return vector
+
+    def logs(self) -> dict[str, float]:
+        return self._logs
+
+
+class PcgradBalancer(_AggregatorBalancer):
     """PCGrad (Yu et al. 2020, TorchJD): each task's gradient projected off the others it conflicts with, then summed.
 
     The projection order is drawn at random each step (from torch's generator, which the trainer seeds per step).
@@ -47,60 +69,30 @@ class PcgradBalancer(Balancer):
 
     name = "pcgrad"
     config_class = PcgradBalancerConfig
-    combines = "gradients"
 
-    def __init__(self, config: PcgradBalancerConfig, *, task_names: Sequence[str]) -> None:
-        super().__init__(config, task_names=task_names)
-        self.aggregator = PCGrad()
-        self._logs: dict[str, float] = {}
-
-    def combine_gradients(self, jacobian: Tensor, tasks: Sequence[str]) -> Tensor:
-        vector, self._logs = aggregate(self.aggregator, jacobian, tasks)
-        return vector
-
-    def logs(self) -> dict[str, float]:
-        return self._logs
+    def make_aggregator(self, config: PcgradBalancerConfig) -> Any:
+        return PCGrad()
 
 
-class CagradBalancer(Balancer):
+class CagradBalancer(_AggregatorBalancer):
     """CAGrad (Liu et al. 2021, TorchJD): the update near the mean gradient that most improves the worst task."""
 
     name = "cagrad"
     config_class = CagradBalancerConfig
     config: CagradBalancerConfig
-    combines = "gradients"
 
-    def __init__(self, config: CagradBalancerConfig, *, task_names: Sequence[str]) -> None:
-        super().__init__(config, task_names=task_names)
-        self.aggregator = CAGrad(c=config.radius)
-        self._logs: dict[str, float] = {}
-
-    def combine_gradients(self, jacobian: Tensor, tasks: Sequence[str]) -> Tensor:
-        vector, self._logs = aggregate(self.aggregator, jacobian, tasks)
-        return vector
-
-    def logs(self) -> dict[str, float]:
-        return self._logs
+    def make_aggregator(self, config: CagradBalancerConfig) -> Any:
+        return CAGrad(c=config.radius)
 
 
-class ImtlGBalancer(Balancer):
+class ImtlGBalancer(_AggregatorBalancer):
     """IMTL-G (Liu et al. 2021, TorchJD): the update whose projections on every task's gradient direction are equal."""
 
     name = "imtl_g"
     config_class = ImtlGBalancerConfig
-    combines = "gradients"
 
-    def __init__(self, config: ImtlGBalancerConfig, *, task_names: Sequence[str]) -> None:
-        super().__init__(config, task_names=task_names)
-        self.aggregator = IMTLG()
-        self._logs: dict[str, float] = {}
-
-    def combine_gradients(self, jacobian: Tensor, tasks: Sequence[str]) -> Tensor:
-        vector, self._logs = aggregate(self.aggregator, jacobian, tasks)
-        return vector
-
-    def logs(self) -> dict[str, float]:
-        return self._logs
+    def make_aggregator(self, config: ImtlGBalancerConfig) -> Any:
+        return IMTLG()
 
 
 class NashMtlBalancer(Balancer):
@@ -148,63 +140,33 @@ class NashMtlBalancer(Balancer):
         return self._logs
 
 
-class AlignedMtlBalancer(Balancer):
+class AlignedMtlBalancer(_AggregatorBalancer):
     """Aligned-MTL (Senushkin et al. 2023, TorchJD): the tasks' gradients made orthogonal and of equal size, then combined."""
 
     name = "aligned_mtl"
     config_class = AlignedMtlBalancerConfig
     config: AlignedMtlBalancerConfig
-    combines = "gradients"
 
-    def __init__(self, config: AlignedMtlBalancerConfig, *, task_names: Sequence[str]) -> None:
-        super().__init__(config, task_names=task_names)
-        self.aggregator = AlignedMTL(scale_mode=config.scale_mode)
-        self._logs: dict[str, float] = {}
-
-    def combine_gradients(self, jacobian: Tensor, tasks: Sequence[str]) -> Tensor:
-        vector, self._logs = aggregate(self.aggregator, jacobian, tasks)
-        return vector
-
-    def logs(self) -> dict[str, float]:
-        return self._logs
+    def make_aggregator(self, config: AlignedMtlBalancerConfig) -> Any:
+        return AlignedMTL(scale_mode=config.scale_mode)
 
 
-class UpgradBalancer(Balancer):
+class UpgradBalancer(_AggregatorBalancer):
     """UPGrad (Quinton and Rey 2024, TorchJD): each task's gradient projected onto the cone where no task's loss rises, averaged."""
 
     name = "upgrad"
     config_class = UpgradBalancerConfig
-    combines = "gradients"
 
-    def __init__(self, config: UpgradBalancerConfig, *, task_names: Sequence[str]) -> None:
-        super().__init__(config, task_names=task_names)
-        self.aggregator = UPGrad()
-        self._logs: dict[str, float] = {}
-
-    def combine_gradients(self, jacobian: Tensor, tasks: Sequence[str]) -> Tensor:
-        vector, self._logs = aggregate(self.aggregator, jacobian, tasks)
-        return vector
-
-    def logs(self) -> dict[str, float]:
-        return self._logs
+    def make_aggregator(self, config: UpgradBalancerConfig) -> Any:
+        return UPGrad()
 
 
-class MgdaBalancer(Balancer):
+class MgdaBalancer(_AggregatorBalancer):
     """MGDA (Sener and Koltun 2018, TorchJD): the smallest convex combination of the tasks' gradients."""
 
     name = "mgda"
     config_class = MgdaBalancerConfig
     config: MgdaBalancerConfig
-    combines = "gradients"
 
-    def __init__(self, config: MgdaBalancerConfig, *, task_names: Sequence[str]) -> None:
-        super().__init__(config, task_names=task_names)
-        self.aggregator = MGDA(epsilon=config.tolerance, max_iters=config.max_iterations)
-        self._logs: dict[str, float] = {}
-
-    def combine_gradients(self, jacobian: Tensor, tasks: Sequence[str]) -> Tensor:
-        vector, self._logs = aggregate(self.aggregator, jacobian, tasks)
-        return vector
-
-    def logs(self) -> dict[str, float]:
-        return self._logs
+    def make_aggregator(self, config: MgdaBalancerConfig) -> Any:
+        return MGDA(epsilon=config.tolerance, max_iters=config.max_iterations)
