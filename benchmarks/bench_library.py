@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from benchmarks.common import BOTTLENECK, LORA, Bench, interleaved, peak_bytes, ratios, track_freed_memory
+from benchmarks.common import BOTTLENECK, LORA, Bench, interleaved, peak_bytes, ratios, track_freed_memory, training_step
 from mtkit import LowRank, lowrank
 from mtkit.combiner import gathers
 from mtkit.model import MultiTaskModel
@@ -173,20 +173,7 @@ def training_cases(bench: Bench, batch: int, length: int, n: int = 5) -> dict[st
     task_ids = torch.arange(batch) % len(tasks)
 
     def step(model: MultiTaskModel, routing: str, task_ids: torch.Tensor) -> Callable[[], object]:
-        model.train()
-        params = [p for name, p in model.named_parameters() if name.startswith(("adapters.", "combiner.")) and p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=1e-4)
-
-        def run() -> object:
-            with model.routing(routing):
-                hidden = model.run_backbone(ids, mask, task_ids).hidden
-            loss = hidden.pow(2).mean() + sum(model.aux_losses.values(), torch.zeros(()))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            return None
-
-        return run
+        return training_step(model, ids, mask, task_ids, routing)
 
     one = bench.model(library(1), {"type": "oracle"}, {"task0": "task0"})
     peft = bench.peft(1).train()

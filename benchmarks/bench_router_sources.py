@@ -20,44 +20,23 @@ from collections.abc import Callable
 
 import torch
 
-from benchmarks.common import LORA, Bench, interleaved, ratios
-from mtkit.model import MultiTaskModel
+from benchmarks.common import LORA, Bench, interleaved, ratios, training_step
 
 TASKS = ("sentiment", "topic", "subject")
 SOURCES = ("embeddings", "layer:1", "frozen_layer:1", "frozen_layer:2", "frozen_pass")
-
-
-def step(model: MultiTaskModel, ids: torch.Tensor, mask: torch.Tensor, train: tuple[str, ...]) -> Callable[[], object]:
-    """One training step of the parameters under `train` (name prefixes) with learned routing."""
-    model.train()
-    for name, param in model.named_parameters():
-        param.requires_grad_(name.startswith(train))
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=1e-4)
-    task_ids = torch.arange(ids.shape[0]) % len(TASKS)
-
-    def run() -> object:
-        with model.routing("learned"):
-            hidden = model.run_backbone(ids, mask, task_ids).hidden
-        loss = hidden.pow(2).mean() + sum(model.aux_losses.values(), torch.zeros(()))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        return None
-
-    return run
 
 
 def cases(bench: Bench, batch: int, length: int) -> dict[str, Callable[[], object]]:
     torch.manual_seed(0)
     ids = torch.randint(1000, bench.bare.model.config.vocab_size, (batch, length))
     mask = torch.ones(batch, length, dtype=torch.long)
+    task_ids = torch.arange(batch) % len(TASKS)
     adapters = {task: dict(LORA) for task in TASKS}
     out: dict[str, Callable[[], object]] = {}
     for phase, train in (("joint", ("adapters.", "combiner.")), ("router", ("combiner.",))):
         for source in SOURCES:
             model = bench.model(adapters, {"type": "router", "source": source}, {task: task for task in TASKS})
-            out[f"{phase}: {source}"] = step(model, ids, mask, train)
+            out[f"{phase}: {source}"] = training_step(model, ids, mask, task_ids, "learned", train)
     return out
 
 

@@ -82,6 +82,28 @@ class Bench:
         return model.to(self.device).eval()
 
 
+def training_step(
+    model: MultiTaskModel, ids: torch.Tensor, mask: torch.Tensor, task_ids: torch.Tensor, routing: str, train: tuple[str, ...] = ("adapters.", "combiner.")
+) -> Callable[[], object]:
+    """One optimiser step of the parameters under `train` (name prefixes) as a call: a forward pass under `routing`, a
+    loss on the output plus the combiner's auxiliary losses, backward, AdamW."""
+    model.train()
+    for name, param in model.named_parameters():
+        param.requires_grad_(name.startswith(train))
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+
+    def run() -> object:
+        with model.routing(routing):
+            hidden = model.run_backbone(ids, mask, task_ids).hidden
+        loss = hidden.pow(2).mean() + sum(model.aux_losses.values(), torch.zeros(()))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return None
+
+    return run
+
+
 def interleaved(
     cases: Mapping[str, Callable[[], object]], repeats: int, warmup: int, progress: bool = True, collect: bool = True
 ) -> dict[str, list[float]]:

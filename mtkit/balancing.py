@@ -254,25 +254,26 @@ def check_setup(
     """Refuse what the balancing step cannot do: per-task gradients or per-process state in several processes or
     over the micro-batches of gradient accumulation, per-task gradients with fp16 loss scaling."""
     per_task = needs_task_gradients(balancer, diagnostics_every)
-    if accumulation > 1 and (per_task or not balancer.multi_process):
+    # Both refusals below have the same cause: per-task gradients, or state updated from each batch it sees.
+    refused = per_task or not balancer.multi_process
+    fix = "set diagnostics_every = 0 and " if diagnostics_every and balancer.combines == "losses" and not balancer.needs_gradient_norms else ""
+    if accumulation > 1 and refused:
         what = (
             "needs each task's gradient of the whole step"
             if per_task
             else "updates state of its own from each batch it sees, so it would see micro-batches, not steps"
         )
-        fix = "set diagnostics_every = 0 and " if diagnostics_every and balancer.combines == "losses" and not balancer.needs_gradient_norms else ""
         raise MtkitError(
             f"{where}: balancer {balancer.name!r} {what}, and this phase accumulates gradients over {accumulation} "
             f"micro-batches; set grad_accumulation = 1 (a larger batch_size where memory allows), or {fix}use a "
             f"balancer that works with accumulation ({defaults.BALANCER})"
         )
-    if processes > 1 and (per_task or not balancer.multi_process):
+    if processes > 1 and refused:
         what = (
             "needs each task's gradient on the shared parameters, which mtkit computes outside DDP's gradient averaging"
             if per_task
             else "keeps state of its own that each process would update from its own batches, so the processes would drift apart"
         )
-        fix = "set diagnostics_every = 0 and " if diagnostics_every and balancer.combines == "losses" and not balancer.needs_gradient_norms else ""
         raise MtkitError(
             f"{where}: balancer {balancer.name!r} {what}, and this run has {processes} processes; run it in one process "
             f"(without accelerate launch), or {fix}use a balancer that works in several ({defaults.BALANCER})"

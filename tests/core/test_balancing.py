@@ -169,6 +169,15 @@ def test_balancer_setup_refuses_several_processes_and_fp16_scaling_where_it_cann
             check_setup(balancer(name, tasks), every, processes=processes, scaled=scaled, where="r.toml: balancer")
         assert message in str(error.value) and str(error.value).startswith("r.toml: balancer: ")
     check_setup(balancer("upgrad", tasks), 0, processes=1, scaled=False, where="r.toml: balancer")
+    # gradient accumulation: refused by the balancers that several processes refuse (static without diagnostics works)
+    check_setup(balancer("static", tasks), 0, processes=1, scaled=False, accumulation=4, where="r.toml: balancer")
+    for name, message in [
+        ("pcgrad", "balancer 'pcgrad' needs each task's gradient of the whole step, and this phase accumulates gradients over 4"),
+        ("dwa", "balancer 'dwa' updates state of its own from each batch it sees, so it would see micro-batches, not steps"),
+    ]:
+        with pytest.raises(MtkitError, match="set grad_accumulation = 1") as error:
+            check_setup(balancer(name, tasks), 0, processes=1, scaled=False, accumulation=4, where="r.toml: balancer")
+        assert message in str(error.value)
 
 
 def _batch(model: Any, task: str, texts: list[str], labels: list[int]) -> tuple[str, dict[str, Any]]:
