@@ -32,7 +32,9 @@ class ComponentEntry:
 
     @property
     def summary(self) -> str:
-        doc = self.target.__doc__ if isinstance(self.target, type) else self.config_class.__doc__
+        """The first line of the config class's docstring: the same whether or not the component class has been
+        imported yet (a listing must not import it)."""
+        doc = self.config_class.__doc__
         return (doc or "").strip().splitlines()[0] if doc and doc.strip() else ""
 
     def load(self) -> type:

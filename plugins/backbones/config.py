@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -14,6 +14,26 @@ def _check_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
     if "revision" in overrides:
         raise ValueError("set the backbone's own `revision` key instead of config_overrides.revision")
     return overrides
+
+
+
+GradientCheckpointing = Annotated[
+    bool,
+    Field(
+        default=False,
+        description="Recompute the backbone's activations in the backward pass instead of keeping them (less memory, about "
+        "a third more compute); the adapters' hooks run again with the same weights, so gradients are unchanged.",
+    ),
+]
+Quantization = Annotated[
+    Literal["none", "4bit", "8bit"],
+    Field(
+        default="none",
+        description="Load the pretrained weights quantised by bitsandbytes (CUDA only; pip install 'mtkit[gpu]'): 4-bit NF4 or "
+        "8-bit, for LoRA training of a large model on one GPU. Adapters stay float32; a quantised model cannot be merged into.",
+    ),
+]
+"""Loading and memory options both Hugging Face backbones take."""
 
 
 class HfEncoderBackboneConfig(ComponentConfig):
@@ -32,16 +52,8 @@ class HfEncoderBackboneConfig(ComponentConfig):
         default_factory=dict,
         description="Model config fields to override, e.g. {hidden_size = 32, num_hidden_layers = 2} for a tiny random model.",
     )
-    gradient_checkpointing: bool = Field(
-        default=False,
-        description="Recompute the backbone's activations in the backward pass instead of keeping them (less memory, about "
-        "a third more compute); the adapters' hooks run again with the same weights, so gradients are unchanged.",
-    )
-    quantization: Literal["none", "4bit", "8bit"] = Field(
-        default="none",
-        description="Load the pretrained weights quantised by bitsandbytes (CUDA only; pip install 'mtkit[gpu]'): 4-bit NF4 or "
-        "8-bit, for LoRA training of a large model on one GPU. Adapters stay float32; a quantised model cannot be merged into.",
-    )
+    gradient_checkpointing: GradientCheckpointing
+    quantization: Quantization
 
     check_overrides = field_validator("config_overrides")(_check_overrides)
 
@@ -61,16 +73,8 @@ class HfCausalLmBackboneConfig(ComponentConfig):
     config_overrides: dict[str, Any] = Field(
         default_factory=dict, description="Model config fields to override, e.g. {hidden_size = 32, num_hidden_layers = 2}."
     )
-    gradient_checkpointing: bool = Field(
-        default=False,
-        description="Recompute the backbone's activations in the backward pass instead of keeping them (less memory, about "
-        "a third more compute); the adapters' hooks run again with the same weights, so gradients are unchanged.",
-    )
-    quantization: Literal["none", "4bit", "8bit"] = Field(
-        default="none",
-        description="Load the pretrained weights quantised by bitsandbytes (CUDA only; pip install 'mtkit[gpu]'): 4-bit NF4 or "
-        "8-bit, for LoRA training of a large model on one GPU. Adapters stay float32; a quantised model cannot be merged into.",
-    )
+    gradient_checkpointing: GradientCheckpointing
+    quantization: Quantization
 
     check_overrides = field_validator("config_overrides")(_check_overrides)
 
