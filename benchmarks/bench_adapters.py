@@ -26,7 +26,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch
 
 from mtkit import Adapter, CombinerSetup, TaskInfo, load_registry, select_sites
-from mtkit.model import MultiTaskModel
+from mtkit.model.multitask import MultiTaskModel
 
 TEXTS = [
     "a gripping, funny and thoroughly humane film about growing up",

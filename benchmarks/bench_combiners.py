@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from benchmarks.common import BOTTLENECK, LORA, Bench, interleaved, ratios
-from mtkit.model import MultiTaskModel
+from mtkit.model.multitask import MultiTaskModel
 
 ADAPTERS = 5
 

@@ -9,7 +9,7 @@ router with top_k 1 and 2, the soft router (every adapter weighted), fusion_atte
 LoRA. The router stands in for a trained one that spreads a batch over many adapters (see `spread_router`); the
 `used` column is how many distinct adapters the batch uses. Then fusion_attention over 3 bottleneck adapters
 (pfeiffer placement); training steps at N = 5 (oracle, router top-2, fusion_attention) against one LoRA's; the
-two exact ways to apply sparse per-sample weights at one site, which `mtkit.combiner.gathers` picks between; and
+two exact ways to apply sparse per-sample weights at one site, which `mtkit.api.combiner.gathers` picks between; and
 each configuration's peak memory (the growth of the resident set in one forward pass or training step, measured
 in a separate process: see `benchmarks.common.track_freed_memory`).
 
@@ -35,8 +35,8 @@ import torch
 
 from benchmarks.common import BOTTLENECK, LORA, Bench, interleaved, peak_bytes, ratios, track_freed_memory, training_step
 from mtkit import LowRank, lowrank
-from mtkit.combiner import gathers
-from mtkit.model import MultiTaskModel
+from mtkit.api.combiner import gathers
+from mtkit.model.multitask import MultiTaskModel
 
 BARE, ONE, PEFT_ONE = "bare backbone", "mtkit 1 LoRA (unmerged)", "peft 1 LoRA (unmerged)"
 FUSION_BOTTLENECK = "fusion_attention, 3 bottleneck"
@@ -229,7 +229,7 @@ def switch_table(
     batch: int, length: int, repeats: int, *, width: int = 384, rank: int = 8, sizes: tuple[int, ...] = (2, 3, 4, 6, 8, 16, 32, 64)
 ) -> None:
     """Dense inner-space mix against per-sample gathering at one width -> width site, rank-8 LoRAs, for sparse
-    weights over `used` adapters with `k` per sample: the measurements behind `mtkit.combiner.gathers`."""
+    weights over `used` adapters with `k` per sample: the measurements behind `mtkit.api.combiner.gathers`."""
     torch.manual_seed(0)
     gc.collect()  # once: these calls take milliseconds and allocate few Python objects
     x = torch.randn(batch, length, width)

@@ -24,9 +24,9 @@ import transformers
 from torch import nn
 
 from mtkit import Backbone, Registry, TaskInfo, load_registry
-from mtkit.build import build_model
-from mtkit.model import MultiTaskModel
-from mtkit.resolve import resolve
+from mtkit.model.build import build_model
+from mtkit.model.multitask import MultiTaskModel
+from mtkit.recipe.resolve import resolve
 
 BACKBONE = {"type": "hf_encoder", "model": "all-MiniLM-L6-v2"}
 LORA = {"type": "lora", "rank": 8, "alpha": 16, "target_modules": ["query", "value"], "init": "random"}

@@ -33,9 +33,9 @@ GRID: list[tuple[str, str, dict[str, Any]]] = [
 
 def search(run_dir: str) -> list[dict[str, Any]]:
     from mtkit import load_registry
-    from mtkit.build import build_metrics, encode_tasks, load_sources
-    from mtkit.evaluate import evaluate
-    from mtkit.runs import load_run
+    from mtkit.model.build import build_metrics, encode_tasks, load_sources
+    from mtkit.rundir.evaluate import evaluate
+    from mtkit.rundir.load import load_run
 
     registry = load_registry()
     loaded = load_run(run_dir, registry)

@@ -9,20 +9,20 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from mtkit.config import KINDS, AdapterConfig, BalancerConfig, CombinerConfig, ComponentConfig, DatasetConfig, RepresentationSource
-from mtkit.errors import MtkitError, PluginError, RecipeError, UnknownComponentError
-from mtkit.hookspecs import Register, hookimpl, hookspec
-from mtkit.plugins import PLUGIN_API_VERSION
-from mtkit.registry import Registry, load_registry
-from mtkit.resources import package_dir
+from mtkit.api.config import KINDS, AdapterConfig, BalancerConfig, CombinerConfig, ComponentConfig, DatasetConfig, RepresentationSource
+from mtkit.api.errors import MtkitError, PluginError, RecipeError, UnknownComponentError
+from mtkit.api.hookspecs import Register, hookimpl, hookspec
+from mtkit.api.plugins import PLUGIN_API_VERSION
+from mtkit.api.registry import Registry, load_registry
+from mtkit.api.resources import package_dir
 
 if TYPE_CHECKING:
-    from mtkit import lowrank, peft_format
-    from mtkit.adapter import Adapter, Exportable, LoraFactors, LowRank, Mergeable
-    from mtkit.combiner import Combiner, CombinerSetup, MergedLora, SiteAdapters
-    from mtkit.context import ForwardContext, masked_mean
-    from mtkit.deltas import SiteDeltas
-    from mtkit.interfaces import (
+    from mtkit.api import lowrank, peft_format
+    from mtkit.api.adapter import Adapter, Exportable, LoraFactors, LowRank, Mergeable
+    from mtkit.api.combiner import Combiner, CombinerSetup, MergedLora, SiteAdapters
+    from mtkit.api.context import ForwardContext, masked_mean
+    from mtkit.api.site_deltas import SiteDeltas
+    from mtkit.api.interfaces import (
         TRUNCATED,
         Backbone,
         BackboneOutput,
@@ -38,17 +38,17 @@ if TYPE_CHECKING:
         TaskLosses,
         pad_batch,
     )
-    from mtkit.sites import Site, select_sites, site_key
+    from mtkit.api.sites import Site, select_sites, site_key
 
 __version__ = "0.1.0"
 
 _LAZY = {
-    "ForwardContext": "mtkit.context",
-    "masked_mean": "mtkit.context",
-    **dict.fromkeys(["Adapter", "Exportable", "LoraFactors", "LowRank", "Mergeable"], "mtkit.adapter"),
-    **dict.fromkeys(["Combiner", "CombinerSetup", "MergedLora", "SiteAdapters"], "mtkit.combiner"),
-    "SiteDeltas": "mtkit.deltas",
-    **dict.fromkeys(["Site", "select_sites", "site_key"], "mtkit.sites"),
+    "ForwardContext": "mtkit.api.context",
+    "masked_mean": "mtkit.api.context",
+    **dict.fromkeys(["Adapter", "Exportable", "LoraFactors", "LowRank", "Mergeable"], "mtkit.api.adapter"),
+    **dict.fromkeys(["Combiner", "CombinerSetup", "MergedLora", "SiteAdapters"], "mtkit.api.combiner"),
+    "SiteDeltas": "mtkit.api.site_deltas",
+    **dict.fromkeys(["Site", "select_sites", "site_key"], "mtkit.api.sites"),
     **dict.fromkeys(
         [
             "Backbone",
@@ -66,11 +66,11 @@ _LAZY = {
             "TaskLosses",
             "pad_batch",
         ],
-        "mtkit.interfaces",
+        "mtkit.api.interfaces",
     ),
 }
-_MODULES = {"lowrank": "mtkit.lowrank", "peft_format": "mtkit.peft_format"}
-"""Public modules of functions plugins may use (mtkit.lowrank: composing factored adapters; mtkit.peft_format:
+_MODULES = {"lowrank": "mtkit.api.lowrank", "peft_format": "mtkit.api.peft_format"}
+"""Public modules of functions plugins may use (mtkit.api.lowrank: composing factored adapters; mtkit.api.peft_format:
 reading and writing PEFT LoRA folders)."""
 
 __all__ = [

@@ -1,5 +1,5 @@
 """`python -m mtkit` (and `accelerate launch -m mtkit run ...`)."""
 
-from mtkit.cli import main
+from mtkit.cli.app import main
 
 main()

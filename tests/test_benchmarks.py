@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from mtkit.combiner import gathers
+from mtkit.api.combiner import gathers
 from tests.conftest import ROOT
 
 

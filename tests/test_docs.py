@@ -13,9 +13,9 @@ import pytest
 import typer.main
 
 from mtkit import Registry
-from mtkit.cli import app
-from mtkit.reference import component_table, recipe_reference
-from mtkit.resolve import resolve
+from mtkit.cli.app import app
+from mtkit.recipe.reference import component_table, recipe_reference
+from mtkit.recipe.resolve import resolve
 from tests.conftest import ROOT
 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]

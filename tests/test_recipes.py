@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from mtkit import Registry
-from mtkit.resolve import load_recipe
+from mtkit.recipe.resolve import load_recipe
 
 RECIPES = sorted((Path(__file__).resolve().parent.parent / "recipes").glob("*.toml"))
 
@@ -37,7 +37,7 @@ def few_step_overrides(path: Path, registry: Registry, tmp: Path) -> list[str]:
 def test_recipe_runs_a_few_steps(path: Path, registry: Registry, tmp_path: Path) -> None:
     import json
 
-    from mtkit.runs import run_recipe
+    from mtkit.train.run import run_recipe
 
     run_dir = run_recipe(path, few_step_overrides(path, registry, tmp_path), registry=registry)
     results = json.loads((run_dir.path / "results.json").read_text())

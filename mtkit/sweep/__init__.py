@@ -10,5 +10,5 @@
     comparison   scores read from the run directories, per variant over seeds
     write        comparison.csv, runs.csv, comparison.md, comparison.png
 
-The entry point is mtkit.ablate.run_ablation.
+The entry point is mtkit.sweep.ablate.run_ablation.
 """

@@ -111,7 +111,7 @@ def run_scores(run_dir: Path) -> tuple[dict[str, float], int | None]:
 
 def run_cost(run_dir: Path) -> tuple[float | None, float | None]:
     """A finished run's inference cost over its bare backbone's: (time, floating-point operations), if recorded."""
-    from mtkit.cost import FILE
+    from mtkit.rundir.cost import FILE
 
     cost = _read(run_dir / FILE) or {}
     return cost.get("relative"), cost.get("relative_flops")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mtkit.checkpoint import write_json_atomic
+from mtkit.rundir.checkpoint import write_json_atomic
 from mtkit.sweep.job import Outcome, execute
 from mtkit.sweep.plan import JobSpec
 

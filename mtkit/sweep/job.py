@@ -18,9 +18,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mtkit.balancing import FILE as BALANCERS
-from mtkit.checkpoint import load_latest, load_tensors, save_checkpoint, write_json_atomic
-from mtkit.errors import MtkitError
+from mtkit.train.balancing import FILE as BALANCERS
+from mtkit.rundir.checkpoint import load_latest, load_tensors, save_checkpoint, write_json_atomic
+from mtkit.api.errors import MtkitError
 from mtkit.sweep.plan import Fork, JobSpec
 
 __all__ = ["RECORD", "Outcome", "execute", "is_finished", "prepare_fork", "same_recipe"]
@@ -80,7 +80,7 @@ def is_finished(spec: JobSpec) -> bool:
 def _closing_evaluation(source_recipe: Mapping[str, Any], boundary: int) -> Any:
     """Log records the shared run wrote after its last checkpoint: its end-of-run evaluation, which the
     forked run does not make at that step (a last phase without `evaluate`, or oracle after learned routing)."""
-    from mtkit.recipe import PhaseSection
+    from mtkit.recipe.schema import PhaseSection
 
     last = PhaseSection.model_validate(source_recipe["phases"][-1])
 
@@ -135,7 +135,7 @@ def _recipe_file(spec: JobSpec, recipe: Mapping[str, Any]) -> Path:
 
 def execute(spec: JobSpec, callbacks: Any = None) -> Outcome:
     """Run `spec` to its end in this process; an error in the run is reported in the outcome, not raised."""
-    from mtkit.runs import run_recipe
+    from mtkit.train.run import run_recipe
 
     run_dir = Path(spec.run_dir)
     if is_finished(spec):

@@ -20,9 +20,9 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from mtkit.checkpoint import load_latest, write_json_atomic
-from mtkit.errors import MtkitError
-from mtkit.manifest import MANIFEST, write_manifest
+from mtkit.rundir.checkpoint import load_latest, write_json_atomic
+from mtkit.api.errors import MtkitError
+from mtkit.rundir.manifest import MANIFEST, write_manifest
 from mtkit.sweep.executors import Execution, Executor
 from mtkit.sweep.job import Outcome, execute
 from mtkit.sweep.plan import JobSpec

@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mtkit.errors import MtkitError, RecipeError, UnknownComponentError
-from mtkit.overrides import apply_overrides
-from mtkit.recipe import component_tables
-from mtkit.recipe_file import read_recipe_file
-from mtkit.registry import Registry
-from mtkit.resolve import resolve
+from mtkit.api.errors import MtkitError, RecipeError, UnknownComponentError
+from mtkit.recipe.overrides import apply_overrides
+from mtkit.recipe.schema import component_tables
+from mtkit.recipe.file import read_recipe_file
+from mtkit.api.registry import Registry
+from mtkit.recipe.resolve import resolve
 from mtkit.sweep.variants import Variant
 
 __all__ = ["Job", "drop_unaccepted_keys", "drop_untrainable_combiner", "resolve_jobs"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from mtkit.errors import MtkitError
+from mtkit.api.errors import MtkitError
 
 __all__ = ["Variant", "parse_seeds", "parse_swap", "parse_variant"]
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pydantic
 
-from mtkit.config import ComponentConfig
+from mtkit.api.config import ComponentConfig
 
 __all__ = ["check_config", "check_state_dict_round_trip"]
 
@@ -15,7 +15,7 @@ __all__ = ["check_config", "check_state_dict_round_trip"]
 def check_config(cls: type, kind: str, params: Mapping[str, Any]) -> ComponentConfig:
     """The class's ClassVars are set, its minimal params validate, an unknown key is rejected,
     every field is described and the validated config is frozen. Returns the config."""
-    from mtkit.interfaces import INTERFACES
+    from mtkit.api.kinds import INTERFACES
 
     interface = INTERFACES[kind]
     assert isinstance(cls, type) and issubclass(cls, interface), f"{cls!r} is not a subclass of mtkit.{interface.__name__}"

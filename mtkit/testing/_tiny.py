@@ -9,10 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mtkit.resources import package_dir
+from mtkit.api.resources import package_dir
 
 if TYPE_CHECKING:
-    from mtkit.interfaces import Backbone
+    from mtkit.api.interfaces import Backbone
 
 __all__ = ["SAMPLE_TEXTS", "TINY_BACKBONES", "TINY_BERT", "TINY_LLAMA", "tiny_backbone", "tiny_tokenizer_path"]
 
@@ -53,7 +53,7 @@ def tiny_backbone(which: str = "bert", *, seed: int = 0) -> Backbone:
     """A tiny random backbone built through the registry (`bert` encoder or `llama` causal LM)."""
     import torch
 
-    from mtkit.registry import load_registry
+    from mtkit.api.registry import load_registry
 
     if which not in TINY_BACKBONES:
         raise ValueError(f"tiny backbone {which!r} is unknown (known: {', '.join(sorted(TINY_BACKBONES))})")

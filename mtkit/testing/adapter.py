@@ -22,12 +22,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from mtkit.adapter import Adapter, Mergeable
-from mtkit.context import ForwardContext
-from mtkit.interfaces import Backbone, TaskInfo
-from mtkit.model import MultiTaskModel
-from mtkit.registry import Registry, load_registry
-from mtkit.sites import select_sites
+from mtkit.api.adapter import Adapter, Mergeable
+from mtkit.api.context import ForwardContext
+from mtkit.api.interfaces import Backbone, TaskInfo
+from mtkit.model.multitask import MultiTaskModel
+from mtkit.api.registry import Registry, load_registry
+from mtkit.api.sites import select_sites
 
 __all__ = ["ADAPTER_CHECKS", "AdapterHarness", "check_adapter"]
 
@@ -75,8 +75,8 @@ class AdapterHarness:
 
     def model(self, adapter: Adapter) -> MultiTaskModel:
         """The backbone with `adapter` attached (routing: every sample uses it)."""
-        from mtkit import defaults
-        from mtkit.combiner import CombinerSetup
+        from mtkit.recipe import defaults
+        from mtkit.api.combiner import CombinerSetup
 
         combiner_cls = self.registry.component_class("combiner", defaults.ORACLE_COMBINER)
         setup = CombinerSetup(adapter_names=("a",), task_names=("t",), sites=self.backbone.sites(), hidden_size=self.backbone.hidden_size)

@@ -15,7 +15,7 @@ __all__ = ["check_balancer"]
 def _losses(generator: Any, tasks: Sequence[str], needs_norms: bool) -> Any:
     import torch
 
-    from mtkit.interfaces import TaskLosses
+    from mtkit.api.interfaces import TaskLosses
 
     values = {t: (torch.rand((), generator=generator) * 2 + 0.1).requires_grad_() for t in tasks}
     shares = torch.rand(len(tasks), generator=generator) + 0.2
@@ -89,7 +89,7 @@ def check_balancer(cls: type, params: Mapping[str, Any], *, task_names: Sequence
     import torch
 
     config = check_config(cls, "balancer", params)
-    from mtkit.interfaces import Balancer
+    from mtkit.api.interfaces import Balancer
 
     combines = getattr(cls, "combines", None)
     assert combines in ("losses", "gradients"), f"{cls.__name__}.combines must be 'losses' or 'gradients', got {combines!r}"

@@ -17,12 +17,12 @@ def _model(cls: type, config: Any, seed: int = 0) -> Any:
     """Tiny BERT + two random-initialised LoRAs (non-zero deltas, so routing matters) + the combiner."""
     import torch
 
-    from mtkit import defaults
-    from mtkit.combiner import CombinerSetup
-    from mtkit.interfaces import TaskInfo
-    from mtkit.model import MultiTaskModel
-    from mtkit.registry import load_registry
-    from mtkit.sites import select_sites
+    from mtkit.recipe import defaults
+    from mtkit.api.combiner import CombinerSetup
+    from mtkit.api.interfaces import TaskInfo
+    from mtkit.model.multitask import MultiTaskModel
+    from mtkit.api.registry import load_registry
+    from mtkit.api.sites import select_sites
 
     registry = load_registry()
     backbone = tiny_backbone("bert", seed=seed)

@@ -14,7 +14,7 @@ def check_dataset(cls: type, params: Mapping[str, Any]) -> None:
     """Check a dataset class with `params` (point it at a small file if it reads one)."""
     import datasets
 
-    from mtkit.config import DatasetConfig
+    from mtkit.api.config import DatasetConfig
 
     config = check_config(cls, "dataset", params)
     assert isinstance(config, DatasetConfig), f"{cls.config_class.__name__} must subclass mtkit.DatasetConfig"

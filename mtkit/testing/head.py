@@ -44,7 +44,7 @@ def check_head(
     """
     import torch
 
-    from mtkit.interfaces import TaskInfo
+    from mtkit.api.interfaces import TaskInfo
 
     config = check_config(cls, "head", params)
     raw = {k: list(v) for k, v in (examples or DEFAULT_EXAMPLES).items()}

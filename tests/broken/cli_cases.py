@@ -39,7 +39,7 @@ def _output_dir_under_file(ws: Workspace) -> tuple[list[str], list[str]]:
 
 
 def _locked(ws: Workspace) -> tuple[list[str], list[str]]:
-    from mtkit.lock import hold_run_dir
+    from mtkit.rundir.lock import hold_run_dir
 
     out = ws.tmp / "run"
     path = _recipe(ws, out)

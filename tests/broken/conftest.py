@@ -14,7 +14,7 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished run directory (never modify it; cases copy it)."""
     import datasets
 
-    from mtkit.runs import run_recipe
+    from mtkit.train.run import run_recipe
 
     datasets.disable_progress_bars()
     root = tmp_path_factory.mktemp("finished")

@@ -21,7 +21,7 @@ import annotated_types
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from mtkit import Registry, UnknownComponentError
-from mtkit.recipe import PhaseSection, RunSection, TaskSection, component_tables
+from mtkit.recipe.schema import PhaseSection, RunSection, TaskSection, component_tables
 from tests.broken.case import Case, Workspace
 from tests.broken.support import dump_toml
 from tests.conftest import ROOT

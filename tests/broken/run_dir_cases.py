@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from mtkit.manifest import write_manifest
+from mtkit.rundir.manifest import write_manifest
 from tests.broken.case import Case, Workspace
 from tests.broken.support import review_rows, write_jsonl
 

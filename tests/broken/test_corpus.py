@@ -18,7 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mtkit import load_registry
-from mtkit.cli import app
+from mtkit.cli.app import app
 from tests.broken.case import Case, Workspace
 from tests.broken.cli_cases import cli_cases
 from tests.broken.core_cases import core_cases

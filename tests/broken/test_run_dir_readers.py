@@ -8,8 +8,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from mtkit.cli import app
-from mtkit.manifest import RUN_FILES
+from mtkit.cli.app import app
+from mtkit.rundir.manifest import RUN_FILES
 
 RUNNER = CliRunner()
 

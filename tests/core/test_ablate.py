@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from mtkit import MtkitError
-from mtkit.ablate import parse_swap, parse_variant
+from mtkit.sweep.ablate import parse_swap, parse_variant
 from tests.conftest import write_toml
 from tests.core.test_cli import mtkit
 
@@ -73,7 +73,7 @@ def test_ablate_tables_fit_an_80_column_terminal() -> None:
 
     from rich.console import Console
 
-    from mtkit.cli import ablation_tables
+    from mtkit.cli.app import ablation_tables
     from mtkit.sweep.comparison import Comparison, VariantRow
     from mtkit.sweep.stats import paired_difference, summarize
 

@@ -13,11 +13,11 @@ import torch
 from safetensors.torch import load_file
 
 from mtkit import MtkitError, RecipeError, Registry, TaskInfo
-from mtkit.balancing import Balancing, StepOutcome, check_setup, gradient_diagnostics, parameter_owners, split_parameters
-from mtkit.build import build_model
-from mtkit.checkpoint import load_latest
-from mtkit.resolve import resolve
-from mtkit.runs import run_recipe
+from mtkit.train.balancing import Balancing, StepOutcome, check_setup, gradient_diagnostics, parameter_owners, split_parameters
+from mtkit.model.build import build_model
+from mtkit.rundir.checkpoint import load_latest
+from mtkit.recipe.resolve import resolve
+from mtkit.train.run import run_recipe
 from tests.conftest import write_toml
 from tests.plugins.balancers.toy import Toy, balanced_step, balancer
 
@@ -250,7 +250,7 @@ def test_cli_lists_shows_and_validates_balancers(tmp_path: Path, tiny_recipe: di
 def test_sweep_forks_carry_balancer_state_and_equal_runs_from_scratch(tmp_path: Path, tiny_recipe: dict[str, Any]) -> None:
     """Phase 0 is shared (trained once, then forked): the learned log-variances it leaves continue into each variant's
     phase 1, and phase 2's own balancer, which the shared run never had, starts fresh; bit for bit as from scratch."""
-    from mtkit.ablate import Execution, run_ablation
+    from mtkit.sweep.ablate import Execution, run_ablation
     from mtkit.sweep.variants import Variant
     from tests.core.test_sweep_runs import _assert_same_runs
 

@@ -44,7 +44,7 @@ def test_cli_listing_commands_do_not_import_torch() -> None:
     code = (
         "import sys\n"
         "from typer.testing import CliRunner\n"
-        "from mtkit.cli import app\n"
+        "from mtkit.cli.app import app\n"
         "for args in (['list-components'], ['show', 'adapter', 'lora'], ['schema'], ['validate', 'recipes/quickstart.toml']):\n"
         "    r = CliRunner().invoke(app, args)\n"
         "    assert r.exit_code == 0, (args, r.output)\n"

@@ -16,9 +16,9 @@ import torch
 from safetensors.torch import load_file
 
 from mtkit import Registry, TaskInfo
-from mtkit.build import build_model
-from mtkit.resolve import resolve
-from mtkit.runs import run_recipe
+from mtkit.model.build import build_model
+from mtkit.recipe.resolve import resolve
+from mtkit.train.run import run_recipe
 from tests.conftest import ROOT, write_toml
 
 NO_DROPOUT = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}

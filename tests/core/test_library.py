@@ -15,9 +15,10 @@ from safetensors.torch import load_file
 from transformers import BertConfig, BertModel
 
 from mtkit import MtkitError, RecipeError, Registry
-from mtkit.build import build_model
-from mtkit.resolve import resolve
-from mtkit.runs import load_run, run_recipe
+from mtkit.model.build import build_model
+from mtkit.recipe.resolve import resolve
+from mtkit.rundir.load import load_run
+from mtkit.train.run import run_recipe
 from tests.conftest import write_toml
 from tests.core.test_cli import mtkit
 from tests.plugins.combiners.peft_library import TASKS, save_library

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mtkit import MtkitError
-from mtkit.manifest import MANIFEST, verify_manifest, write_manifest
+from mtkit.rundir.manifest import MANIFEST, verify_manifest, write_manifest
 
 
 def _run_dir(tmp_path: Path) -> Path:

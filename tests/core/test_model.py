@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from mtkit import ForwardContext, Registry, TaskInfo
-from mtkit.build import build_model
-from mtkit.model import MultiTaskModel
-from mtkit.resolve import resolve
+from mtkit.model.build import build_model
+from mtkit.model.multitask import MultiTaskModel
+from mtkit.recipe.resolve import resolve
 
 
 def make_model(recipe: dict[str, Any], registry: Registry, **lora: Any) -> MultiTaskModel:

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 import torch
 
-from mtkit.probes import first_sentence
-from mtkit.recipe import ViewSection
-from mtkit.runs import run_recipe
-from mtkit.views import span_views
+from mtkit.data.probes import first_sentence
+from mtkit.recipe.schema import ViewSection
+from mtkit.train.run import run_recipe
+from mtkit.data.views import span_views
 from tests.conftest import write_toml
 from tests.core.test_cli import mtkit
 
@@ -108,7 +108,7 @@ def test_views_keep_a_resumed_run_identical(tiny_recipe: dict[str, Any], tmp_pat
     results = json.loads((whole.path / "results.json").read_text())
     recipe["run"]["output_dir"] = str(tmp_path / "resumed")
     path = write_toml(tmp_path / "resumed.toml", recipe)
-    from mtkit import checkpoint
+    from mtkit.rundir import checkpoint
 
     original = checkpoint.save_checkpoint
     calls = []

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from mtkit import RecipeError, Registry
-from mtkit.overrides import apply_overrides
-from mtkit.resolve import load_recipe, resolve
+from mtkit.recipe.overrides import apply_overrides
+from mtkit.recipe.resolve import load_recipe, resolve
 from tests.conftest import write_toml
 
 

@@ -6,7 +6,7 @@ import pytest
 from mtkit_metrics.config import AccuracyMetricConfig
 
 from mtkit import KINDS, ComponentConfig, PluginError, Registry, UnknownComponentError, hookimpl
-from mtkit.plugins import get_plugin_manager
+from mtkit.api.plugins import get_plugin_manager
 
 
 def test_registry_lists_builtin_components_of_every_kind(registry: Registry) -> None:
@@ -81,7 +81,7 @@ def test_registry_lazy_entry_is_checked_against_its_interface_on_load() -> None:
     class Wrong:
         @hookimpl
         def mtkit_register_components(self, register: Any) -> None:
-            register("mtkit.errors:MtkitError", kind="adapter", name="not_an_adapter", config=_Config)
+            register("mtkit.api.errors:MtkitError", kind="adapter", name="not_an_adapter", config=_Config)
 
     pm, _ = get_plugin_manager(load_entry_points=False)
     pm.register(Wrong(), name="wrong")

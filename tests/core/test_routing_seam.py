@@ -13,10 +13,10 @@ import pytest
 import torch
 
 from mtkit import Registry, TaskInfo
-from mtkit.build import build_model
-from mtkit.resolve import resolve
-from mtkit.runs import run_recipe
-from mtkit.train import task_loss
+from mtkit.model.build import build_model
+from mtkit.recipe.resolve import resolve
+from mtkit.train.run import run_recipe
+from mtkit.train.trainer import task_loss
 from tests.conftest import ROOT, write_toml
 from tests.core.test_cli import mtkit
 
@@ -134,7 +134,7 @@ def test_predict_gives_the_routing_recorded_in_evaluation(tiny_recipe: dict[str,
         for adapter, weight in row["routing"].items():
             assert predicted["routing"][adapter] == pytest.approx(weight, abs=1e-4), (adapter, predicted, row)
     assert max(rows[0]["routing"].values()) < 1.0  # soft probabilities, which depend on the temperature
-    from mtkit.runs import load_run
+    from mtkit.rundir.load import load_run
 
     assert float(load_run(run.path).model.combiner.temperature) == pytest.approx(0.2)  # the annealed end, not 3.0
 
@@ -145,7 +145,7 @@ def test_validate_rejects_an_aux_loss_typo_without_importing_torch(tiny_recipe: 
     code = (
         "import sys\n"
         "from typer.testing import CliRunner\n"
-        "from mtkit.cli import app\n"
+        "from mtkit.cli.app import app\n"
         f"r = CliRunner().invoke(app, ['validate', {str(path)!r}])\n"
         "print(r.exit_code, 'torch' in sys.modules)\n"
         "print(r.output)\n"
@@ -163,7 +163,7 @@ def test_task_adapters_route_a_task_to_another_adapter_for_one_phase(tiny_recipe
     tiny_recipe["run"] |= {"output_dir": str(tmp_path / "run"), "checkpoint_every": 0}
     tiny_recipe["phases"][1] = {"name": "borrow", "steps": 2, "train": ["heads.topic"], "task_adapters": {"topic": "sentiment"}}
     run = run_recipe(write_toml(tmp_path / "r.toml", tiny_recipe))
-    from mtkit.runs import load_run
+    from mtkit.rundir.load import load_run
 
     model = load_run(run.path).model
     assert model.task_adapters() == {"sentiment": "sentiment", "topic": "sentiment"}  # as the last phase routed

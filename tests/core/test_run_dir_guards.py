@@ -14,15 +14,15 @@ from pathlib import Path
 import pytest
 
 from mtkit import MtkitError
-from mtkit.lock import LOCK_FILE, hold_run_dir
-from mtkit.runs import run_recipe
+from mtkit.rundir.lock import LOCK_FILE, hold_run_dir
+from mtkit.train.run import run_recipe
 from tests.broken.support import dump_toml, review_rows, tiny_recipe, write_jsonl
 from tests.conftest import ROOT
 
 HOLD = """
 import sys, time
 from pathlib import Path
-from mtkit.lock import hold_run_dir
+from mtkit.rundir.lock import hold_run_dir
 with hold_run_dir(Path(sys.argv[1])):
     print("locked", flush=True)
     time.sleep(600)

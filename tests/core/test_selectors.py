@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from mtkit import Registry
-from mtkit.param_groups import select_parameters
+from mtkit.model.param_groups import select_parameters
 from tests.core.test_model import make_model
 
 
@@ -43,7 +43,7 @@ def test_selectors_layer_wise_decay_and_head_multiplier(tiny_recipe: dict[str, A
 def test_selectors_freeze_everything_makes_phases_evaluate_only(tiny_recipe: dict[str, Any], registry: Registry, tmp_path: Any) -> None:
     import json
 
-    from mtkit.runs import run_recipe
+    from mtkit.train.run import run_recipe
     from tests.conftest import write_toml
 
     recipe = copy.deepcopy(tiny_recipe)

@@ -11,10 +11,10 @@ import torch
 from torch import Tensor
 
 from mtkit import ForwardContext, LowRank, Registry, SiteAdapters, TaskInfo, lowrank
-from mtkit.build import build_model
-from mtkit.combiner import GATHER_MIN_ADAPTERS, gathers
-from mtkit.model import MultiTaskModel
-from mtkit.resolve import resolve
+from mtkit.model.build import build_model
+from mtkit.api.combiner import GATHER_MIN_ADAPTERS, gathers
+from mtkit.model.multitask import MultiTaskModel
+from mtkit.recipe.resolve import resolve
 
 LIBRARY = 12
 LORA = {"type": "lora", "init": "random", "target_modules": ["query", "value"]}
@@ -80,8 +80,8 @@ def apply_and_grads(
         calls[0] += 1
         return real(*args, **kwargs)
 
-    monkeypatch.setattr("mtkit.lowrank.gathered_mix", counted)
-    monkeypatch.setattr("mtkit.combiner.gathers", (lambda used, per_sample: False) if dense else gathers)
+    monkeypatch.setattr("mtkit.api.lowrank.gathered_mix", counted)
+    monkeypatch.setattr("mtkit.api.combiner.gathers", (lambda used, per_sample: False) if dense else gathers)
     model.zero_grad(set_to_none=True)
     out = site.apply(x, y, weights, ForwardContext(num_adapters=LIBRARY), sparse=True)
     (out * torch.linspace(-1, 1, out.shape[-1])).pow(2).sum().backward()
@@ -150,9 +150,9 @@ def test_router_top2_over_a_library_trains_alike_gathered_or_dense(
         calls[0] += 1
         return real(*args, **kwargs)
 
-    monkeypatch.setattr("mtkit.lowrank.gathered_mix", counted)
+    monkeypatch.setattr("mtkit.api.lowrank.gathered_mix", counted)
     for dense in (False, True):
-        monkeypatch.setattr("mtkit.combiner.gathers", (lambda used, per_sample: False) if dense else gathers)
+        monkeypatch.setattr("mtkit.api.combiner.gathers", (lambda used, per_sample: False) if dense else gathers)
         model.train()
         model.zero_grad(set_to_none=True)
         torch.manual_seed(0)

@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import load_file
 
 from mtkit import MtkitError
-from mtkit.ablate import Execution, run_ablation
+from mtkit.sweep.ablate import Execution, run_ablation
 from mtkit.sweep.variants import Variant, parse_swap
 from tests.conftest import ROOT, write_toml
 from tests.core.test_cli import mtkit
@@ -153,7 +153,7 @@ def test_sweep_killed_with_sigkill_and_rerun_ends_with_the_same_table(tmp_path: 
 
 def test_sweep_ray_tasks_on_a_local_ray_match_runs_in_this_process(tmp_path: Path, sweep_recipe: dict[str, Any]) -> None:
     ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'mtkit[ray]')")
-    from mtkit.runs import evaluate_run
+    from mtkit.rundir.load import evaluate_run
 
     path = write_toml(tmp_path / "tiny.toml", sweep_recipe)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)

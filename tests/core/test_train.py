@@ -19,11 +19,11 @@ from mtkit_schedulers.config import ProportionalSchedulerConfig, RoundRobinSched
 from mtkit_schedulers.schedulers import ProportionalScheduler, RoundRobinScheduler
 from safetensors.torch import load_file
 
-from mtkit.checkpoint import load_latest, save_checkpoint
-from mtkit.data import plan_batches
-from mtkit.recipe import PhaseSection
-from mtkit.runs import run_recipe
-from mtkit.train import lr_lambda, temperature_at
+from mtkit.rundir.checkpoint import load_latest, save_checkpoint
+from mtkit.data.tasks import plan_batches
+from mtkit.recipe.schema import PhaseSection
+from mtkit.train.run import run_recipe
+from mtkit.train.trainer import lr_lambda, temperature_at
 from tests.conftest import ROOT, write_toml
 
 
@@ -300,7 +300,7 @@ def test_train_keep_best_resumes_to_the_same_selection(tmp_path: Path, tiny_reci
 
 
 def test_best_weights_replace_the_kept_copy_only_beyond_the_margin() -> None:
-    from mtkit.keep_best import BestWeights
+    from mtkit.train.keep_best import BestWeights
 
     weight = torch.nn.Parameter(torch.zeros(2))
     best = BestWeights({"mean": [("weight", weight)]}, min_improvement=0.05)

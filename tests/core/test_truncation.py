@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mtkit.runs import run_recipe
+from mtkit.train.run import run_recipe
 from tests.conftest import write_toml
 
 

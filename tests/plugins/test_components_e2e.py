@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from mtkit import Registry
-from mtkit.runs import run_recipe
+from mtkit.train.run import run_recipe
 from tests.conftest import ROOT, write_toml
 from tests.plugins.components_support import FIXTURES
 
@@ -53,7 +53,7 @@ def test_sentence_encoder_from_scratch_beats_majority_class(tmp_path: Path, regi
 
 def test_multiple_choice_headline_choice_learns_above_untrained(tmp_path: Path, registry: Registry) -> None:
     # recipes/headline_choice.toml as shipped: pick a BBC article's headline among four of the same topic.
-    from mtkit.recipe_file import read_recipe_file
+    from mtkit.recipe.file import read_recipe_file
 
     recipe = read_recipe_file(ROOT / "recipes" / "headline_choice.toml")
     trained, untrained = _train_and_untrained(tmp_path, registry, recipe)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from mtkit import KINDS, MtkitError
-from mtkit.scaffold import new_plugin, plugin_names
+from mtkit.cli.scaffold import new_plugin, plugin_names
 from tests.core.test_cli import mtkit
 
 

@@ -15,8 +15,9 @@ from peft import PeftModel
 from transformers import AutoModel
 
 from mtkit import MtkitError
-from mtkit.export import export_run
-from mtkit.runs import load_run, run_recipe
+from mtkit.rundir.export import export_run
+from mtkit.rundir.load import load_run
+from mtkit.train.run import run_recipe
 from tests.conftest import write_toml
 
 

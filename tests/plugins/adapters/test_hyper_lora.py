@@ -106,7 +106,8 @@ def test_hyper_lora_generates_once_per_generate_call(registry: Any) -> None:
 def test_hyper_lora_run_saves_hypernetwork_without_backbone(tiny_recipe: dict[str, Any], tmp_path: Path) -> None:
     from safetensors import safe_open
 
-    from mtkit.runs import evaluate_run, run_recipe
+    from mtkit.rundir.load import evaluate_run
+    from mtkit.train.run import run_recipe
 
     recipe = copy.deepcopy(tiny_recipe)
     recipe["run"]["output_dir"] = str(tmp_path / "run")

@@ -122,8 +122,8 @@ def test_lora_mix_applies_each_adapters_own_dropout(make_backbone: Callable[...,
 def test_from_peft_error_names_the_recipe_file_and_which_adapter(tmp_path: Path, tiny_recipe: dict[str, Any], registry: Any) -> None:
     """The adapter names only its own field; building the run puts the file and the adapter's key in front."""
     from mtkit import TaskInfo
-    from mtkit.build import build_model
-    from mtkit.resolve import resolve
+    from mtkit.model.build import build_model
+    from mtkit.recipe.resolve import resolve
 
     tiny_recipe["adapters"]["topic"]["from_peft"] = str(tmp_path / "nothing")
     resolved = resolve(tiny_recipe, registry, "r.toml")
@@ -134,8 +134,8 @@ def test_from_peft_error_names_the_recipe_file_and_which_adapter(tmp_path: Path,
 
 def test_lora_merge_adapters_refuses_two_adapters(tiny_recipe: dict[str, Any], registry: Any) -> None:
     from mtkit import TaskInfo
-    from mtkit.build import build_model
-    from mtkit.resolve import resolve
+    from mtkit.model.build import build_model
+    from mtkit.recipe.resolve import resolve
 
     resolved = resolve(tiny_recipe, registry, "test")
     infos = {"sentiment": TaskInfo("sentiment", 0, ("a", "b")), "topic": TaskInfo("topic", 1, tuple("abcde"))}

@@ -12,10 +12,10 @@ import torch
 from safetensors.torch import load_file
 
 from mtkit import Registry, TaskInfo
-from mtkit.build import build_model
-from mtkit.param_groups import select_parameters
-from mtkit.resolve import resolve
-from mtkit.runs import run_recipe
+from mtkit.model.build import build_model
+from mtkit.model.param_groups import select_parameters
+from mtkit.recipe.resolve import resolve
+from mtkit.train.run import run_recipe
 from tests.conftest import TINY_BERT, write_toml
 from tests.plugins.components_support import TINY_SCRATCH, tiny_bert, tiny_recipe_for  # noqa: F401  (fixture)
 

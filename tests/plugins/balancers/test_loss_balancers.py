@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mtkit import TaskLosses
-from mtkit.balancing import task_loss
+from mtkit.train.balancing import task_loss
 from tests.plugins.balancers.toy import Toy, balanced_step, balancer
 
 TASKS = ["sentiment", "topic"]

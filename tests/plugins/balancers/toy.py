@@ -1,4 +1,4 @@
-"""A toy multi-task problem with known task gradients, balanced through mtkit's trainer step (mtkit.balancing).
+"""A toy multi-task problem with known task gradients, balanced through mtkit's trainer step (mtkit.train.balancing).
 
 Task k's loss is g_k . shared + head_k^2: linear in the shared parameter, so its gradient there is exactly the row
 g_k given, and a step d changes the loss by exactly -lr g_k . d; each task's head is its own parameter.
@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from mtkit import Balancer, load_registry
-from mtkit.balancing import Balancing, StepOutcome, parameter_owners, split_parameters
+from mtkit.train.balancing import Balancing, StepOutcome, parameter_owners, split_parameters
 
 
 class Toy(nn.Module):

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from mtkit import Registry, TaskInfo
-from mtkit.build import build_model
-from mtkit.model import MultiTaskModel
-from mtkit.resolve import resolve
+from mtkit.model.build import build_model
+from mtkit.model.multitask import MultiTaskModel
+from mtkit.recipe.resolve import resolve
 
 TEXTS = ["a gripping, funny film", "shares fell sharply on monday", "dull and far too long", "the minister resigned"]
 

@@ -16,9 +16,9 @@ import torch
 from peft import LoraConfig, get_peft_model
 
 from mtkit import Registry, TaskInfo
-from mtkit.build import build_model
-from mtkit.model import MultiTaskModel
-from mtkit.resolve import resolve
+from mtkit.model.build import build_model
+from mtkit.model.multitask import MultiTaskModel
+from mtkit.recipe.resolve import resolve
 from mtkit.testing import TINY_BERT, tiny_backbone
 
 TEXTS = ["a gripping, funny film", "shares fell sharply on monday after the report", "dull", "the minister resigned"]

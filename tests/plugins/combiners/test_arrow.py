@@ -12,8 +12,8 @@ from mtkit_combiners.arrow import top_right_singular_vector
 from peft import ArrowConfig, create_arrow_model
 
 from mtkit import MtkitError, Registry
-from mtkit.build import build_model
-from mtkit.resolve import resolve
+from mtkit.model.build import build_model
+from mtkit.recipe.resolve import resolve
 
 from .conftest import Builder, hidden, recorded
 from .peft_library import TASKS, hf_model, library_model, mtkit_hidden, peft_hidden, save_library

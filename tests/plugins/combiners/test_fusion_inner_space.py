@@ -16,9 +16,9 @@ from mtkit_combiners._routing import add_own_bias, task_rows
 from torch import Tensor
 
 from mtkit import ForwardContext, Registry, SiteAdapters, TaskInfo, site_key
-from mtkit.build import build_model
-from mtkit.model import MultiTaskModel
-from mtkit.resolve import resolve
+from mtkit.model.build import build_model
+from mtkit.model.multitask import MultiTaskModel
+from mtkit.recipe.resolve import resolve
 
 from .conftest import encode
 
@@ -162,6 +162,6 @@ def test_fusion_inner_space_never_materialises_deltas(tiny_recipe: dict[str, Any
         raise AssertionError("fusion materialised the deltas")
 
     monkeypatch.setattr(family, "stack", classmethod(refuse))
-    monkeypatch.setattr("mtkit.lowrank.deltas", refuse)
+    monkeypatch.setattr("mtkit.api.lowrank.deltas", refuse)
     with torch.no_grad():
         run(model, torch.tensor([0, 1, 0, 1]))

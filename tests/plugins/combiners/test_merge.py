@@ -141,8 +141,9 @@ def test_merge_run_exports_its_merge_as_a_peft_lora_and_deploys_at_the_bare_back
 ) -> None:
     from transformers import AutoModel
 
-    from mtkit.export import export_run
-    from mtkit.runs import load_run, run_recipe
+    from mtkit.rundir.export import export_run
+    from mtkit.rundir.load import load_run
+    from mtkit.train.run import run_recipe
     from tests.conftest import write_toml
 
     recipe = copy.deepcopy(tiny_recipe)

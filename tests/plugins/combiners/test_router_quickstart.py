@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mtkit.runs import run_recipe
+from mtkit.train.run import run_recipe
 
 RECIPE = Path(__file__).resolve().parents[3] / "recipes" / "router_quickstart.toml"
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from mtkit.errors import RecipeError
-from mtkit.runs import run_recipe
+from mtkit.api.errors import RecipeError
+from mtkit.train.run import run_recipe
 from tests.conftest import write_toml
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from mtkit_datasets.config import BbcNewsDatasetConfig
 from mtkit_datasets.packaged import BbcNewsDataset
 
-from mtkit.data import _split
+from mtkit.data.tasks import _split
 
 
 def _task(**fields: object) -> tuple:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from mtkit import MtkitError, Registry
-from mtkit.runs import run_recipe
+from mtkit.train.run import run_recipe
 from tests.conftest import ROOT, write_toml
 from tests.plugins.components_support import FIXTURES, tiny_recipe_for
 

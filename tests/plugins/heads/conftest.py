@@ -10,9 +10,9 @@ import datasets
 import pytest
 
 from mtkit import DatasetConfig, DatasetSource, Registry, TaskInfo
-from mtkit.build import build_model
-from mtkit.model import MultiTaskModel
-from mtkit.resolve import resolve
+from mtkit.model.build import build_model
+from mtkit.model.multitask import MultiTaskModel
+from mtkit.recipe.resolve import resolve
 from tests.conftest import TINY_LLAMA
 
 ROWS = {

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from mtkit import MtkitError
-from mtkit.data import prepare_task_data
-from mtkit.model import MultiTaskModel
+from mtkit.data.tasks import prepare_task_data
+from mtkit.model.multitask import MultiTaskModel
 
 from .conftest import ROWS, InMemoryDataset
 
@@ -171,8 +171,8 @@ def test_lm_empty_split_error_names_task(make_lm: MakeLm) -> None:
 
 def test_lm_head_rejects_encoder_backbone(registry: Any) -> None:
     from mtkit import TaskInfo
-    from mtkit.build import build_model
-    from mtkit.resolve import resolve
+    from mtkit.model.build import build_model
+    from mtkit.recipe.resolve import resolve
     from tests.conftest import TINY_BERT
 
     from .conftest import lm_recipe

@@ -11,7 +11,7 @@ from mtkit_heads.config import MultipleChoiceHeadConfig
 from mtkit_heads.multiple_choice import MultipleChoiceHead
 
 from mtkit import CombinerSetup, TaskInfo
-from mtkit.model import MultiTaskModel
+from mtkit.model.multitask import MultiTaskModel
 from tests.plugins.components_support import tiny_bert  # noqa: F401  (fixture)
 
 EXAMPLES = {

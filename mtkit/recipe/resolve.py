@@ -1,0 +1,301 @@
+"""Resolving a recipe: both validation passes, once, into typed nodes that validation, building and training share.
+
+Pass 1 (mtkit/recipe.py) checks the structure. Pass 2 looks every component table's `type` up in the registry
+and validates the rest of the table with that component's config class, giving one `Node` per component.
+Problems of both passes are collected and raised together, each with its file and key path. Nothing here
+imports torch or a component's module: only registered config classes are read.
+"""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from mtkit.recipe import defaults
+from mtkit.api.config import ComponentConfig
+from mtkit.api.errors import RecipeError, UnknownComponentError
+from mtkit.recipe.library import expand_libraries
+from mtkit.recipe.overrides import apply_overrides
+from mtkit.recipe.schema import ComponentTable, Recipe, component_tables
+from mtkit.recipe.file import read_recipe_file
+from mtkit.api.registry import ComponentEntry, Registry
+
+__all__ = ["Node", "ResolvedRecipe", "load_recipe", "resolve"]
+
+
+@dataclass(frozen=True)
+class Node:
+    """One component of a recipe: where it sits, its registry entry and its validated config."""
+
+    path: str
+    kind: str
+    entry: ComponentEntry
+    config: ComponentConfig
+    origin: str | None = None
+    """Where the recipe declares it, when not at `path` (`libraries.<label>` for an adapter a library added)."""
+
+    @property
+    def where(self) -> str:
+        """The key path errors about this component name."""
+        return self.origin or self.path
+
+    @property
+    def type(self) -> str:
+        return self.entry.name
+
+    def component_class(self) -> type:
+        """The component class (imported on first use)."""
+        return self.entry.load()
+
+
+@dataclass
+class ResolvedRecipe:
+    """A validated recipe: its structure, one node per component, the raw dict it came from and its file."""
+
+    recipe: Recipe
+    nodes: dict[str, Node]
+    raw: dict[str, Any]
+    source: str
+    oracle: Node
+    """The built-in combiner that runs at every site while a phase routes by task id."""
+
+    def backbone(self) -> Node:
+        return self.nodes["backbone"]
+
+    def adapters(self) -> dict[str, Node]:
+        return {aid: self.nodes[f"adapters.{aid}"] for aid in self.recipe.adapters}
+
+    def combiner(self) -> Node:
+        return self.nodes["combiner"]
+
+    def scheduler(self, phase: int | None = None) -> Node:
+        """The recipe's task scheduler, or phase `phase`'s own when it sets one."""
+        if phase is not None and f"phases.{phase}.scheduler" in self.nodes:
+            return self.nodes[f"phases.{phase}.scheduler"]
+        return self.nodes["scheduler"]
+
+    def balancer(self, phase: int | None = None) -> Node:
+        """The recipe's balancer, or phase `phase`'s own when it sets one."""
+        if phase is not None and f"phases.{phase}.balancer" in self.nodes:
+            return self.nodes[f"phases.{phase}.balancer"]
+        return self.nodes["balancer"]
+
+    def dataset(self, task: str) -> Node:
+        return self.nodes[f"tasks.{task}.dataset"]
+
+    def head(self, task: str) -> Node:
+        return self.nodes[f"tasks.{task}.head"]
+
+    def probe_dataset(self, task: str, probe: str) -> Node | None:
+        """The dataset of a task's probe, or None when the probe reads the task's own held-out split."""
+        return self.nodes.get(f"tasks.{task}.probes.{probe}.dataset")
+
+    def metrics(self, task: str) -> list[Node]:
+        prefix = f"tasks.{task}.metrics."
+        return [node for path, node in self.nodes.items() if path.startswith(prefix)]
+
+
+# --- pass 2 ----------------------------------------------------------------------------------
+
+
+def _unknown_type(registry: Registry, kind: str, name: str, path: str, source: str) -> str:
+    known = ", ".join(registry.names(kind)) or "none installed"
+    message = f"{source}: {path}.type {name!r} is not a registered {kind} (known: {known}); see 'mtkit list-components --kind {kind}'"
+    failed = [p for p in registry.plugins if p.status in ("failed", "incompatible")]
+    if failed:
+        # A plugin that did not load registered nothing, so the type it would have provided is unknown.
+        listed = "; ".join(f"{p.label()}: {p.status}: {p.error}" for p in failed[:3])
+        message += f" (plugins that failed to load or are incompatible, one may provide it: {listed})"
+    return message
+
+
+def _nodes(raw: Mapping[str, Any], registry: Registry, source: str, origins: Mapping[str, str]) -> tuple[dict[str, Node], list[str]]:
+    nodes: dict[str, Node] = {}
+    problems: list[str] = []
+    for path, kind, table in component_tables(raw):
+        if not isinstance(table, Mapping):
+            continue  # pass 1 reports the wrong shape
+        name = table.get("type")
+        if not isinstance(name, str):
+            continue  # pass 1 reports the missing or mistyped `type`
+        try:
+            entry = registry.get(kind, name)
+        except UnknownComponentError:
+            problems.append(_unknown_type(registry, kind, name, path, source))
+            continue
+        params = {k: v for k, v in table.items() if k != "type"}
+        try:
+            nodes[path] = Node(path, kind, entry, entry.config_class.model_validate(params), origins.get(path))
+        except ValidationError as exc:
+            problems += pydantic_problems(exc, source, origins.get(path, path), entry.config_class)
+    return nodes, problems
+
+
+def _aux_loss_problems(recipe: Recipe, registry: Registry, source: str) -> list[str]:
+    """A phase's aux_losses name must be a loss some combiner declares (one the recipe's combiner lacks is skipped
+    at run time, so an ablation that swaps the combiner keeps its phases)."""
+    declared = {n for entry in registry.components("combiner") for n in getattr(entry.config_class, "aux_loss_names", ())}
+    problems = []
+    for i, phase in enumerate(recipe.phases):
+        for name in sorted(set(phase.aux_losses) - declared):
+            hint = difflib.get_close_matches(name, declared, n=1)
+            problems.append(
+                f"{source}: phases.{i}.aux_losses.{name}: no combiner declares this auxiliary loss"
+                + (f"; did you mean {hint[0]!r}?" if hint else "")
+                + f" (known: {', '.join(sorted(declared)) or 'none'})"
+            )
+    return problems
+
+
+def _untrainable_problems(recipe: Recipe, nodes: Mapping[str, Node], source: str) -> list[str]:
+    """A training phase that trains a combiner declared to have no parameters would silently train nothing."""
+    node = nodes.get("combiner")
+    if node is None or getattr(node.entry.config_class, "trainable", True):
+        return []
+    return [
+        f"{source}: phases.{i}.train: selector 'combiner' names no parameter (combiner {node.type!r} has no parameters); remove it, or "
+        f"set phases.{i}.steps = 0 to only evaluate in that phase"
+        for i, phase in enumerate(recipe.phases)
+        if phase.trains and "combiner" in phase.train
+    ]
+
+
+def _balancer_problems(recipe: Recipe, nodes: Mapping[str, Node], source: str) -> list[str]:
+    """A balancer that compares the tasks of one batch has nothing to compare in a phase drawing one task per batch
+    (a phase training heads only is exempt: each head is one task's, so there is nothing shared to balance)."""
+    problems = []
+    for i, phase in enumerate(recipe.phases):
+        node = nodes.get(f"phases.{i}.balancer", nodes.get("balancer"))
+        if node is None or phase.steps == 0 or phase.batching != "task" or not getattr(node.entry.config_class, "needs_mixed_batches", False):
+            continue
+        if all(selector.partition(".")[0] == "heads" for selector in phase.train):
+            continue
+        where = f"phases.{i}.balancer" if node.path != "balancer" else "balancer"
+        problems.append(
+            f"{source}: phases.{i}.batching: balancer {node.type!r} ({where}) compares the tasks within a batch, but this phase "
+            f"draws one task per batch; set phases.{i}.batching = \"mixed\", or give the phase a balancer that works across "
+            f"batches (phases.{i}.balancer = {{type = \"static\"}})"
+        )
+    return problems
+
+
+def _validation_split_problems(recipe: Recipe, nodes: Mapping[str, Node], source: str) -> list[str]:
+    """A phase that scores validation splits needs every task's dataset to carve one."""
+    problems = []
+    for i, phase in enumerate(recipe.phases):
+        if phase.eval_every is None:
+            continue
+        for name in recipe.tasks:
+            node = nodes.get(f"tasks.{name}.dataset")
+            if node is not None and getattr(node.config, "validation_size", None) is None:
+                problems.append(
+                    f"{source}: phases.{i}.eval_every scores validation splits, but tasks.{name}.dataset has none; "
+                    f"set tasks.{name}.dataset.validation_size (e.g. 0.1)"
+                )
+    return problems
+
+
+def _oracle(registry: Registry, source: str) -> Node:
+    try:
+        entry = registry.get("combiner", defaults.ORACLE_COMBINER)
+    except UnknownComponentError:
+        raise RecipeError(
+            [f"{source}: oracle routing needs the built-in combiner {defaults.ORACLE_COMBINER!r}, which is not registered "
+             "(is the mtkit_combiners plugin disabled through MTKIT_DISABLE_PLUGINS?)"]
+        ) from None
+    return Node("oracle", "combiner", entry, entry.config_class.model_validate({}))
+
+
+def resolve(raw: dict[str, Any], registry: Registry, source: str) -> ResolvedRecipe:
+    """Run both passes over a raw recipe; raise one RecipeError listing every problem.
+
+    Libraries become `adapters.<id>` tables first (mtkit/library.py); the resolved recipe keeps `raw` as written.
+    """
+    expanded, origins, problems = expand_libraries(raw, registry, source)
+    recipe = None
+    try:
+        recipe = Recipe.model_validate(expanded)
+    except ValidationError as exc:
+        problems += pydantic_problems(exc, source, "", Recipe)
+    nodes, component_problems = _nodes(expanded, registry, source, origins)
+    problems += component_problems
+    if recipe is not None:
+        problems += _aux_loss_problems(recipe, registry, source)
+        problems += _untrainable_problems(recipe, nodes, source)
+        problems += _balancer_problems(recipe, nodes, source)
+        if not problems:
+            problems += _validation_split_problems(recipe, nodes, source)
+    if problems or recipe is None:
+        raise RecipeError(problems)
+    return ResolvedRecipe(recipe, nodes, raw, source, _oracle(registry, source))
+
+
+def load_recipe(path: str | Path, overrides: Sequence[str] = (), registry: Registry | None = None) -> ResolvedRecipe:
+    """Read, override and resolve a recipe file."""
+    from mtkit.api.registry import load_registry
+
+    raw = apply_overrides(read_recipe_file(path), overrides, str(path))
+    return resolve(raw, registry or load_registry(), str(path))
+
+
+# --- pydantic errors in recipe terms -----------------------------------------------------------
+
+
+def _path(loc: Sequence[int | str]) -> str:
+    return ".".join(str(p) for p in loc if p not in ("ComponentTable", "str"))
+
+
+def pydantic_problems(exc: ValidationError, source: str, prefix: str, model: type[BaseModel] | None) -> list[str]:
+    """One `file: key.path: message` line per pydantic error, with the allowed keys and a close match for unknown ones."""
+    problems = []
+    for err in exc.errors():
+        loc = [p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p in {"str", "ComponentTable"}))]
+        where = ".".join(x for x in [prefix, _path(loc)] if x)
+        if err["type"] == "extra_forbidden":
+            allowed = _allowed_keys(model, loc[:-1])
+            hint = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+            msg = "unknown key" + (f"; did you mean {hint[0]!r}?" if hint else "")
+            msg += f" (allowed: {', '.join(sorted(allowed))})" if allowed else ""
+        elif err["type"] == "value_error":
+            msg = str(err["ctx"]["error"]) if "ctx" in err else err["msg"]
+        else:
+            msg = err["msg"][0].lower() + err["msg"][1:]
+            if err["type"] != "missing" and "input" in err:
+                msg += f" (got {err['input']!r})"
+        problems.append(f"{source}: {where}: {msg}" if where else f"{source}: {msg}")
+    return problems
+
+
+def _unwrap_optional(annotation: Any) -> Any:
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return annotation
+
+
+def _allowed_keys(model: type[BaseModel] | None, loc: Sequence[int | str]) -> list[str]:
+    """Field names of the sub-model at `loc`, walking fields, list items and dict values."""
+    current: Any = model
+    for part in loc:
+        current = _unwrap_optional(current)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(str(part))
+            if field is None:
+                return []
+            current = field.annotation
+        elif typing.get_origin(current) in (list, dict):
+            current = typing.get_args(current)[-1]
+        else:
+            return []
+    current = _unwrap_optional(current)
+    if isinstance(current, type) and issubclass(current, BaseModel) and current is not ComponentTable:
+        return list(current.model_fields)
+    return []

@@ -1,0 +1,111 @@
+"""Evaluation of every task on its held-out split, under a routing mode."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+from mtkit.data.tasks import TaskData
+from mtkit.api.errors import MtkitError
+from mtkit.api.interfaces import Metric
+from mtkit.model.multitask import MultiTaskModel
+
+__all__ = ["TaskEvaluation", "evaluate", "evaluate_examples", "move"]
+
+
+@dataclass
+class TaskEvaluation:
+    scores: dict[str, float]
+    predictions: list[Any]
+    references: list[Any]
+    routing: Tensor | None = None  # (N, K) per-sample adapter weights under learned routing
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def move(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
+    return {k: v.to(device) if isinstance(v, Tensor) else v for k, v in batch.items()}
+
+
+Gather = Callable[[list[Any]], list[Any]]
+"""Collects a list from every process into one, in process order (accelerate.utils.gather_object)."""
+
+
+@torch.no_grad()
+def evaluate_examples(
+    model: MultiTaskModel,
+    task: str,
+    examples: Any,
+    metrics: Sequence[Metric],
+    *,
+    routing: str,
+    batch_size: int,
+    device: torch.device,
+    shard: tuple[int, int] = (0, 1),
+    gather: Gather | None = None,
+) -> TaskEvaluation:
+    """Predict encoded `examples` of `task` under `routing` and score them with the task's metrics.
+
+    With `shard` = (process index, processes) each process predicts one contiguous share and `gather` joins the
+    shares in order, so every example is predicted exactly once (no padding of the last batch).
+    """
+    if shard[1] > 1:
+        examples = examples.shard(num_shards=shard[1], index=shard[0], contiguous=True)
+    was_training = model.training
+    model.eval()
+    tokenizer = model.backbone.tokenizer
+    head = model.heads[task]
+    view = model.for_task(task)
+    predictions: list[Any] = []
+    references: list[Any] = []
+    try:
+        # Routing is what learned routing decides; under oracle routing the task ids decide it.
+        with model.routing(routing), model.recording_routing() if routing == "learned" else nullcontext([]) as log:
+            for start in range(0, len(examples), batch_size):
+                features = examples[start : start + batch_size]
+                batch = move(head.collate(features, tokenizer), device)
+                predictions += head.predict(view, batch)
+                references += head.references(batch)
+    finally:
+        model.train(was_training)
+    weights = torch.cat(log) if log else None
+    if gather is not None:
+        predictions, references = gather(predictions), gather(references)
+        shares = [w for w in gather([weights]) if w is not None]
+        weights = torch.cat(shares) if shares else None
+    scores: dict[str, float] = {}
+    for metric in metrics:
+        scores.update(metric.compute(predictions, references))
+    return TaskEvaluation(scores, predictions, references, weights)
+
+
+def evaluate(
+    model: MultiTaskModel,
+    tasks: Mapping[str, TaskData],
+    metrics: Mapping[str, Sequence[Metric]],
+    *,
+    routing: str,
+    batch_size: int,
+    device: torch.device,
+    only: Sequence[str] | None = None,
+    split: Literal["test", "validation"] = "test",
+    shard: tuple[int, int] = (0, 1),
+    gather: Gather | None = None,
+) -> dict[str, TaskEvaluation]:
+    """Predict every example of each task's held-out (or validation) split and score it with the task's metrics
+    (`shard`, `gather`: see evaluate_examples)."""
+    results: dict[str, TaskEvaluation] = {}
+    for name, data in tasks.items():
+        if only is not None and name not in only:
+            continue
+        examples = data.eval if split == "test" else data.validation
+        if examples is None:
+            raise MtkitError(f"task {name!r} has no validation split; set tasks.{name}.dataset.validation_size in the recipe")
+        results[name] = evaluate_examples(
+            model, name, examples, metrics[name], routing=routing, batch_size=batch_size, device=device, shard=shard, gather=gather
+        )
+    return results

@@ -1,0 +1,539 @@
+"""The training loop: phases of optimiser steps over scheduled task batches, with evaluation.
+
+Every step reseeds torch from (seed, phase, step), and batches come from a precomputed plan, so
+a run resumed from a checkpoint continues exactly as an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+from accelerate import Accelerator
+from torch import Tensor
+
+from mtkit.train import balancing
+from mtkit.rundir import checkpoint as ckpt
+from mtkit.train.balancing import Balancing, task_loss
+from mtkit.model.build import BuiltRun, build_head, build_scheduler
+from mtkit.data.tasks import BatchPlan, micro_batches, plan_batches
+from mtkit.api.errors import MtkitError
+from mtkit.rundir.evaluate import TaskEvaluation, evaluate, evaluate_examples, move
+from mtkit.api.interfaces import Balancer
+from mtkit.train.keep_best import FILE as BEST_FILE
+from mtkit.train.keep_best import MEAN, BestWeights, group_scores, parameters_by_task
+from mtkit.model.param_groups import select_parameters
+from mtkit.rundir.predictions import prediction_rows, write_predictions
+from mtkit.recipe.schema import PhaseSection
+from mtkit.rundir.layout import RunDir
+from mtkit.data.views import sentence_end_ids, span_views
+
+__all__ = ["Callbacks", "Trainer", "lr_lambda", "task_loss", "temperature_at"]
+
+
+class Callbacks(Protocol):
+    def phase_started(self, name: str, steps: int, start: int) -> None: ...
+
+    def step_done(self, step: int, logs: Mapping[str, float]) -> None: ...
+
+    def evaluated(self, phase: str, routing: str, scores: Mapping[str, Mapping[str, float]]) -> None: ...
+
+    def probes_evaluated(self, routing: str, scores: Mapping[str, Mapping[str, Mapping[str, float]]]) -> None: ...
+
+
+class _Silent:
+    def phase_started(self, name: str, steps: int, start: int) -> None:
+        pass
+
+    def step_done(self, step: int, logs: Mapping[str, float]) -> None:
+        pass
+
+    def evaluated(self, phase: str, routing: str, scores: Mapping[str, Mapping[str, float]]) -> None:
+        pass
+
+    def probes_evaluated(self, routing: str, scores: Mapping[str, Mapping[str, Mapping[str, float]]]) -> None:
+        pass
+
+
+def lr_lambda(phase: PhaseSection) -> Any:
+    warmup = int(phase.warmup_ratio * phase.steps)
+
+    def scale(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, phase.steps - warmup)
+        if phase.lr_schedule == "linear":
+            return max(0.0, 1.0 - progress)
+        if phase.lr_schedule == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * progress))
+        return 1.0
+
+    return scale
+
+
+def temperature_at(phase: PhaseSection, step: int) -> float | None:
+    if phase.temperature is None:
+        return None
+    t = phase.temperature
+    fraction = step / max(1, phase.steps - 1)
+    return float(t.start * (t.end / t.start) ** fraction)
+
+
+@dataclass
+class _PhaseRun:
+    """What one training phase works with, built at its start."""
+
+    index: int
+    phase: PhaseSection
+    train_model: Any  # the model as Accelerate prepared it (DDP-wrapped in several processes)
+    optimizer: Any
+    schedule: Any
+    plan: BatchPlan
+    names: list[str]  # the tasks the phase draws from, in plan order
+    params: list[Tensor]
+    named: list[tuple[str, Tensor]]
+    best: BestWeights | None
+    balancing: Balancing
+    first_global_step: int  # the global step before the phase's first step
+    accumulation: int = 1  # micro-batches per optimiser step
+
+
+def _seed(*parts: int) -> int:
+    value = 0
+    for part in parts:
+        value = (value * 1_000_003 + part) % (2**31 - 1)
+    return value
+
+
+class Trainer:
+    """Runs a built run's phases, writing logs, checkpoints and evaluations into the run directory."""
+
+    def __init__(self, built: BuiltRun, run_dir: RunDir, accelerator: Accelerator, callbacks: Callbacks | None = None) -> None:
+        self.built = built
+        self.run_dir = run_dir
+        self.accelerator = accelerator
+        self.main = accelerator.is_main_process  # only the main process writes (accelerate launch)
+        self.callbacks = (callbacks or _Silent()) if self.main else _Silent()
+        self.model = built.model.to(accelerator.device)
+        self.recipe = built.recipe
+        self.phase_steps = self._resolve_steps()
+        self.saved_keys = self._saved_keys()
+        self.results: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
+        self.trained: set[str] = set()
+        self.final: dict[str, TaskEvaluation] = {}
+        self.probe_results: dict[str, dict[str, dict[str, dict[str, float]]]] = {}  # routing -> task -> probe -> scores
+        self.probe_final: dict[str, TaskEvaluation] = {}  # "task/probe" -> its evaluation under the last phase's routing
+        self._sentence_ends = sentence_end_ids(self.model.backbone.tokenizer)  # for sentence views
+        self._writer: Any = None
+        self._resumed_best: dict[str, Any] | None = None  # the best-weights record of the checkpoint resumed from
+        self.balancers = balancing.build_balancers(built.resolved, accelerator.device)
+
+    def _resolve_steps(self) -> dict[str, dict[str, Any]]:
+        """Each phase's optimiser steps, set on the phase: its `steps`, or its `epochs` over the training examples of the
+        tasks it draws from, divided by the effective batch (rounded up). Returns what data.json records."""
+        run, processes = self.recipe.run, self.accelerator.num_processes
+        record: dict[str, dict[str, Any]] = {}
+        for phase in self.recipe.phases:
+            batch = (phase.batch_size or run.batch_size) * (phase.grad_accumulation or run.grad_accumulation) * processes
+            if phase.epochs is not None:
+                examples = sum(len(self.built.tasks[task].train) for task in self.recipe.phase_tasks(phase))
+                phase.steps = math.ceil(phase.epochs * examples / batch)
+            record[phase.name] = {"steps": phase.steps, "effective_batch": batch} | ({"epochs": phase.epochs} if phase.epochs else {})
+        return record
+
+    def _saved_keys(self) -> list[str]:
+        """State-dict keys a checkpoint holds: all but the backbone, plus backbone weights any phase trains."""
+        trained: set[int] = set()
+        for phase in self.recipe.phases:
+            for group in select_parameters(self.model, phase.train, frozen=self.recipe.freeze):
+                trained |= {id(p) for p in group.params}
+        names = {id(p): n for n, p in self.model.named_parameters()}
+        backbone_trained = {names[i] for i in trained if names[i].startswith("backbone.")}
+        return [k for k in self.model.state_dict() if not k.startswith("backbone.") or k in backbone_trained]
+
+    def trained_parameter_count(self) -> int:
+        """Parameters that received gradients in some phase."""
+        return sum(p.numel() for n, p in self.model.named_parameters() if n in self.trained)
+
+    def model_state(self) -> dict[str, Tensor]:
+        state = self.model.state_dict()
+        return {k: state[k] for k in self.saved_keys}
+
+    @property
+    def writer(self) -> Any:
+        if self._writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(str(self.run_dir.path / "tensorboard"))
+        return self._writer
+
+    # --- the loop --------------------------------------------------------------------------
+
+    def run(self, *, resume: bool = False) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
+        start_phase, start_step, optimizer_files = 0, 0, None
+        if resume:
+            found = ckpt.load_latest(self.run_dir.path)
+            assert found is not None, "RunDir.create checks that a checkpoint exists"
+            folder, state = found
+            self.model.load_state_dict(ckpt.load_tensors(folder / "model.safetensors"), strict=False)
+            if "balancers" in state:
+                tensors = ckpt.load_tensors(folder / balancing.FILE) if any(r["keys"] for r in state["balancers"].values()) else {}
+                balancing.load_balancer_state(self.balancers, tensors, state["balancers"], str(folder))
+            start_phase, start_step = state["phase"], state["step"]
+            self.results = state["results"]
+            self.trained = set(state.get("trained", []))
+            self._resumed_best = state.get("best")
+            optimizer_files = folder if start_step > 0 else None
+            if self.main:
+                # Records up to the checkpoint stay; a phase resumed from its start scores its step-0 validation again.
+                phases = self.recipe.phases
+                restarted = phases[start_phase].name if start_step == 0 and start_phase < len(phases) else None
+
+                def replayed(record: dict[str, Any]) -> bool:
+                    return record.get("event") == "validation" and record.get("phase") == restarted and record.get("step") == 0
+
+                self.run_dir.truncate_logs(state["global_step"], drop=replayed)
+        global_step = sum(p.steps for p in self.recipe.phases[:start_phase]) + start_step
+        for index in range(start_phase, len(self.recipe.phases)):
+            phase = self.recipe.phases[index]
+            first = start_step if index == start_phase else 0
+            global_step = self._run_phase(index, phase, first, global_step, optimizer_files if index == start_phase else None)
+        self._final_evaluation()
+        if self._writer is not None:
+            self._writer.close()
+        return self.results
+
+    def _run_phase(self, index: int, phase: PhaseSection, first: int, global_step: int, optimizer_files: Any) -> int:
+        self.model.routing_mode = phase.routing
+        self.model.set_task_adapters({task: self.recipe.adapter_for_task(task, phase) for task in self.recipe.tasks})
+        trainable = select_parameters(self.model, phase.train, frozen=self.recipe.freeze)
+        if phase.fresh_heads and first == 0:  # resumed mid-phase, the checkpoint holds the heads trained so far
+            self._fresh_heads(index, phase)
+        if phase.steps > 0 and trainable:
+            global_step = self._train_phase(index, phase, first, global_step, optimizer_files)
+        if phase.evaluate:
+            evaluations = self._evaluate(phase.name, phase.routing, global_step)
+            if index == len(self.recipe.phases) - 1:
+                self.final = evaluations
+        self._checkpoint(global_step, None, index + 1, 0)
+        return global_step
+
+    def _train_phase(self, index: int, phase: PhaseSection, first: int, global_step: int, optimizer_files: Any) -> int:
+        run = self._start_phase(index, phase, first, optimizer_files)
+        self.callbacks.phase_started(phase.name, phase.steps, first)
+        if run.best is not None:
+            if optimizer_files is not None and self._resumed_best is not None:
+                run.best.load(optimizer_files, self._resumed_best)
+            elif first == 0:
+                self._validate(phase, 0, global_step, run.best)
+        tic = time.perf_counter()
+        for step in range(first, phase.steps):
+            logs = self._step(run, step)
+            global_step += 1
+            tic = self._bookkeeping(run, step + 1, global_step, logs, tic)
+        if run.best is not None and phase.keep_best:
+            run.best.restore()
+            self._log({"event": "keep_best", "phase": phase.name, "global_step": global_step, "kept": run.best.kept()}, global_step)
+        return global_step
+
+    def _start_phase(self, index: int, phase: PhaseSection, first: int, optimizer_files: Any) -> _PhaseRun:
+        """The optimiser, learning-rate schedule, batch plan and best-weights keeper of a phase."""
+        model, recipe, acc = self.model, self.recipe, self.accelerator
+        model.requires_grad_(False)
+        groups = select_parameters(
+            model, phase.train, head_lr_multiplier=phase.head_lr_multiplier, layer_lr_decay=phase.layer_lr_decay, frozen=recipe.freeze
+        )
+        params = [p for g in groups for p in g.params]
+        for p in params:
+            p.requires_grad_(True)
+        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        balancer = self.balancers[self.built.resolved.balancer(index).path]
+        optimizer = torch.optim.AdamW(
+            [{"params": g.params, "lr": phase.lr * g.lr_scale} for g in groups] + balancing.parameter_groups(balancer, phase.lr),
+            lr=phase.lr,
+            weight_decay=phase.weight_decay,
+        )
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(phase))
+        if optimizer_files is not None:
+            ckpt.load_optimizer_state(
+                optimizer,
+                ckpt.load_tensors(optimizer_files / "optimizer.safetensors"),
+                json.loads((optimizer_files / "optimizer.json").read_text()),
+            )
+            # The saved param groups hold the learning rates of step `first`; the schedule continues from there
+            # (stepping it `first` times before any optimiser step would warn and do the same).
+            schedule.last_epoch = first
+            schedule._last_lr = [group["lr"] for group in optimizer.param_groups]  # type: ignore[attr-defined]
+        train_model, optimizer = acc.prepare(model, optimizer)
+        names = recipe.phase_tasks(phase)
+        sizes = [len(self.built.tasks[n].train) for n in names]
+        scheduler = build_scheduler(self.built.resolved, index, sizes)
+        accumulation = phase.grad_accumulation or recipe.run.grad_accumulation
+        plan = plan_batches(
+            scheduler,
+            sizes,
+            steps=phase.steps,
+            batch_size=(phase.batch_size or recipe.run.batch_size) * accumulation,
+            mixed=phase.batching == "mixed",
+            seed=recipe.run.seed,
+            phase=index,
+            processes=acc.num_processes,
+            process_index=acc.process_index,
+        )
+        model.train()
+        best = None
+        if phase.eval_every:
+            per_task = phase.keep_best == "per_task"
+            best = BestWeights(self._task_groups(index, named) if per_task else {MEAN: named}, phase.min_improvement)
+        first_global_step = sum(p.steps for p in recipe.phases[:index])
+        balanced = self._balancing(index, balancer, names, named, accumulation)
+        return _PhaseRun(index, phase, train_model, optimizer, schedule, plan, names, params, named, best, balanced, first_global_step, accumulation)
+
+    def _balancing(
+        self, index: int, balancer: Balancer, names: Sequence[str], named: Sequence[tuple[str, Tensor]], accumulation: int
+    ) -> Balancing:
+        """The phase's balancing step; probes which trained parameters are shared when the balancer needs to know."""
+        acc, path = self.accelerator, self.built.resolved.balancer(index).path
+        every = balancer.config.diagnostics_every
+        where = f"{self.built.source}: {path}"
+        balancing.check_setup(
+            balancer, every, processes=acc.num_processes, scaled=acc.scaler is not None, accumulation=accumulation, where=where
+        )
+        split = None
+        if balancing.needs_task_gradients(balancer, every):
+            split = balancing.split_parameters(named, balancing.parameter_owners(named, self._probe_losses(names)))
+        weights = {task: section.loss_weight for task, section in self.recipe.tasks.items()}
+        return Balancing(balancer, weights, split, acc.backward, diagnostics_every=every, always_backward=acc.num_processes > 1)
+
+    def _step(self, run: _PhaseRun, step: int) -> dict[str, float]:
+        """One optimiser step of a phase (over its micro-batches when it accumulates gradients); returns its log values."""
+        model, recipe, acc, phase = self.model, self.recipe, self.accelerator, run.phase
+        torch.manual_seed(_seed(recipe.run.seed, run.index, step))
+        temperature = temperature_at(phase, step)
+        if temperature is not None:
+            model.combiner.set_temperature(temperature)
+        views = torch.Generator().manual_seed(_seed(recipe.run.seed, run.index, step, 1)) if phase.views else None
+        parts = micro_batches(run.plan.steps[step], run.accumulation)
+        sums: dict[str, float] = {}
+        for i, pieces in enumerate(parts):
+            # Gradients of all but the last micro-batch stay local (several processes sync once per step).
+            sync = nullcontext() if i == len(parts) - 1 or acc.num_processes == 1 else acc.no_sync(run.train_model)
+            with sync:
+                for key, value in self._micro_step(run, step, self._batches(run, pieces, views), len(parts)).items():
+                    sums[key] = sums.get(key, 0.0) + value / len(parts)
+        self._note_trained(run.named)
+        grad_norm = acc.clip_grad_norm_(run.params, phase.max_grad_norm) if phase.max_grad_norm else None
+        if grad_norm is not None and not torch.isfinite(grad_norm):
+            raise self._diverged(run, step, "the gradient norm is not finite")
+        run.optimizer.step()
+        run.schedule.step()
+        run.optimizer.zero_grad(set_to_none=True)
+        logs = {"loss": sums.pop("loss"), "lr": phase.lr * lr_lambda(phase)(step), **sums}
+        if grad_norm is not None:
+            logs["grad_norm"] = float(grad_norm)
+        if temperature is not None:
+            logs["temperature"] = temperature
+        return logs
+
+    def _batches(self, run: _PhaseRun, pieces: Any, views: torch.Generator | None) -> list[tuple[str, dict[str, Any]]]:
+        """The collated task batches of one (micro-)batch's pieces, as views where the phase asks for them."""
+        model, tokenizer, device = self.model, self.model.backbone.tokenizer, self.accelerator.device
+        batches = []
+        for task_index, rows in pieces:
+            task = run.names[task_index]
+            features = self.built.tasks[task].train[rows]
+            if run.phase.views is not None and views is not None:
+                features = span_views(features, run.phase.views, views, set(tokenizer.all_special_ids), self._sentence_ends)
+            batches.append((task, move(model.heads[task].collate(features, tokenizer), device)))
+        return batches
+
+    def _micro_step(self, run: _PhaseRun, step: int, batches: list[tuple[str, dict[str, Any]]], parts: int) -> dict[str, float]:
+        """Forward and backward of one micro-batch, its loss scaled by 1/parts; returns its log values."""
+        model, acc, phase = self.model, self.accelerator, run.phase
+        with acc.autocast():
+            losses, _ = run.train_model(batches)
+            aux = {k: v for k, v in model.aux_losses.items() if phase.aux_losses.get(k, 0.0) > 0}
+            aux_total = sum((phase.aux_losses[k] * v for k, v in aux.items()), torch.zeros((), device=acc.device))
+        # The balancer puts the micro-batch's share of the update into .grad. A batch whose loss reaches no parameter
+        # the phase trains has nothing to update; skipped in one process only (in several, one that skipped would
+        # leave the others waiting).
+        outcome = run.balancing.step(
+            losses, batches, aux_total, step, lambda total: self._check_finite(run, step, losses, total), scale=1.0 / parts
+        )
+        if outcome.diagnostics is not None:
+            done = run.first_global_step + step + 1
+            self._log({"event": "gradients", "phase": phase.name, "step": step + 1, "global_step": done, **outcome.diagnostics}, done)
+        logs = dict(outcome.logs)
+        logs.update({f"loss/{task}": float(value.detach()) for task, value in losses.items()})
+        logs.update({f"aux/{k}": float(v.detach()) for k, v in aux.items()})
+        return logs
+
+    def _check_finite(self, run: _PhaseRun, step: int, losses: Mapping[str, Tensor], total: Tensor) -> None:
+        if bool(torch.isfinite(total)):
+            return
+        bad = [task for task, value in losses.items() if not bool(torch.isfinite(value))]
+        what = f"the loss of task {', '.join(map(repr, bad))}" if bad else "an auxiliary loss"
+        raise self._diverged(run, step, f"{what} is not finite")
+
+    def _diverged(self, run: _PhaseRun, step: int, what: str) -> MtkitError:
+        latest = ckpt.load_latest(self.run_dir.path) if self.main else None
+        kept = f"the last checkpoint ({latest[0].name}) is kept" if latest else "no checkpoint was written before it"
+        return MtkitError(
+            f"{self.built.source}: phases.{run.index} ({run.phase.name!r}), step {step + 1}: {what}, so training diverged; {kept}. "
+            f"Lower phases.{run.index}.lr, check the adapters' alpha and scale, and run again (--overwrite)"
+        )
+
+    def _bookkeeping(self, run: _PhaseRun, done: int, global_step: int, logs: dict[str, float], tic: float) -> float:
+        """Validation checks, progress, log lines and checkpoints after step `done`; returns the log timer."""
+        phase, recipe = run.phase, self.recipe
+        eval_every = phase.eval_every or phase.steps
+        score = None
+        if run.best is not None and (done % eval_every == 0 or done == phase.steps):
+            started = time.perf_counter()
+            score = self._validate(phase, done, global_step, run.best)
+            tic += time.perf_counter() - started  # seconds_per_step counts training only
+        self.callbacks.step_done(done, logs if score is None else {**logs, "validation": score})
+        if done % recipe.run.log_every == 0 or done == phase.steps:
+            logs["seconds_per_step"] = (time.perf_counter() - tic) / recipe.run.log_every
+            tic = time.perf_counter()
+            self._log({"event": "train", "phase": phase.name, "step": done, "global_step": global_step, **logs}, global_step)
+        if recipe.run.checkpoint_every and done % recipe.run.checkpoint_every == 0 and done < phase.steps:
+            self._checkpoint(global_step, run.optimizer, run.index, done, run.best)
+        return tic
+
+    def _fresh_heads(self, index: int, phase: PhaseSection) -> None:
+        """Re-initialise the heads `phase` trains, each as its head component builds it, from (run seed, phase, head)."""
+        built = self.built
+        for task in self.recipe.trained_heads(phase):
+            new = build_head(built.resolved, task, self.model.backbone, built.task_infos[task], seed_path=f"phases.{index}.fresh_heads.{task}")
+            self.model.heads[task].load_state_dict(new.state_dict())
+
+    def _probe_losses(self, tasks: Sequence[str]) -> dict[str, Callable[[], Tensor]]:
+        """For each task, its loss on two of its training examples alone (which parameters it reaches)."""
+        model, tokenizer = self.model, self.model.backbone.tokenizer
+
+        def loss(task: str) -> Callable[[], Tensor]:
+            features = self.built.tasks[task].train[:2]
+            batch = move(model.heads[task].collate(features, tokenizer), self.accelerator.device)
+            return lambda: sum(model([(task, batch)])[0].values())
+
+        return {task: loss(task) for task in tasks}
+
+    def _task_groups(self, index: int, named: Sequence[tuple[str, Tensor]]) -> dict[str, list[tuple[str, Tensor]]]:
+        """The trained parameters each task's loss alone reaches (probed on two of its training examples)."""
+        # Under oracle routing a task's loss reaches its own adapter only (the others are not computed).
+        return parameters_by_task(named, self._probe_losses(list(self.built.tasks)), f"{self.built.source}: phases.{index}.keep_best")
+
+    def _validate(self, phase: PhaseSection, step: int, global_step: int, best: BestWeights) -> float:
+        """Score every task's validation split; offer the weights to `best`; return the mean primary score."""
+        evaluations = evaluate(
+            self.model,
+            self.built.tasks,
+            self.built.metrics,
+            routing=phase.routing,
+            batch_size=self.recipe.run.eval_batch_size,
+            device=self.accelerator.device,
+            split="validation",
+            **self._sharding,
+        )
+        scores = {task: e.scores for task, e in evaluations.items()}
+        score = group_scores(MEAN, scores)[MEAN]
+        improved = best.offer(step, group_scores(phase.keep_best or MEAN, scores))
+        record = {"event": "validation", "phase": phase.name, "step": step, "global_step": global_step, "score": score}
+        self._log({**record, "improved": improved, "scores": scores}, global_step)
+        return score
+
+    def _note_trained(self, named: Sequence[tuple[str, Tensor]]) -> None:
+        """Record parameters whose gradient is non-zero: those the loss really reaches (an adapter
+        that routing never picks gets zero gradients, and is not counted as trained)."""
+        pending = [(n, p.grad) for n, p in named if n not in self.trained and p.grad is not None]
+        if pending:
+            nonzero = torch.stack([g.detach().abs().amax().float() for _, g in pending]) > 0
+            self.trained |= {n for (n, _), hit in zip(pending, nonzero.tolist(), strict=True) if hit}
+
+    def _checkpoint(self, global_step: int, optimizer: Any, phase: int, step: int, best: BestWeights | None = None) -> None:
+        if not self.main:
+            return
+        state = {"phase": phase, "step": step, "global_step": global_step, "results": self.results, "trained": sorted(self.trained)}
+        extra = {}
+        if best is not None:
+            state["best"] = best.kept()
+            extra = {BEST_FILE: best.tensors} if best.tensors else {}  # copies of the best weights so far
+        tensors, state["balancers"] = balancing.save_balancer_state(self.balancers)
+        if tensors:
+            extra[balancing.FILE] = tensors
+        ckpt.save_checkpoint(self.run_dir.path, global_step, self.model_state(), optimizer, state, extra)
+
+    def _log(self, record: dict[str, Any], global_step: int) -> None:
+        if not self.main:
+            return
+        self.run_dir.log(record)
+        for key, value in record.items():
+            if isinstance(value, int | float) and key not in {"step", "global_step"}:
+                self.writer.add_scalar(f"{record.get('phase', 'eval')}/{key}", value, global_step)
+
+    @property
+    def _sharding(self) -> dict[str, Any]:
+        """Evaluation options: each process predicts its share, and every process gets all predictions, each once."""
+        acc = self.accelerator
+        if acc.num_processes == 1:
+            return {}
+        from accelerate.utils import gather_object
+
+        return {"shard": (acc.process_index, acc.num_processes), "gather": gather_object}
+
+    def _evaluate(self, phase: str, routing: str, global_step: int, *, save: bool = True) -> dict[str, TaskEvaluation]:
+        run = self.recipe.run
+        evaluations = evaluate(
+            self.model, self.built.tasks, self.built.metrics, routing=routing, batch_size=run.eval_batch_size,
+            device=self.accelerator.device, **self._sharding,
+        )
+        if save and self.main:
+            for task, evaluation in evaluations.items():
+                labels = self.built.task_infos[task].label_names
+                rows = prediction_rows(self.built.tasks[task].eval, evaluation, labels, self.model.adapter_names)
+                write_predictions(self.run_dir.path / "predictions" / phase, task, rows)
+        scores = {task: e.scores for task, e in evaluations.items()}
+        self.results.setdefault(phase, {})[routing] = scores
+        for task, values in scores.items():
+            self._log({"event": "eval", "phase": phase, "routing": routing, "task": task, "global_step": global_step, **values}, global_step)
+        self.callbacks.evaluated(phase, routing, scores)
+        return evaluations
+
+    def _final_evaluation(self) -> None:
+        """After learned routing, also score oracle routing so the two can be compared."""
+        last = self.recipe.phases[-1]
+        total = sum(p.steps for p in self.recipe.phases)
+        if not self.final:
+            self.final = self._evaluate(last.name, last.routing, total)
+        has_adapters = bool(self.model.adapter_names)
+        if last.routing == "learned" and has_adapters and "oracle" not in self.results.get(last.name, {}):
+            self._evaluate(last.name, "oracle", total, save=False)  # for the comparison; the predictions are the phase's own
+        self._evaluate_probes(last.name, last.routing, total)
+
+    def _evaluate_probes(self, phase: str, routing: str, global_step: int) -> None:
+        """Score every task's probes under the last phase's routing (and oracle routing, to compare, after learned)."""
+        modes = [routing, "oracle"] if routing == "learned" and self.model.adapter_names else [routing]
+        for mode in modes:
+            for task, probes in self.built.probes.items():
+                for name, examples in probes.items():
+                    evaluation = evaluate_examples(
+                        self.model, task, examples, self.built.metrics[task], routing=mode,
+                        batch_size=self.recipe.run.eval_batch_size, device=self.accelerator.device, **self._sharding,
+                    )
+                    self.probe_results.setdefault(mode, {}).setdefault(task, {})[name] = evaluation.scores
+                    self._log({"event": "probe", "phase": phase, "routing": mode, "task": task, "probe": name,
+                               "global_step": global_step, **evaluation.scores}, global_step)
+                    if mode == routing:
+                        self.probe_final[f"{task}/{name}"] = evaluation
+                        if self.main:
+                            rows = prediction_rows(examples, evaluation, self.built.task_infos[task].label_names, self.model.adapter_names)
+                            write_predictions(self.run_dir.path / "predictions" / phase, f"{task}.{name}", rows)
+            if mode in self.probe_results:
+                self.callbacks.probes_evaluated(mode, self.probe_results[mode])
