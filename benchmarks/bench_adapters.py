@@ -52,11 +52,13 @@ def build(registry, rank: int) -> dict[str, object]:
         torch.manual_seed(0)
         adapter = adapter_cls(adapter_config, sites=select_sites(adapter_config, backbone.sites()), context_size=backbone.hidden_size)
         combiner_cls = registry.component_class("combiner", "oracle")
-        setup = CombinerSetup(adapter_names=("a",), task_names=("t",), sites=backbone.sites(), hidden_size=backbone.hidden_size)
+        setup = CombinerSetup(
+            adapter_names=("a",), task_names=("t",), sites=backbone.sites(), hidden_size=backbone.hidden_size, task_adapters={"t": "a"}
+        )
         combiner = combiner_cls(combiner_cls.config_class.model_validate({}), setup=setup)
         head_cls = registry.component_class("head", "classification")
         head = head_cls(head_cls.config_class.model_validate({}), backbone=backbone, task=TaskInfo("t", 0, ("x", "y")))
-        return MultiTaskModel(backbone, {"a": adapter}, combiner, combiner, {"t": head}, {"t": "a"}), adapter
+        return MultiTaskModel(backbone, {"a": adapter}, {"oracle": combiner}, {"t": head}, {"t": "a"}, active="oracle"), adapter
 
     lora_model, lora = with_adapter("lora", rank=rank, alpha=2.0 * rank, init="random")
     merged_model, _ = with_adapter("lora", rank=rank, alpha=2.0 * rank, init="random")  # same seed: same weights
@@ -66,7 +68,7 @@ def build(registry, rank: int) -> dict[str, object]:
     with torch.no_grad():  # the same LoRA weights in PEFT's layers
         for site in lora.site_names:
             module = peft_model.base_model.model.get_submodule(site.removeprefix("model."))
-            a, b = lora.weights(site)  # type: ignore[attr-defined]
+            a, b = lora.matrices(site)  # type: ignore[attr-defined]
             module.lora_A["default"].weight.copy_(a)
             module.lora_B["default"].weight.copy_(b)
     return {"bare": bare, "lora": lora_model, "merged": merged_model, "lora_params": list(lora.parameters()), "hyper": hyper_model,

@@ -38,7 +38,7 @@ def cases(bench: Bench, batch: int, length: int) -> dict[str, Callable[[], Any]]
 
     def learned(m: MultiTaskModel, task_ids: torch.Tensor = tasks) -> Callable[[], Any]:
         def run() -> Any:
-            with m.routing("learned"):
+            with m.use_combiner("combiner"):
                 return m.run_backbone(ids, mask, task_ids)
 
         return run

@@ -75,7 +75,7 @@ def spread_router(model: MultiTaskModel, ids: torch.Tensor, mask: torch.Tensor, 
     seen: list[torch.Tensor] = []
     handle = layer.register_forward_hook(lambda module, args, output: seen.append(args[0].detach()))
     try:
-        with torch.inference_mode(), model.routing("learned"):
+        with torch.inference_mode(), model.use_combiner("combiner"):
             model.run_backbone(ids, mask, tasks)
     finally:
         handle.remove()
@@ -87,7 +87,7 @@ def spread_router(model: MultiTaskModel, ids: torch.Tensor, mask: torch.Tensor, 
 
 def learned(model: MultiTaskModel, ids: torch.Tensor, mask: torch.Tensor, tasks: torch.Tensor) -> Callable[[], object]:
     def run() -> object:
-        with model.routing("learned"):
+        with model.use_combiner("combiner"):
             return model.run_backbone(ids, mask, tasks)
 
     return run
@@ -95,7 +95,7 @@ def learned(model: MultiTaskModel, ids: torch.Tensor, mask: torch.Tensor, tasks:
 
 def routed_adapters(model: MultiTaskModel, ids: torch.Tensor, mask: torch.Tensor, tasks: torch.Tensor, top_k: int | None) -> int:
     """Distinct adapters a batch uses under the model's combiner (top_k per sample, or all with a non-zero weight)."""
-    with torch.inference_mode(), model.routing("learned"), model.recording_routing() as log:
+    with torch.inference_mode(), model.use_combiner("combiner"), model.recording_routing() as log:
         model.run_backbone(ids, mask, tasks)
     probs = log[-1]
     chosen = probs.topk(top_k, dim=-1).indices if top_k else probs.ne(0).nonzero()[:, 1]

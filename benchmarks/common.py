@@ -27,6 +27,7 @@ from mtkit import Backbone, Registry, TaskInfo, load_registry
 from mtkit.model.build import build_model
 from mtkit.model.multitask import MultiTaskModel
 from mtkit.recipe.resolve import resolve
+from mtkit.recipe.resolve import routing_path
 
 BACKBONE = {"type": "hf_encoder", "model": "all-MiniLM-L6-v2"}
 LORA = {"type": "lora", "rank": 8, "alpha": 16, "target_modules": ["query", "value"], "init": "random"}
@@ -93,7 +94,7 @@ def training_step(
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
 
     def run() -> object:
-        with model.routing(routing):
+        with model.use_combiner(routing_path(routing)):
             hidden = model.run_backbone(ids, mask, task_ids).hidden
         loss = hidden.pow(2).mean() + sum(model.aux_losses.values(), torch.zeros(()))
         optimizer.zero_grad(set_to_none=True)

@@ -33,7 +33,8 @@ GRID: list[tuple[str, str, dict[str, Any]]] = [
 
 def search(run_dir: str) -> list[dict[str, Any]]:
     from mtkit import load_registry
-    from mtkit.model.build import build_metrics, encode_tasks, load_sources
+    from mtkit.model.build import build_metrics, combiner_setup, encode_tasks, load_sources
+    from mtkit.recipe.resolve import COMBINER_PATH
     from mtkit.rundir.evaluate import evaluate
     from mtkit.rundir.load import load_run
 
@@ -43,7 +44,7 @@ def search(run_dir: str) -> list[dict[str, Any]]:
     sources, examples, _ = load_sources(resolved)
     data = encode_tasks(resolved, model, sources, examples)
     metrics = build_metrics(resolved)
-    setup = model.combiner.setup
+    setup = combiner_setup(resolved.recipe, model.backbone, dict(model.adapters))
     rows = []
     seen: set[str] = set()
     for label, kind, params in GRID:
@@ -53,8 +54,8 @@ def search(run_dir: str) -> list[dict[str, Any]]:
             continue
         seen.add(key)
         entry = registry.get("combiner", kind)
-        model.combiner = entry.load()(entry.config_class.model_validate(params), setup=setup).eval()
-        results = evaluate(model, data, metrics, routing="learned", batch_size=resolved.recipe.run.eval_batch_size,
+        model.set_combiner(COMBINER_PATH, entry.load()(entry.config_class.model_validate(params), setup=setup).eval())
+        results = evaluate(model, data, metrics, combiner=COMBINER_PATH, batch_size=resolved.recipe.run.eval_batch_size,
                            device=torch.device("cpu"), split="validation")
         scores = {task: result.scores["accuracy"] for task, result in results.items()}
         rows.append({"setting": label, "type": kind, "params": params, **scores, "mean": sum(scores.values()) / len(scores)})

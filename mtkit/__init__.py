@@ -1,7 +1,7 @@
 """mtkit: multi-task learning with parameter-efficient adapters, assembled from plugins.
 
-Names that need torch (the component interfaces) load on first access, so that listing and
-validating components stays fast.
+Everything here comes from mtkit.api, the layer plugin authors build on. Names that need torch (the component
+interfaces) load on first access, so that listing and validating components stays fast.
 """
 
 from __future__ import annotations
@@ -16,12 +16,11 @@ from mtkit.api.plugins import PLUGIN_API_VERSION
 from mtkit.api.registry import Registry, load_registry
 from mtkit.api.resources import package_dir
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # for type checkers: the same names as _LAZY_NAMES below
     from mtkit.api import lowrank, peft_format
     from mtkit.api.adapter import Adapter, Exportable, LoraFactors, LowRank, Mergeable
-    from mtkit.api.combiner import Combiner, CombinerSetup, MergedLora, SiteAdapters
+    from mtkit.api.combiner import Combiner, CombinerSetup, MergedLora, RoutesByTask, SiteAdapters
     from mtkit.api.context import ForwardContext, masked_mean
-    from mtkit.api.site_deltas import SiteDeltas
     from mtkit.api.interfaces import (
         TRUNCATED,
         Backbone,
@@ -38,39 +37,40 @@ if TYPE_CHECKING:
         TaskLosses,
         pad_batch,
     )
+    from mtkit.api.seeding import component_seed, seeded
+    from mtkit.api.site_deltas import SiteDeltas
     from mtkit.api.sites import Site, select_sites, site_key
 
 __version__ = "0.1.0"
 
-_LAZY = {
-    "ForwardContext": "mtkit.api.context",
-    "masked_mean": "mtkit.api.context",
-    **dict.fromkeys(["Adapter", "Exportable", "LoraFactors", "LowRank", "Mergeable"], "mtkit.api.adapter"),
-    **dict.fromkeys(["Combiner", "CombinerSetup", "MergedLora", "SiteAdapters"], "mtkit.api.combiner"),
-    "SiteDeltas": "mtkit.api.site_deltas",
-    **dict.fromkeys(["Site", "select_sites", "site_key"], "mtkit.api.sites"),
-    **dict.fromkeys(
-        [
-            "Backbone",
-            "BackboneOutput",
-            "Balancer",
-            "DatasetSource",
-            "Head",
-            "HeadOutput",
-            "HfModelBackbone",
-            "Metric",
-            "ModelAccess",
-            "Scheduler",
-            "TaskInfo",
-            "TRUNCATED",
-            "TaskLosses",
-            "pad_batch",
-        ],
-        "mtkit.api.interfaces",
+_LAZY_NAMES: dict[str, tuple[str, ...]] = {
+    "mtkit.api.adapter": ("Adapter", "Exportable", "LoraFactors", "LowRank", "Mergeable"),
+    "mtkit.api.combiner": ("Combiner", "CombinerSetup", "MergedLora", "RoutesByTask", "SiteAdapters"),
+    "mtkit.api.context": ("ForwardContext", "masked_mean"),
+    "mtkit.api.interfaces": (
+        "TRUNCATED",
+        "Backbone",
+        "BackboneOutput",
+        "Balancer",
+        "DatasetSource",
+        "Head",
+        "HeadOutput",
+        "HfModelBackbone",
+        "Metric",
+        "ModelAccess",
+        "Scheduler",
+        "TaskInfo",
+        "TaskLosses",
+        "pad_batch",
     ),
+    "mtkit.api.seeding": ("component_seed", "seeded"),
+    "mtkit.api.site_deltas": ("SiteDeltas",),
+    "mtkit.api.sites": ("Site", "select_sites", "site_key"),
 }
+"""Public names that import torch, by the module that defines them (loaded on first access)."""
+_LAZY = {name: module for module, names in _LAZY_NAMES.items() for name in names}
 _MODULES = {"lowrank": "mtkit.api.lowrank", "peft_format": "mtkit.api.peft_format"}
-"""Public modules of functions plugins may use (mtkit.api.lowrank: composing factored adapters; mtkit.api.peft_format:
+"""Public modules of functions plugins may use (mtkit.lowrank: composing factored adapters; mtkit.peft_format:
 reading and writing PEFT LoRA folders)."""
 
 __all__ = [

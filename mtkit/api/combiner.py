@@ -1,7 +1,7 @@
 """The combiner interface and the one way adapters at a site are applied (`SiteAdapters`).
 
-At every adapted site the model calls the running combiner's `combine`, once: under oracle routing the running
-combiner is the built-in oracle (task ids pick the adapters), under learned routing the recipe's. A combiner
+At every adapted site the model calls the running combiner's `combine`, once: the combiner the phase names (the
+recipe's, or the oracle when the phase routes by task id; the model holds both by their recipe path). A combiner
 either states weights over the adapters, (B, K) or (B, T, K), and leaves applying them to `SiteAdapters.apply`
 (the output y plus the weighted deltas, computing only adapters some sample uses), or overrides `combine`
 (attention over the deltas). Components keep their own per-forward state, cleared in `begin`.
@@ -10,8 +10,9 @@ either states weights over the adapters, (B, K) or (B, T, K), and leaves applyin
 from __future__ import annotations
 
 from abc import ABC
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import ClassVar, Protocol, runtime_checkable
 
 import torch
@@ -23,7 +24,16 @@ from mtkit.api.context import ForwardContext, masked_mean
 from mtkit.api.site_deltas import FactoredDeltas, MaterialisedDeltas, SiteDeltas
 from mtkit.api.sites import Site
 
-__all__ = ["GATHER_MIN_ADAPTERS", "GATHER_PER_SAMPLE_RATIO", "Combiner", "CombinerSetup", "MergedLora", "SiteAdapters", "gathers"]
+__all__ = [
+    "GATHER_MIN_ADAPTERS",
+    "GATHER_PER_SAMPLE_RATIO",
+    "Combiner",
+    "CombinerSetup",
+    "MergedLora",
+    "RoutesByTask",
+    "SiteAdapters",
+    "gathers",
+]
 
 GATHER_MIN_ADAPTERS = 4
 """Sparse per-sample weights (B, K) over fewer used adapters of a factored family are always mixed in the joint inner
@@ -55,6 +65,8 @@ class CombinerSetup:
     """The sites some adapter attaches to, in backbone order (per-site combiners create their parameters there)."""
     hidden_size: int
     """The backbone's width D (the size of pooled input representations)."""
+    task_adapters: Mapping[str, str | None] = field(default_factory=dict)
+    """Each task's own adapter (`tasks.X.adapter`, None for a task without one)."""
 
 
 class SiteAdapters:
@@ -149,7 +161,7 @@ class Combiner(nn.Module, ABC):
     """Decides how the deltas of several adapters at a site become one.
 
     Implement `weights` (adapter weights per sample or per token; `SiteAdapters.apply` does the rest) or override
-    `combine`. `temperature` is a buffer the phases' temperature schedules set, saved with the weights.
+    `combine`. `temperature` is a buffer the phases' temperature schedules set, saved in checkpoints with the parameters.
     Auxiliary losses are declared by name on the config class (`aux_loss_names`) and added with `add_aux_loss`.
     """
 
@@ -160,7 +172,6 @@ class Combiner(nn.Module, ABC):
     def __init__(self, config: ComponentConfig, *, setup: CombinerSetup) -> None:
         super().__init__()
         self.config = config
-        self.setup = setup
         self.adapter_names = list(setup.adapter_names)
         self.task_names = list(setup.task_names)
         self.num_adapters = len(self.adapter_names)
@@ -220,31 +231,54 @@ class Combiner(nn.Module, ABC):
 
     # --- called by the model ----------------------------------------------------------------------
 
-    def _start_forward(self, ctx: ForwardContext) -> None:
+    def start_forward(self, ctx: ForwardContext) -> None:
+        """Before a forward pass (or a `generate` call): clear this pass's aux losses and routing record, then `begin`."""
         self.aux_losses = {}
         self._routing_sum, self._routing_count = None, 0
         self.begin(ctx)
 
-    def _finish_forward(self) -> None:
+    def finish_forward(self) -> None:
+        """After the pass: while recording, log its per-sample routing (see `record`)."""
         if self._routing_log is not None and self._routing_sum is not None:
             mean = self._routing_sum / self._routing_count
             self._routing_log.append((mean / mean.sum(-1, keepdim=True).clamp_min(1e-12)).cpu())
         self._routing_sum, self._routing_count = None, 0
 
-    def _set_recording(self, on: bool) -> list[Tensor] | None:
-        """Start (a fresh log) or stop recording routing; returns the log that was being kept."""
-        log, self._routing_log = self._routing_log, ([] if on else None)
-        return log
+    @contextmanager
+    def recording(self) -> Iterator[list[Tensor]]:
+        """Record the per-sample adapter weights of each forward pass inside the block, one (B, K) tensor per pass."""
+        previous, self._routing_log = self._routing_log, []
+        try:
+            yield self._routing_log
+        finally:
+            self._routing_log = previous
 
 
 @runtime_checkable
 class MergedLora(Protocol):
     """A combiner that applies one LoRA per site, the same for every input (a merge of the adapters there).
 
-    `MultiTaskModel.merge_adapters` folds it into the base weights under learned routing, so inference costs what the
+    `MultiTaskModel.merge_adapters` folds it into the base weights while it runs, so inference costs what the
     bare backbone costs, and `mtkit export` writes it as a PEFT LoRA (the adapter id `combiner`).
     """
 
     def merged_lora(self, site: str, adapters: SiteAdapters) -> tuple[Tensor, Tensor] | None:
         """(A (R, Din), B (Dout, R)) with the site's delta = B A x, or None where nothing is applied at `site`."""
+        ...
+
+
+@runtime_checkable
+class RoutesByTask(Protocol):
+    """A combiner that sends each sample to the adapter its task is mapped to (the built-in `oracle`).
+
+    It owns that task -> adapter table; a phase may map a task elsewhere (`phases.N.task_adapters`), which the model
+    passes on when the phase starts. The model merges the one adapter such a combiner uses into the base weights.
+    """
+
+    def route_tasks(self, task_adapters: Mapping[str, str | None]) -> None:
+        """Map each task to an adapter id (None: no adapter)."""
+        ...
+
+    def task_adapters(self) -> dict[str, str | None]:
+        """The current task -> adapter table."""
         ...

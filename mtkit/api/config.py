@@ -72,13 +72,16 @@ class AdapterConfig(ComponentConfig):
 
 
 class CombinerConfig(ComponentConfig):
-    """Params of a combiner. `aux_loss_names` declares the auxiliary losses it adds and `trainable` whether it has
-    parameters, so that a recipe's `phases.N.aux_losses` and `train` can be checked without importing the combiner
-    (or torch)."""
+    """Params of a combiner. `aux_loss_names` declares the auxiliary losses it adds, `trainable` whether it has
+    parameters and `has_temperature` whether it reads a temperature, so that a recipe's `phases.N.aux_losses`, `train`
+    and `temperature` can be checked without importing the combiner (or torch)."""
 
     aux_loss_names: ClassVar[tuple[str, ...]] = ()
     trainable: ClassVar[bool] = True
     """False for a combiner without parameters (oracle, uniform): a phase cannot train it (`train = ["combiner"]`)."""
+    has_temperature: ClassVar[bool] = False
+    """True for a combiner that reads its `temperature` buffer (a softmax over adapters): only such a combiner may be
+    given a phase's temperature schedule (`phases.N.temperature`)."""
 
 
 class BalancerConfig(ComponentConfig):

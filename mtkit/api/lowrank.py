@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
-__all__ = ["LowRank", "block_sums", "deltas", "dots", "gathered_mix", "inner", "mix", "project", "rank_weights", "stack", "weighted_sum"]
+__all__ = ["LowRank", "block_sums", "dots", "gathered_mix", "inner", "mix", "project", "rank_weights", "stack", "stack_inner", "weighted_sum"]
 
 
 @dataclass(frozen=True)
@@ -120,7 +120,7 @@ def mix(factors: LowRank, x: Tensor, y: Tensor, weights: Tensor, *, training: bo
     return weighted_sum(factors, inner(factors, x, y, training=training), weights)
 
 
-def deltas(factors: LowRank, h: Tensor) -> Tensor:
+def stack_inner(factors: LowRank, h: Tensor) -> Tensor:
     """Every adapter's delta from the inner activations h (B, T, sum R).  -> (B, T, K, Dout)"""
     ranks = factors.ranks
     if len(set(ranks)) == 1:
@@ -135,7 +135,7 @@ def deltas(factors: LowRank, h: Tensor) -> Tensor:
 
 def stack(factors: LowRank, x: Tensor, y: Tensor, *, training: bool) -> Tensor:
     """Every adapter's delta.  -> (B, T, K, Dout)"""
-    return deltas(factors, inner(factors, x, y, training=training))
+    return stack_inner(factors, inner(factors, x, y, training=training))
 
 
 def project(factors: LowRank, weight: Tensor, bias: Tensor | None = None) -> LowRank:
@@ -225,3 +225,7 @@ def gathered_mix(factors: LowRank, x: Tensor, y: Tensor, weights: Tensor, per_sa
         up_bias = torch.stack([factors.up_bias[c] for c in columns])[slot]  # (B, k, Dout)
         out = out + torch.einsum("bk,bko->bo", top_w.to(out.dtype), up_bias.to(out.dtype)).unsqueeze(1)
     return out
+
+
+deltas = stack_inner
+"""Former name of `stack_inner`, kept so that plugins calling it keep working."""

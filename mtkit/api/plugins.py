@@ -104,6 +104,25 @@ def _dist_name(ep: EntryPoint) -> str:
     return ep.dist.name if ep.dist is not None else ""
 
 
+def _unknown_hooks(pm: pluggy.PluginManager, module: ModuleType) -> str | None:
+    """What pluggy's `check_pending` finds wrong with the plugin just registered: a hook implementation with no spec
+    (a misspelled hook name would otherwise never be called)."""
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        known = sorted(name for name in dir(hookspecs) if name.startswith(f"{ENTRY_POINT_GROUP}_"))
+        unknown = sorted(
+            impl.function.__name__
+            for impl_name in dir(pm.hook)
+            if not impl_name.startswith("_")
+            for impl in getattr(pm.hook, impl_name).get_hookimpls()
+            if impl.plugin is module and not getattr(pm.hook, impl_name).has_spec()
+        )
+        names = ", ".join(repr(n) for n in unknown) or str(exc)
+        return f"implements unknown hook {names} (known hooks: {', '.join(known)}); check the hook's name"
+    return None
+
+
 def get_plugin_manager(*, load_entry_points: bool = True) -> tuple[pluggy.PluginManager, list[PluginRecord]]:
     """Build a fresh plugin manager and the record of every entry point it tried.
 
@@ -136,6 +155,11 @@ def get_plugin_manager(*, load_entry_points: bool = True) -> tuple[pluggy.Plugin
                     pm.register(module, name=ep.name)
                 except Exception as exc:
                     record.status, record.error = "failed", f"registration failed: {type(exc).__name__}: {exc}"
+                else:
+                    unknown = _unknown_hooks(pm, module)
+                    if unknown:
+                        pm.unregister(module)
+                        record.status, record.error = "failed", unknown
         if record.status != "ok" and strict_mode():
             raise PluginError(ep.name, f"plugin {record.label()} {record.status}: {record.error}")
     return pm, records

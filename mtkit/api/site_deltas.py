@@ -39,7 +39,7 @@ class FactoredDeltas:
         return lowrank.weighted_sum(self.factors, self.h, weights)
 
     def materialise(self) -> Tensor:
-        return lowrank.deltas(self.factors, self.h)
+        return lowrank.stack_inner(self.factors, self.h)
 
     def rows(self, index: Tensor) -> FactoredDeltas:
         return FactoredDeltas(self.factors, self.h[index])

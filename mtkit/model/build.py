@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +16,7 @@ from mtkit.api.errors import MtkitError, RecipeError
 from mtkit.api.interfaces import Backbone, DatasetSource, Head, Metric, Scheduler, TaskInfo
 from mtkit.model.multitask import MultiTaskModel, layer_index
 from mtkit.recipe.schema import Recipe
-from mtkit.recipe.resolve import Node, ResolvedRecipe
+from mtkit.recipe.resolve import Node, ResolvedPhase, ResolvedRecipe
 from mtkit.api.seeding import component_seed, seeded
 from mtkit.api.sites import select_sites
 
@@ -29,6 +29,7 @@ __all__ = [
     "build_probes",
     "build_run",
     "build_scheduler",
+    "combiner_setup",
     "encode_tasks",
     "in_recipe",
     "load_sources",
@@ -112,23 +113,29 @@ def build_model(resolved: ResolvedRecipe, task_infos: dict[str, TaskInfo]) -> Mu
         _check_sources(adapters[aid], backbone, node.where, source)
     if problems:
         raise RecipeError(problems)
+    setup = combiner_setup(recipe, backbone, adapters)
+    combiners: dict[str, Combiner] = {}
+    for path, node in resolved.combiners().items():
+        combiners[path] = build_component(node, source, seed=seed, setup=setup)
+        _check_sources(combiners[path], backbone, path, source)
+    heads = {name: build_head(resolved, name, backbone, task_infos[name]) for name in recipe.tasks}
+    model = MultiTaskModel(backbone, adapters, combiners, heads, setup.task_adapters, active=resolved.phases[0].combiner.path)
+    _check_selectors(resolved, model)
+    return model
+
+
+def combiner_setup(recipe: Recipe, backbone: Backbone, adapters: Mapping[str, Adapter]) -> CombinerSetup:
+    """What every combiner of the recipe is built with besides its config."""
     # The combiners see the sites some adapter attaches to, in backbone order (per-site combiners create their
     # gates or attention there).
     used = {name for adapter in adapters.values() for name in adapter.site_names}
-    setup = CombinerSetup(
+    return CombinerSetup(
         adapter_names=tuple(adapters),
         task_names=tuple(recipe.tasks),
-        sites={name: site for name, site in all_sites.items() if name in used},
+        sites={name: site for name, site in backbone.sites().items() if name in used},
         hidden_size=backbone.hidden_size,
+        task_adapters={name: recipe.adapter_for_task(name) for name in recipe.tasks},
     )
-    combiner: Combiner = build_component(resolved.combiner(), source, seed=seed, setup=setup)
-    _check_sources(combiner, backbone, "combiner", source)
-    oracle: Combiner = build_component(resolved.oracle, source, setup=setup)
-    heads = {name: build_head(resolved, name, backbone, task_infos[name]) for name in recipe.tasks}
-    task_adapter = {name: recipe.adapter_for_task(name) for name in recipe.tasks}
-    model = MultiTaskModel(backbone, adapters, combiner, oracle, heads, task_adapter)
-    _check_selectors(resolved, model)
-    return model
 
 
 def _check_selectors(resolved: ResolvedRecipe, model: MultiTaskModel) -> None:
@@ -136,21 +143,21 @@ def _check_selectors(resolved: ResolvedRecipe, model: MultiTaskModel) -> None:
     from mtkit.model.param_groups import selector_matches
 
     recipe, problems = resolved.recipe, []
-    for i, phase in enumerate(recipe.phases):
-        if not phase.trains:
+    for phase in resolved.phases:
+        if not phase.section.trains:
             continue
         for selector in phase.train:
             if selector_matches(model, selector):
                 continue
-            if selector.startswith("backbone.layers"):
+            if selector.layers is not None:
                 why = f"the backbone has layers 0-{len(model.backbone.layers()) - 1}"
-            elif selector == "combiner":
+            elif selector.part == "combiner":
                 why = f"combiner {recipe.combiner.type!r} has no parameters"
             else:
                 why = "that part of the model has no parameters"
             problems.append(
-                f"{resolved.source}: phases.{i}.train: selector {selector!r} names no parameter ({why}); remove it, or set "
-                f"phases.{i}.steps = 0 to only evaluate in that phase"
+                f"{resolved.source}: phases.{phase.index}.train: selector {selector.text!r} names no parameter ({why}); remove it, or set "
+                f"phases.{phase.index}.steps = 0 to only evaluate in that phase"
             )
     if problems:
         raise RecipeError(problems)
@@ -166,9 +173,9 @@ def build_head(resolved: ResolvedRecipe, task: str, backbone: Backbone, info: Ta
     return head
 
 
-def build_scheduler(resolved: ResolvedRecipe, phase: int | None, task_sizes: list[int]) -> Scheduler:
-    """The task scheduler of phase `phase` (its own, or the recipe's)."""
-    scheduler: Scheduler = build_component(resolved.scheduler(phase), resolved.source, task_sizes=task_sizes)
+def build_scheduler(resolved: ResolvedRecipe, phase: ResolvedPhase, task_sizes: list[int]) -> Scheduler:
+    """The task scheduler of `phase` (its own, or the recipe's)."""
+    scheduler: Scheduler = build_component(phase.scheduler, resolved.source, task_sizes=task_sizes)
     return scheduler
 
 

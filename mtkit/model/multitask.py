@@ -7,7 +7,7 @@ tree and parameter names stay untouched and its state dict still loads into a ba
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from functools import partial
 from typing import Any
 
@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mtkit.api.adapter import Adapter, Mergeable
-from mtkit.api.combiner import Combiner, MergedLora, SiteAdapters
+from mtkit.api.combiner import Combiner, MergedLora, RoutesByTask, SiteAdapters
 from mtkit.api.context import ForwardContext, masked_mean
 from mtkit.api.errors import MtkitError
 from mtkit.api.interfaces import Backbone, BackboneOutput, Head, HeadOutput
@@ -33,37 +33,39 @@ TaskBatch = tuple[str, dict[str, Any]]
 class MultiTaskModel(nn.Module):
     """Runs mixed-task batches through one backbone pass, routing adapters per sample.
 
-    `combiner` is the recipe's combiner, which runs at every site while the routing mode is `learned`; `oracle`
-    runs there while it is `oracle` (task ids pick the adapters). Either way a site calls one combiner's
-    `combine`, once.
+    The model holds its combiners by recipe path (the recipe's at `combiner`, the oracle at `oracle`) and runs the
+    one the current phase names (`use_combiner`, `start_phase`): every site calls that combiner's `combine`, once.
     """
 
     def __init__(
         self,
         backbone: Backbone,
         adapters: Mapping[str, Adapter],
-        combiner: Combiner,
-        oracle: Combiner,
+        combiners: Mapping[str, Combiner],
         heads: Mapping[str, Head],
-        task_adapter: Mapping[str, str | None],
+        own_adapters: Mapping[str, str | None],
+        *,
+        active: str,
     ) -> None:
         super().__init__()
         self.backbone = backbone
         self.adapters = nn.ModuleDict(dict(adapters))
-        self.combiner = combiner
-        self.oracle = oracle
+        for path, combiner in combiners.items():
+            self.add_module(path, combiner)  # state dict keys `<path>.*`
+        self.combiners = dict(combiners)
         self.heads = nn.ModuleDict(dict(heads))
         self.task_names = list(heads)
         self.adapter_names = list(adapters)
-        self.routing_mode = "oracle"
+        self.active = active
         self.adapters_enabled = True
         self.ctx = ForwardContext()
-        self.register_buffer("task_adapter_index", torch.empty(0, dtype=torch.long), persistent=False)
-        self.set_task_adapters(task_adapter)
+        # Each task's own adapter: a fact about a batch's samples that combiners may read (ForwardContext.own_adapters).
+        own = [self.adapter_names.index(a) if a is not None else -1 for a in (own_adapters.get(t) for t in self.task_names)]
+        self.register_buffer("own_adapter_index", torch.tensor(own, dtype=torch.long), persistent=False)
         self.merged_adapter: str | None = None
         self._folded: dict[str, Tensor] | None = None  # per site, the delta of a merged combiner folded into the weights
         self._needed: set[str] = set()
-        self._last_mode = self.routing_mode  # the routing mode the last forward pass ran under
+        self._last_active = active  # the combiner the last forward pass ran
         self._sites = self._site_adapters()
         self._handles: list[Any] = []
         self._check_checkpointing()
@@ -71,27 +73,36 @@ class MultiTaskModel(nn.Module):
 
     # --- wiring -----------------------------------------------------------------------------
 
-    def set_task_adapters(self, task_adapter: Mapping[str, str | None]) -> None:
-        """Which adapter serves each task under oracle routing (a phase may route a task elsewhere)."""
-        index = [self.adapter_names.index(a) if a is not None else -1 for a in (task_adapter[t] for t in self.task_names)]
-        self.task_adapter_index = torch.tensor(index, dtype=torch.long, device=self.task_adapter_index.device)
+    def start_phase(self, combiner: str, task_adapters: Mapping[str, str | None]) -> None:
+        """Run combiner `combiner` (a path) from now on; a combiner that routes by task gets the phase's table."""
+        self.active = combiner
+        for held in self.combiners.values():
+            if isinstance(held, RoutesByTask):
+                held.route_tasks(task_adapters)
 
-    def task_adapters(self) -> dict[str, str | None]:
-        return {t: self.adapter_names[i] if i >= 0 else None for t, i in zip(self.task_names, self.task_adapter_index.tolist(), strict=True)}
+    def set_combiner(self, path: str, combiner: Combiner) -> None:
+        """Replace the combiner held at `path` (a search over combiner settings reusing one built model)."""
+        self.add_module(path, combiner)
+        self.combiners[path] = combiner
+        self._rewire()
+
+    def own_adapters(self) -> dict[str, str | None]:
+        """Each task's own adapter."""
+        return {t: self.adapter_names[i] if i >= 0 else None for t, i in zip(self.task_names, self.own_adapter_index.tolist(), strict=True)}
 
     @property
     def running_combiner(self) -> Combiner:
-        """The combiner the sites call in the current routing mode."""
-        return self.oracle if self.routing_mode == "oracle" else self.combiner
+        """The combiner the sites call now."""
+        return self.combiners[self.active]
 
     @property
     def _last_combiner(self) -> Combiner:
         """The combiner the last forward pass started with."""
-        return self.oracle if self._last_mode == "oracle" else self.combiner
+        return self.combiners[self._last_active]
 
     def _check_checkpointing(self) -> None:
         """A `layer:N` source is decided on mid-pass, inside layers that activation checkpointing recomputes."""
-        mid_pass = sorted(s for s in self._sources([self.combiner, self.oracle]) if s.startswith("layer:"))
+        mid_pass = sorted(s for s in self._sources(list(self.combiners.values())) if s.startswith("layer:"))
         if mid_pass and self.backbone.activation_checkpointing:
             raise MtkitError(
                 f"activation checkpointing recomputes the layers where representation source {mid_pass[0]!r} is read; "
@@ -121,7 +132,7 @@ class MultiTaskModel(nn.Module):
         for site in self._sites:
             module = self.backbone.get_submodule(site)
             self._handles.append(module.register_forward_hook(partial(self._site_hook, site)))
-        for source in self._sources([self.combiner, self.oracle]):
+        for source in self._sources(list(self.combiners.values())):
             if source.startswith("layer:"):  # the others are computed before the pass, in _begin
                 module = self.backbone.layers()[layer_index(source)]
                 self._handles.append(module.register_forward_hook(partial(self._representation_hook, source)))
@@ -136,18 +147,18 @@ class MultiTaskModel(nn.Module):
     def _site_hook(self, site: str, module: nn.Module, args: tuple[Tensor, ...], output: Tensor) -> Tensor:
         if not self.adapters_enabled:
             return output
-        # The combiner this forward started with: activation checkpointing may recompute a layer after the routing
-        # mode changed back, and must see the same computation.
+        # The combiner this forward started with: activation checkpointing may recompute a layer after the running
+        # combiner changed back, and must see the same computation.
         return self._last_combiner.combine(site, args[0], output, self._sites[site], self.ctx)
 
     # --- forward --------------------------------------------------------------------------
 
     def _begin(self, input_ids: Tensor, attention_mask: Tensor, task_ids: Tensor) -> None:
-        index = self.task_adapter_index.to(task_ids.device)
+        index = self.own_adapter_index.to(task_ids.device)
         self.ctx = ForwardContext(
             task_ids=task_ids, own_adapters=index[task_ids], attention_mask=attention_mask, num_adapters=len(self.adapter_names)
         )
-        self._last_mode = self.routing_mode
+        self._last_active = self.active
         combiner = self.running_combiner
         self._needed = self._sources([combiner]) if self.adapters_enabled else set()
         # Sources known before the pass are computed now, so that combiners and adapters can make their per-forward
@@ -157,7 +168,7 @@ class MultiTaskModel(nn.Module):
                 self.ctx.representations[source] = self._embedded(input_ids, attention_mask)
             elif source == "frozen_pass" or source.startswith("frozen_layer:"):
                 self.ctx.representations[source] = self._frozen_representation(source, input_ids, attention_mask)
-        combiner._start_forward(self.ctx)
+        combiner.start_forward(self.ctx)
         for adapter in self.adapters.values():
             adapter.begin(self.ctx)
 
@@ -197,7 +208,7 @@ class MultiTaskModel(nn.Module):
     def run_backbone(self, input_ids: Tensor, attention_mask: Tensor, task_ids: Tensor) -> BackboneOutput:
         self._begin(input_ids, attention_mask, task_ids)
         output = self.backbone(input_ids, attention_mask)
-        self._last_combiner._finish_forward()
+        self._last_combiner.finish_forward()
         return output
 
     def forward(self, batches: Sequence[TaskBatch]) -> tuple[dict[str, Tensor], dict[str, HeadOutput]]:
@@ -251,44 +262,43 @@ class MultiTaskModel(nn.Module):
             self.adapters_enabled = previous
 
     @contextmanager
-    def routing(self, mode: str) -> Iterator[None]:
-        previous = self.routing_mode
-        self.routing_mode = mode
+    def use_combiner(self, path: str) -> Iterator[None]:
+        """Run combiner `path` inside the block."""
+        previous = self.active
+        self.active = path
         try:
             yield
         finally:
-            self.routing_mode = previous
+            self.active = previous
 
-    @contextmanager
-    def recording_routing(self) -> Iterator[list[Tensor]]:
+    def recording_routing(self) -> AbstractContextManager[list[Tensor]]:
         """Record the running combiner's per-sample adapter weights, one (B, K) tensor per forward pass."""
-        combiner = self.running_combiner
-        combiner._set_recording(True)
-        log = combiner._routing_log
-        assert log is not None
-        try:
-            yield log
-        finally:
-            combiner._set_recording(False)
+        return self.running_combiner.recording()
 
     # --- merging -----------------------------------------------------------------------------
 
     def merge_adapters(self) -> str:
-        """Fold the one adapter that oracle routing applies into the backbone's weights (inference).
+        """Fold what the running combiner applies into the backbone's weights (inference).
 
-        Allowed when every task routes to the same Mergeable adapter, or, under learned routing, when the combiner
-        applies one merged LoRA per site (`MergedLora`); the site hooks are removed while merged, so a forward costs
-        what the bare backbone costs. The merged model applies that adapter (or merge) to every input whatever the
-        routing mode. Returns the adapter's id (`combiner` for a merged combiner).
+        Allowed when the running combiner routes by task and every task uses one and the same Mergeable adapter, or
+        when it applies one merged LoRA per site (`MergedLora`); the site hooks are removed while merged, so a forward
+        costs what the bare backbone costs. The merged model applies that adapter (or merge) to every input whatever
+        combiner runs. Returns the adapter's id (`combiner` for a merged combiner).
         """
         if self.merged_adapter is not None:
             raise MtkitError(f"adapter {self.merged_adapter!r} is already merged; call unmerge_adapters() first")
-        if self.routing_mode == "learned":
-            return self._fold_combiner()
-        used = {self.adapter_names[i] if i >= 0 else None for i in self.task_adapter_index.tolist()}
-        if len(used) != 1 or None in used or self.routing_mode != "oracle":
+        running = self.running_combiner
+        if isinstance(running, MergedLora):
+            return self._fold_combiner(running)
+        if not isinstance(running, RoutesByTask):
             raise MtkitError(
-                "merge_adapters: merging needs oracle routing with every task using one and the same adapter "
+                f"merge_adapters: combiner {type(running).name!r} decides per input, so it cannot be merged into the base "
+                "weights (a merging combiner can); run unmerged instead"
+            )
+        used = set(running.task_adapters().values())
+        if len(used) != 1 or None in used:
+            raise MtkitError(
+                "merge_adapters: merging needs every task routed to one and the same adapter "
                 f"(tasks use: {', '.join(sorted(str(u) for u in used))}); run unmerged instead"
             )
         aid = used.pop()
@@ -302,16 +312,11 @@ class MultiTaskModel(nn.Module):
         self._rewire()
         return aid
 
-    def _fold_combiner(self) -> str:
-        if not isinstance(self.combiner, MergedLora):
-            raise MtkitError(
-                f"merge_adapters: combiner {type(self.combiner).name!r} decides per input, so it cannot be merged into the base "
-                "weights (a merging combiner can); run unmerged instead"
-            )
+    def _fold_combiner(self, combiner: MergedLora) -> str:
         folded = {}
         with torch.no_grad():
             for site, adapters in self._sites.items():
-                factors = self.combiner.merged_lora(site, adapters)
+                factors = combiner.merged_lora(site, adapters)
                 if factors is not None:
                     weight: Tensor = self.backbone.get_submodule(site).weight  # type: ignore[assignment]
                     folded[site] = (factors[1] @ factors[0]).to(weight)

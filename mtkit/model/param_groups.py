@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from mtkit.model.multitask import MultiTaskModel
+from mtkit.recipe.resolve import COMBINER_PATH
 from mtkit.recipe.selectors import Selector, parse_selector
 
 __all__ = ["ParamGroup", "select_parameters", "selector_matches"]
@@ -17,7 +18,6 @@ __all__ = ["ParamGroup", "select_parameters", "selector_matches"]
 class ParamGroup:
     params: list[nn.Parameter]
     lr_scale: float
-    label: str
 
 
 def _modules(model: MultiTaskModel, sel: Selector) -> list[nn.Module]:
@@ -26,7 +26,7 @@ def _modules(model: MultiTaskModel, sel: Selector) -> list[nn.Module]:
     if sel.part == "heads":
         return [model.heads[sel.name]] if sel.name else [model.heads]
     if sel.part == "combiner":
-        return [model.combiner]
+        return [model.combiners[COMBINER_PATH]]
     if sel.embeddings:
         return [model.backbone.embeddings()]
     if sel.layers is not None:
@@ -36,14 +36,15 @@ def _modules(model: MultiTaskModel, sel: Selector) -> list[nn.Module]:
     return [model.backbone]
 
 
-def selector_matches(model: MultiTaskModel, selector: str) -> list[nn.Parameter]:
+def selector_matches(model: MultiTaskModel, selector: str | Selector) -> list[nn.Parameter]:
     """The parameters one selector names (empty when it names nothing: layers past the last, a combiner without any)."""
-    return [p for module in _modules(model, parse_selector(selector)) for p in module.parameters()]
+    parsed = selector if isinstance(selector, Selector) else parse_selector(selector)
+    return [p for module in _modules(model, parsed) for p in module.parameters()]
 
 
 def select_parameters(
     model: MultiTaskModel,
-    selectors: Sequence[str],
+    selectors: Sequence[str | Selector],
     *,
     head_lr_multiplier: float = 1.0,
     layer_lr_decay: float = 1.0,
@@ -67,12 +68,12 @@ def select_parameters(
     groups: dict[float, ParamGroup] = {}
     for pid, p in chosen.items():
         if pid in head_ids:
-            scale, label = head_lr_multiplier, "heads"
+            scale = head_lr_multiplier
         elif pid in layer_of:
-            scale, label = layer_lr_decay ** (len(layers) - 1 - layer_of[pid]), f"layer {layer_of[pid]}"
+            scale = layer_lr_decay ** (len(layers) - 1 - layer_of[pid])
         elif pid in backbone_ids:
-            scale, label = layer_lr_decay ** len(layers), "backbone"
+            scale = layer_lr_decay ** len(layers)
         else:
-            scale, label = 1.0, "adapters/combiner"
-        groups.setdefault(scale, ParamGroup([], scale, label)).params.append(p)
+            scale = 1.0  # adapters and the combiner
+        groups.setdefault(scale, ParamGroup([], scale)).params.append(p)
     return sorted(groups.values(), key=lambda g: -g.lr_scale)

@@ -1,6 +1,6 @@
 """Resolving a recipe: both validation passes, once, into typed nodes that validation, building and training share.
 
-Pass 1 (mtkit/recipe.py) checks the structure. Pass 2 looks every component table's `type` up in the registry
+Pass 1 (mtkit/recipe/schema.py) checks the structure. Pass 2 looks every component table's `type` up in the registry
 and validates the rest of the table with that component's config class, giving one `Node` per component.
 Problems of both passes are collected and raised together, each with its file and key path. Nothing here
 imports torch or a component's module: only registered config classes are read.
@@ -20,14 +20,27 @@ from pydantic import BaseModel, ValidationError
 
 from mtkit.recipe import defaults
 from mtkit.api.config import ComponentConfig
-from mtkit.api.errors import RecipeError, UnknownComponentError
+from mtkit.api.errors import MtkitError, RecipeError, UnknownComponentError
 from mtkit.recipe.library import expand_libraries
 from mtkit.recipe.overrides import apply_overrides
-from mtkit.recipe.schema import ComponentTable, Recipe, component_tables
-from mtkit.recipe.file import read_recipe_file
 from mtkit.api.registry import ComponentEntry, Registry
+from mtkit.recipe.file import read_recipe_file
+from mtkit.recipe.schema import LEARNED_ROUTING, ORACLE_ROUTING, ComponentTable, PhaseSection, Recipe, TemperatureSchedule, component_tables
+from mtkit.recipe.selectors import Selector, heads_only, parse_selectors
 
-__all__ = ["Node", "ResolvedRecipe", "load_recipe", "resolve"]
+ORACLE_PATH = "oracle"
+"""Where the model holds the built-in oracle combiner (beside the recipe's, at `combiner`)."""
+COMBINER_PATH = "combiner"
+"""Where the model holds the recipe's combiner (the `combiner` table; the `combiner` selector names it)."""
+
+
+def routing_path(label: str) -> str:
+    """The path of the combiner that runs under a routing label (`oracle` or `learned`, as phases and results name it)."""
+    if label not in (ORACLE_ROUTING, LEARNED_ROUTING):
+        raise MtkitError(f"--routing {label!r}: use {ORACLE_ROUTING} or {LEARNED_ROUTING}")
+    return ORACLE_PATH if label == ORACLE_ROUTING else COMBINER_PATH
+
+__all__ = ["COMBINER_PATH", "ORACLE_PATH", "Node", "ResolvedPhase", "ResolvedRecipe", "load_recipe", "resolve", "routing_path"]
 
 
 @dataclass(frozen=True)
@@ -55,16 +68,56 @@ class Node:
         return self.entry.load()
 
 
+@dataclass(frozen=True)
+class ResolvedPhase:
+    """One phase with everything it runs resolved: the combiner at the sites, scheduler, balancer, parsed selectors,
+    task -> adapter table and temperature schedule."""
+
+    index: int
+    section: PhaseSection
+    combiner: Node
+    """The combiner that runs at every site in this phase: the oracle node when the phase routes by task id."""
+    scheduler: Node
+    balancer: Node
+    train: tuple[Selector, ...]
+    task_adapters: dict[str, str | None]
+    """Which adapter serves each task when task ids route (the phase's `task_adapters` over each task's own)."""
+    temperature: TemperatureSchedule | None
+
+    @property
+    def name(self) -> str:
+        return self.section.name
+
+    @property
+    def label(self) -> str:
+        """The label of this phase's results (`oracle` or `learned` routing)."""
+        return self.section.routing
+
+    @property
+    def routes_by_task(self) -> bool:
+        return self.section.routes_by_task
+
+
 @dataclass
 class ResolvedRecipe:
-    """A validated recipe: its structure, one node per component, the raw dict it came from and its file."""
+    """A validated recipe: its structure, one node per component (the oracle's included, at `oracle`), its phases,
+    the raw dict it came from and its file."""
 
     recipe: Recipe
     nodes: dict[str, Node]
     raw: dict[str, Any]
     source: str
-    oracle: Node
-    """The built-in combiner that runs at every site while a phase routes by task id."""
+    phases: list[ResolvedPhase]
+
+    @property
+    def oracle(self) -> Node:
+        """The built-in combiner that runs at every site while a phase routes by task id."""
+        return self.nodes[ORACLE_PATH]
+
+    def combiners(self) -> dict[str, Node]:
+        """The combiners the model holds, by path: the recipe's and the oracle."""
+        return {path: self.nodes[path] for path in (COMBINER_PATH, ORACLE_PATH)}
+
 
     def backbone(self) -> Node:
         return self.nodes["backbone"]
@@ -75,16 +128,12 @@ class ResolvedRecipe:
     def combiner(self) -> Node:
         return self.nodes["combiner"]
 
-    def scheduler(self, phase: int | None = None) -> Node:
-        """The recipe's task scheduler, or phase `phase`'s own when it sets one."""
-        if phase is not None and f"phases.{phase}.scheduler" in self.nodes:
-            return self.nodes[f"phases.{phase}.scheduler"]
+    def scheduler(self) -> Node:
+        """The recipe's task scheduler (a phase's own is its `ResolvedPhase.scheduler`)."""
         return self.nodes["scheduler"]
 
-    def balancer(self, phase: int | None = None) -> Node:
-        """The recipe's balancer, or phase `phase`'s own when it sets one."""
-        if phase is not None and f"phases.{phase}.balancer" in self.nodes:
-            return self.nodes[f"phases.{phase}.balancer"]
+    def balancer(self) -> Node:
+        """The recipe's balancer (a phase's own is its `ResolvedPhase.balancer`)."""
         return self.nodes["balancer"]
 
     def dataset(self, task: str) -> Node:
@@ -175,7 +224,7 @@ def _balancer_problems(recipe: Recipe, nodes: Mapping[str, Node], source: str) -
         node = nodes.get(f"phases.{i}.balancer", nodes.get("balancer"))
         if node is None or phase.steps == 0 or phase.batching != "task" or not getattr(node.entry.config_class, "needs_mixed_batches", False):
             continue
-        if all(selector.partition(".")[0] == "heads" for selector in phase.train):
+        if heads_only(phase.train):
             continue
         where = f"phases.{i}.balancer" if node.path != "balancer" else "balancer"
         problems.append(
@@ -202,6 +251,39 @@ def _validation_split_problems(recipe: Recipe, nodes: Mapping[str, Node], source
     return problems
 
 
+def _temperature_problems(recipe: Recipe, nodes: Mapping[str, Node], source: str) -> list[str]:
+    """A temperature schedule on a phase whose combiner reads no temperature would silently do nothing."""
+    problems = []
+    for i, phase in enumerate(recipe.phases):
+        node = nodes.get(routing_path(phase.routing))
+        if phase.temperature is None or node is None or getattr(node.entry.config_class, "has_temperature", False):
+            continue
+        runs = f"routes by task id, so the oracle runs (phases.{i}.routing = {phase.routing!r})" if phase.routes_by_task else f"runs combiner {node.type!r}"
+        problems.append(
+            f"{source}: phases.{i}.temperature: the phase {runs}, which has no temperature; remove phases.{i}.temperature, "
+            "or use a combiner with one (router, fusion_attention, arrow)"
+        )
+    return problems
+
+
+def _phases(recipe: Recipe, nodes: Mapping[str, Node]) -> list[ResolvedPhase]:
+    phases = []
+    for i, section in enumerate(recipe.phases):
+        phases.append(
+            ResolvedPhase(
+                index=i,
+                section=section,
+                combiner=nodes[routing_path(section.routing)],
+                scheduler=nodes.get(f"phases.{i}.scheduler", nodes["scheduler"]),
+                balancer=nodes.get(f"phases.{i}.balancer", nodes["balancer"]),
+                train=parse_selectors(section.train),
+                task_adapters={task: recipe.adapter_for_task(task, section) for task in recipe.tasks},
+                temperature=section.temperature,
+            )
+        )
+    return phases
+
+
 def _oracle(registry: Registry, source: str) -> Node:
     try:
         entry = registry.get("combiner", defaults.ORACLE_COMBINER)
@@ -210,13 +292,13 @@ def _oracle(registry: Registry, source: str) -> Node:
             [f"{source}: oracle routing needs the built-in combiner {defaults.ORACLE_COMBINER!r}, which is not registered "
              "(is the mtkit_combiners plugin disabled through MTKIT_DISABLE_PLUGINS?)"]
         ) from None
-    return Node("oracle", "combiner", entry, entry.config_class.model_validate({}))
+    return Node(ORACLE_PATH, "combiner", entry, entry.config_class.model_validate({}))
 
 
 def resolve(raw: dict[str, Any], registry: Registry, source: str) -> ResolvedRecipe:
     """Run both passes over a raw recipe; raise one RecipeError listing every problem.
 
-    Libraries become `adapters.<id>` tables first (mtkit/library.py); the resolved recipe keeps `raw` as written.
+    Libraries become `adapters.<id>` tables first (mtkit/recipe/library.py); the resolved recipe keeps `raw` as written.
     """
     expanded, origins, problems = expand_libraries(raw, registry, source)
     recipe = None
@@ -226,15 +308,17 @@ def resolve(raw: dict[str, Any], registry: Registry, source: str) -> ResolvedRec
         problems += pydantic_problems(exc, source, "", Recipe)
     nodes, component_problems = _nodes(expanded, registry, source, origins)
     problems += component_problems
+    nodes[ORACLE_PATH] = _oracle(registry, source)
     if recipe is not None:
         problems += _aux_loss_problems(recipe, registry, source)
         problems += _untrainable_problems(recipe, nodes, source)
         problems += _balancer_problems(recipe, nodes, source)
+        problems += _temperature_problems(recipe, nodes, source)
         if not problems:
             problems += _validation_split_problems(recipe, nodes, source)
     if problems or recipe is None:
         raise RecipeError(problems)
-    return ResolvedRecipe(recipe, nodes, raw, source, _oracle(registry, source))
+    return ResolvedRecipe(recipe, nodes, raw, source, _phases(recipe, nodes))
 
 
 def load_recipe(path: str | Path, overrides: Sequence[str] = (), registry: Registry | None = None) -> ResolvedRecipe:

@@ -1,7 +1,7 @@
 """The recipe's structure (validation pass 1): pydantic models for the TOML tables, and where component tables sit.
 
 Pass 1 checks the structure (known tables and keys, types, references between sections). Pass 2
-(mtkit/resolve.py) looks every component table's `type` up in the registry and validates the rest of
+(mtkit/recipe/resolve.py) looks every component table's `type` up in the registry and validates the rest of
 the table with that component's config class.
 """
 
@@ -14,9 +14,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from mtkit.recipe import defaults
-from mtkit.recipe.selectors import SELECTOR_HELP, selected_tasks, selector_problems
+from mtkit.recipe.selectors import SELECTOR_HELP, heads_only, selected_tasks, selector_problems
 
 __all__ = [
+    "LEARNED_ROUTING",
+    "ORACLE_ROUTING",
+    "ROUTINGS",
     "TABLES",
     "ComponentTable",
     "PhaseSection",
@@ -27,9 +30,16 @@ __all__ = [
     "TemperatureSchedule",
     "ViewSection",
     "component_tables",
+    "runs_recipe_combiner",
 ]
 
 _ID = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+ORACLE_ROUTING = "oracle"
+"""`phases.N.routing` (and the label of its results) when task ids pick the adapters: the oracle combiner runs."""
+LEARNED_ROUTING = "learned"
+"""`phases.N.routing` (and the label of its results) when the recipe's combiner decides."""
+ROUTINGS = (ORACLE_ROUTING, LEARNED_ROUTING)
 
 TABLES: tuple[tuple[str, str], ...] = (
     ("backbone", "backbone"),
@@ -66,10 +76,6 @@ class ComponentTable(BaseModel):
 
     model_config = ConfigDict(extra="allow", frozen=True)
     type: str = Field(description="Registered name of the component (see `mtkit list-components`).")
-
-    @property
-    def params(self) -> dict[str, Any]:
-        return dict(self.model_extra or {})
 
 
 class RunSection(_Section):
@@ -163,6 +169,10 @@ class TemperatureSchedule(_Section):
     start: float = Field(default=1.0, gt=0, description="Temperature at the phase's first step.")
     end: float = Field(default=1.0, gt=0, description="Temperature at its last step (exponential annealing).")
 
+    def at(self, step: int, steps: int) -> float:
+        """The temperature at `step` (0-based) of a phase of `steps` steps."""
+        return float(self.start * (self.end / self.start) ** (step / max(1, steps - 1)))
+
 
 class PhaseSection(_Section):
     name: str = Field(pattern=_ID, description="Phase name (used in logs, metrics and checkpoints).")
@@ -190,7 +200,9 @@ class PhaseSection(_Section):
     max_grad_norm: float | None = Field(default=1.0, gt=0, description="Gradient clipping norm (none to disable).")
     batch_size: int | None = Field(default=None, gt=0, description="Overrides run.batch_size.")
     grad_accumulation: int | None = Field(default=None, gt=0, description="Overrides run.grad_accumulation.")
-    routing: Literal["oracle", "learned"] = Field(default="oracle", description="oracle: task ids pick adapters; learned: the combiner decides.")
+    routing: Literal["oracle", "learned"] = Field(
+        default=ORACLE_ROUTING, description="oracle: task ids pick adapters (the oracle combiner runs); learned: the recipe's combiner decides."
+    )
     batching: Literal["task", "mixed"] = Field(default="task", description="task: one task per batch; mixed: tasks drawn per sample.")
     scheduler: ComponentTable | None = Field(default=None, description="Overrides the recipe's task scheduler in this phase.")
     balancer: ComponentTable | None = Field(default=None, description="Overrides the recipe's balancer in this phase.")
@@ -251,6 +263,16 @@ class PhaseSection(_Section):
     def trains(self) -> bool:
         """Whether the phase takes optimiser steps (steps > 0, or epochs)."""
         return self.epochs is not None or (self.steps or 0) > 0
+
+    @property
+    def routes_by_task(self) -> bool:
+        """Whether task ids pick the adapters in this phase (the oracle runs instead of the recipe's combiner)."""
+        return self.routing == ORACLE_ROUTING
+
+
+def runs_recipe_combiner(phase: Mapping[str, Any]) -> bool:
+    """Whether a raw phase table runs or trains the recipe's combiner (what a sweep must share or not)."""
+    return phase.get("routing", ORACLE_ROUTING) == LEARNED_ROUTING or "combiner" in (phase.get("train") or [])
 
 
 class Recipe(_Section):
@@ -317,7 +339,7 @@ class Recipe(_Section):
     def phase_tasks(self, phase: PhaseSection) -> list[str]:
         """The tasks `phase` draws training batches from: every task, unless it trains heads only, then
         the tasks of those heads (another task's loss would reach no parameter the phase trains)."""
-        if phase.train and all(sel.partition(".")[0] == "heads" for sel in phase.train):
+        if phase.train and heads_only(phase.train):
             return self.trained_heads(phase)
         return list(self.tasks)
 

@@ -10,7 +10,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["SELECTOR_HELP", "Selector", "parse_selector", "selected_tasks", "selector_problems"]
+__all__ = ["SELECTOR_HELP", "Selector", "heads_only", "parse_selector", "parse_selectors", "selected_tasks", "selector_problems"]
 
 SELECTOR_HELP = (
     "adapters, adapters.<id>, combiner, heads, heads.<task>, backbone, backbone.embeddings, "
@@ -56,6 +56,16 @@ def parse_selector(text: str) -> Selector:
     raise ValueError(f"selector {text!r} is not one of: {SELECTOR_HELP}")
 
 
+def parse_selectors(texts: Sequence[str]) -> tuple[Selector, ...]:
+    """Parse selectors that validation has already accepted."""
+    return tuple(parse_selector(text) for text in texts)
+
+
+def heads_only(selectors: Sequence[str | Selector]) -> bool:
+    """Whether the selectors name heads and nothing else."""
+    return all((s if isinstance(s, Selector) else parse_selector(s)).part == "heads" for s in selectors)
+
+
 def selector_problems(selectors: Sequence[str], adapters: Collection[str], tasks: Collection[str]) -> list[str]:
     """What is wrong with each selector, given the recipe's adapter ids and task names."""
     problems = []
@@ -73,11 +83,11 @@ def selector_problems(selectors: Sequence[str], adapters: Collection[str], tasks
     return problems
 
 
-def selected_tasks(selectors: Sequence[str], tasks: Sequence[str]) -> set[str]:
+def selected_tasks(selectors: Sequence[str | Selector], tasks: Sequence[str]) -> set[str]:
     """The tasks whose heads the selectors name (`heads` names every task)."""
     named: set[str] = set()
-    for text in selectors:
-        sel = parse_selector(text)
+    for item in selectors:
+        sel = item if isinstance(item, Selector) else parse_selector(item)
         if sel.part == "heads":
             named |= {sel.name} if sel.name else set(tasks)
     return named

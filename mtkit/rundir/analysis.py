@@ -19,7 +19,7 @@ def routing_summary(model: Any, evaluations: Mapping[str, TaskEvaluation]) -> di
     Keys of `evaluations` are task names, or `task/probe` for a task's probe (scored against the task's own adapter).
     """
     adapters = list(model.adapter_names)
-    own = {key: model.task_adapter_index[model.task_names.index(key.split("/")[0])].item() for key in evaluations}
+    own = {key: model.own_adapter_index[model.task_names.index(key.split("/")[0])].item() for key in evaluations}
     matrix, mean_weights, accuracy, entropy, loads = {}, {}, {}, {}, []
     for task, evaluation in evaluations.items():
         if evaluation.routing is None:

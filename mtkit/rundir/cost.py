@@ -3,7 +3,7 @@ the run directory.
 
 The batch is the first examples of every task's held-out split (the same in every variant of a sweep). Each
 configuration runs the backbone pass with its adapters (heads excluded: they are the same everywhere) under the
-routing of the run's last phase; rounds alternate between the configurations so that a machine slowing down or
+combiner of the run's last phase; rounds alternate between the configurations so that a machine slowing down or
 speeding up in between weighs on all alike, and a ratio is the median over rounds of the per-round ratio. On a CPU
 the clock is this process's CPU time, which other processes on a shared machine barely disturb. As deployed, the
 model is merged into the
@@ -84,7 +84,7 @@ def _rounds(runs: Mapping[str, Callable[[], Any]], repeats: int, warmup: int, de
 
 @torch.no_grad()
 def measure_inference(
-    model: MultiTaskModel, tasks: Mapping[str, TaskData], routing: str, *, per_task: int = 4, repeats: int = 5, warmup: int = 1
+    model: MultiTaskModel, tasks: Mapping[str, TaskData], combiner: str, *, per_task: int = 4, repeats: int = 5, warmup: int = 1
 ) -> dict[str, Any]:
     """Milliseconds and floating-point operations per backbone pass over a fixed mixed batch: the bare backbone,
     the model as evaluated, and the model merged into the base weights (where it can be).
@@ -106,7 +106,7 @@ def measure_inference(
         return model.run_backbone(ids, mask, task_ids)
 
     try:
-        with model.routing(routing):
+        with model.use_combiner(combiner):
             flops = {"bare": _flops(bare), "model": _flops(adapted)}
             times = _rounds({"bare": bare, "model": adapted}, repeats, warmup, device)
             merged = _merged_times(model, bare, adapted, repeats, warmup, device)
@@ -121,7 +121,7 @@ def measure_inference(
         "threads": torch.get_num_threads(),
         "device": str(device),
         "clock": "wall" if device.type == "cuda" else "process_cpu",
-        "routing": routing,
+        "combiner": combiner,
         "merged": merged.get("adapter") if merged else None,
         "bare_ms": round(times["bare"], 3),
         "model_ms": round(times["model"], 3),

@@ -1,4 +1,4 @@
-"""Evaluation of every task on its held-out split, under a routing mode."""
+"""Evaluation of every task on its held-out split, with one of the model's combiners running."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from mtkit.data.tasks import TaskData
+from mtkit.api.combiner import RoutesByTask
 from mtkit.api.errors import MtkitError
 from mtkit.api.interfaces import Metric
 from mtkit.model.multitask import MultiTaskModel
@@ -42,13 +43,14 @@ def evaluate_examples(
     examples: Any,
     metrics: Sequence[Metric],
     *,
-    routing: str,
+    combiner: str,
     batch_size: int,
     device: torch.device,
     shard: tuple[int, int] = (0, 1),
     gather: Gather | None = None,
 ) -> TaskEvaluation:
-    """Predict encoded `examples` of `task` under `routing` and score them with the task's metrics.
+    """Predict encoded `examples` of `task` with combiner `combiner` (a path of the model's combiners) running, and
+    score them with the task's metrics. The routing weights are recorded unless that combiner routes by task id.
 
     With `shard` = (process index, processes) each process predicts one contiguous share and `gather` joins the
     shares in order, so every example is predicted exactly once (no padding of the last batch).
@@ -63,8 +65,9 @@ def evaluate_examples(
     predictions: list[Any] = []
     references: list[Any] = []
     try:
-        # Routing is what learned routing decides; under oracle routing the task ids decide it.
-        with model.routing(routing), model.recording_routing() if routing == "learned" else nullcontext([]) as log:
+        # Routing worth recording is what a combiner decides; when it routes by task id, the task ids decide it.
+        record = not isinstance(model.combiners[combiner], RoutesByTask)
+        with model.use_combiner(combiner), model.recording_routing() if record else nullcontext([]) as log:
             for start in range(0, len(examples), batch_size):
                 features = examples[start : start + batch_size]
                 batch = move(head.collate(features, tokenizer), device)
@@ -88,7 +91,7 @@ def evaluate(
     tasks: Mapping[str, TaskData],
     metrics: Mapping[str, Sequence[Metric]],
     *,
-    routing: str,
+    combiner: str,
     batch_size: int,
     device: torch.device,
     only: Sequence[str] | None = None,
@@ -106,6 +109,6 @@ def evaluate(
         if examples is None:
             raise MtkitError(f"task {name!r} has no validation split; set tasks.{name}.dataset.validation_size in the recipe")
         results[name] = evaluate_examples(
-            model, name, examples, metrics[name], routing=routing, batch_size=batch_size, device=device, shard=shard, gather=gather
+            model, name, examples, metrics[name], combiner=combiner, batch_size=batch_size, device=device, shard=shard, gather=gather
         )
     return results

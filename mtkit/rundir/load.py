@@ -9,7 +9,7 @@ from typing import Any
 
 from mtkit.api.errors import MtkitError
 from mtkit.api.registry import Registry, load_registry
-from mtkit.recipe.resolve import ResolvedRecipe, resolve
+from mtkit.recipe.resolve import ResolvedRecipe, resolve, routing_path
 from mtkit.recipe.schema import Recipe
 from mtkit.rundir.checkpoint import check_state_matches, load_tensors
 from mtkit.rundir.layout import RunDir
@@ -63,15 +63,10 @@ def load_run(path: str | Path, registry: Registry | None = None, *, verify: bool
             f"(e.g. {lacking[0]!r}); the files come from different runs"
         )
     model.load_state_dict(tensors, strict=False)
-    last = recipe.phases[-1]
-    model.routing_mode = last.routing
-    model.set_task_adapters({task: recipe.adapter_for_task(task, last) for task in recipe.tasks})
+    last = resolved.phases[-1]
+    model.start_phase(last.combiner.path, last.task_adapters)
     model.eval()
     return LoadedRun(run_dir, resolved, model)
-
-
-def _final_routing(recipe: Recipe) -> str:
-    return recipe.phases[-1].routing
 
 
 def evaluate_run(
@@ -97,8 +92,7 @@ def evaluate_run(
     unknown = sorted(set(tasks or []) - set(recipe.tasks))
     if unknown:
         raise MtkitError(f"--task {', '.join(unknown)}: not a task of this run (tasks: {', '.join(recipe.tasks)})")
-    if routing not in (None, "oracle", "learned"):
-        raise MtkitError(f"--routing {routing!r}: use oracle or learned")
+    combiner = routing_path(routing) if routing is not None else loaded_run.resolved.phases[-1].combiner.path
     if split not in ("test", "validation"):
         raise MtkitError(f"--split {split!r}: use test or validation")
     chosen = list(tasks) if tasks else list(recipe.tasks)
@@ -113,16 +107,15 @@ def evaluate_run(
     if verify:
         _check_same_data(loaded_run.run_dir, data)
     metrics = build_metrics(resolved)
-    mode = routing or _final_routing(recipe)
     batch_size, cpu = recipe.run.eval_batch_size, torch.device("cpu")
     if probe is not None:
         probes = build_probes(resolved, model, data)
         return {
-            f"{task}/{probe}": evaluate_examples(model, task, probes[task][probe], metrics[task], routing=mode, batch_size=batch_size, device=cpu).scores
+            f"{task}/{probe}": evaluate_examples(model, task, probes[task][probe], metrics[task], combiner=combiner, batch_size=batch_size, device=cpu).scores
             for task in chosen
         }
     split_name = "validation" if split == "validation" else "test"  # checked above
-    results = evaluate(model, data, metrics, routing=mode, batch_size=batch_size, device=cpu, split=split_name)
+    results = evaluate(model, data, metrics, combiner=combiner, batch_size=batch_size, device=cpu, split=split_name)
     return {task: result.scores for task, result in results.items()}
 
 
@@ -153,8 +146,8 @@ def predict_texts(
         raise MtkitError(f"--task {task!r}: not a task of this run (tasks: {', '.join(recipe.tasks)})")
     tokenizer = model.backbone.tokenizer
     results: list[dict[str, Any]] = [{"input": text, "predictions": {}} for text in texts]
-    routing = _final_routing(recipe)
-    with torch.no_grad(), model.routing(routing):
+    decides = not loaded_run.resolved.phases[-1].routes_by_task  # routing weights worth showing: a combiner's decision
+    with torch.no_grad():
         for name in [task] if task else list(recipe.tasks):
             head = model.heads[name]
             examples = [head.example_from_text(text) for text in texts]
@@ -168,10 +161,10 @@ def predict_texts(
             for i, prediction in enumerate(predictions):
                 shown = labels[prediction] if labels and isinstance(prediction, int) else prediction
                 entry: dict[str, Any] = {"prediction": shown}
-                if weights is not None and routing == "learned":
+                if weights is not None and decides:
                     entry["routing"] = {a: round(float(w), 4) for a, w in zip(model.adapter_names, weights[i], strict=True)}
                 results[i]["predictions"][name] = entry
-                if weights is not None and routing == "learned" and task is None:
+                if weights is not None and decides and task is None:
                     results[i]["detected_task"] = _detected_task(model, weights[i])
     return results
 
@@ -179,5 +172,5 @@ def predict_texts(
 def _detected_task(model: Any, weights: Any) -> str | None:
     """The task whose own adapter got the largest routing weight."""
     adapter = int(weights.argmax())
-    owners = [t for t, a in zip(model.task_names, model.task_adapter_index.tolist(), strict=True) if a == adapter]
+    owners = [t for t, a in zip(model.task_names, model.own_adapter_index.tolist(), strict=True) if a == adapter]
     return owners[0] if owners else None

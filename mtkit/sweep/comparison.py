@@ -12,6 +12,7 @@ from typing import Any
 from mtkit.sweep.job import RECORD, Outcome
 from mtkit.sweep.plan import Plan
 from mtkit.sweep.stats import Paired, Summary, paired_difference, summarize
+from mtkit.recipe.schema import ORACLE_ROUTING
 
 __all__ = ["Comparison", "RunRow", "VariantRow", "compare", "run_cost", "run_scores"]
 
@@ -100,7 +101,7 @@ def run_scores(run_dir: Path) -> tuple[dict[str, float], int | None]:
     if results and recipe:
         last = recipe["phases"][-1]
         by_routing = results.get(last["name"]) or {}
-        final: dict[str, dict[str, float]] = by_routing.get(last.get("routing", "oracle")) or next(iter(by_routing.values()), {})
+        final: dict[str, dict[str, float]] = by_routing.get(last.get("routing", ORACLE_ROUTING)) or next(iter(by_routing.values()), {})
         scores = {f"{task}/{metric}": value for task, values in final.items() for metric, value in values.items()}
     routing = _read(run_dir / "routing.json")
     if routing and routing.get("mean_routing_accuracy") is not None:

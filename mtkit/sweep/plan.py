@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mtkit.recipe.schema import runs_recipe_combiner
 from mtkit.sweep.resolve import Job
 
 __all__ = ["COMBINER_KEYS", "Fork", "JobSpec", "Plan", "make_plan", "prefix_key"]
@@ -84,7 +85,7 @@ class Plan:
 
 
 def _uses_combiner(phases: Sequence[Mapping[str, Any]]) -> bool:
-    return any(p.get("routing") == "learned" or "combiner" in (p.get("train") or []) for p in phases)
+    return any(runs_recipe_combiner(p) for p in phases)
 
 
 def prefix_key(recipe: Mapping[str, Any], k: int) -> str | None:

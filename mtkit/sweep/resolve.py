@@ -16,7 +16,7 @@ from typing import Any
 
 from mtkit.api.errors import MtkitError, RecipeError, UnknownComponentError
 from mtkit.recipe.overrides import apply_overrides
-from mtkit.recipe.schema import component_tables
+from mtkit.recipe.schema import component_tables, runs_recipe_combiner
 from mtkit.recipe.file import read_recipe_file
 from mtkit.api.registry import Registry
 from mtkit.recipe.resolve import resolve
@@ -94,12 +94,13 @@ def drop_unaccepted_keys(
     return dropped, problems
 
 
-def drop_untrainable_combiner(before: Mapping[str, Any], raw: dict[str, Any], explicit: Mapping[str, str], registry: Registry) -> list[str]:
-    """When a swap makes the combiner one without parameters (oracle, uniform), take `combiner` out of the phases'
-    `train` selectors, in place; a training phase left with nothing to train only evaluates (steps = 0), also where
-    `--set` gave it a step budget meant for the variants that train there.
+def fit_phases_to_combiner(before: Mapping[str, Any], raw: dict[str, Any], explicit: Mapping[str, str], registry: Registry) -> list[str]:
+    """Adjust the phases, in place, to a combiner a swap brought in: without parameters (oracle, uniform), take
+    `combiner` out of the phases' `train` selectors (a training phase left with nothing to train only evaluates,
+    steps = 0, also where `--set` gave it a step budget meant for the variants that train there); without a
+    temperature (gating, weighted, uniform), drop the temperature schedules of the phases it runs in.
 
-    Returns the changes, as notes for the comparison. Phases whose `train` the user set are left as set.
+    Returns the changes, as notes for the comparison. Keys the user set (`--set`, the variant) are left as set.
     """
     old = before.get("combiner") if isinstance(before.get("combiner"), Mapping) else None
     new = raw.get("combiner") if isinstance(raw.get("combiner"), Mapping) else None
@@ -107,16 +108,23 @@ def drop_untrainable_combiner(before: Mapping[str, Any], raw: dict[str, Any], ex
     if not isinstance(new_type, str) or new_type == (old or {}).get("type"):
         return []
     try:
-        trainable = getattr(registry.get("combiner", new_type).config_class, "trainable", True)
+        config_class = registry.get("combiner", new_type).config_class
     except UnknownComponentError:
         return []
     phases = raw.get("phases")
-    if trainable or not isinstance(phases, list):
+    if not isinstance(phases, list):
         return []
     notes = []
     for i, phase in enumerate(phases):
-        train = phase.get("train") if isinstance(phase, dict) else None
-        if not isinstance(train, list) or "combiner" not in train or f"phases.{i}.train" in explicit:
+        if not isinstance(phase, dict):
+            continue
+        if not getattr(config_class, "has_temperature", False) and runs_recipe_combiner(phase) and "temperature" in phase:
+            key = f"phases.{i}.temperature"
+            if not any(k == key or k.startswith(f"{key}.") for k in explicit):
+                phase.pop("temperature")
+                notes.append(f"phases.{i}.temperature")
+        train = phase.get("train")
+        if getattr(config_class, "trainable", True) or not isinstance(train, list) or "combiner" not in train or f"phases.{i}.train" in explicit:
             continue
         phase["train"] = [sel for sel in train if sel != "combiner"]
         notes.append(f"phases.{i}.train.combiner")
@@ -193,7 +201,7 @@ def resolve_jobs(
                 problems += [f"{where}: {p}" for p in exc.problems]
                 break
             dropped, drop_problems = drop_unaccepted_keys(file_raw, raw, explicit, registry, where)
-            dropped += drop_untrainable_combiner(file_raw, raw, explicit, registry)
+            dropped += fit_phases_to_combiner(file_raw, raw, explicit, registry)
             if drop_problems:
                 problems += drop_problems  # validation would only repeat them as unknown keys
                 break

@@ -76,14 +76,17 @@ class AdapterHarness:
     def model(self, adapter: Adapter) -> MultiTaskModel:
         """The backbone with `adapter` attached (routing: every sample uses it)."""
         from mtkit.recipe import defaults
+        from mtkit.recipe.resolve import ORACLE_PATH
         from mtkit.api.combiner import CombinerSetup
 
         combiner_cls = self.registry.component_class("combiner", defaults.ORACLE_COMBINER)
-        setup = CombinerSetup(adapter_names=("a",), task_names=("t",), sites=self.backbone.sites(), hidden_size=self.backbone.hidden_size)
+        setup = CombinerSetup(
+            adapter_names=("a",), task_names=("t",), sites=self.backbone.sites(), hidden_size=self.backbone.hidden_size, task_adapters={"t": "a"}
+        )
         combiner = combiner_cls(combiner_cls.config_class.model_validate({}), setup=setup)
         head_cls = self.registry.component_class("head", "classification")
         head = head_cls(head_cls.config_class.model_validate({}), backbone=self.backbone, task=TaskInfo("t", 0, ("x", "y")))
-        return MultiTaskModel(self.backbone, {"a": adapter}, combiner, combiner, {"t": head}, {"t": "a"}).eval()
+        return MultiTaskModel(self.backbone, {"a": adapter}, {ORACLE_PATH: combiner}, {"t": head}, {"t": "a"}, active=ORACLE_PATH).eval()
 
     def outputs(self, model: MultiTaskModel, *, adapters: bool = True) -> Tensor:
         """The backbone's outputs (LM logits if any, else last hidden states) on the test texts."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from mtkit.recipe.resolve import COMBINER_PATH, ORACLE_PATH
 from mtkit.testing._common import check_config, check_state_dict_round_trip
 from mtkit.testing._tiny import SAMPLE_TEXTS, tiny_backbone
 
@@ -35,7 +36,8 @@ def _model(cls: type, config: Any, seed: int = 0) -> Any:
         adapters[name] = lora(lora_config, sites=select_sites(lora_config, sites), context_size=backbone.hidden_size)
     # Like build.py: the combiner sees the sites some adapter attaches to, in backbone order.
     adapted = {name: site for name, site in sites.items() if any(name in a.site_names for a in adapters.values())}
-    setup = CombinerSetup(adapter_names=TASKS, task_names=TASKS, sites=adapted, hidden_size=backbone.hidden_size)
+    own = {name: name for name in TASKS}
+    setup = CombinerSetup(adapter_names=TASKS, task_names=TASKS, sites=adapted, hidden_size=backbone.hidden_size, task_adapters=own)
     torch.manual_seed(seed)
     combiner = cls(config, setup=setup)
     oracle_cls = registry.component_class("combiner", defaults.ORACLE_COMBINER)
@@ -45,7 +47,7 @@ def _model(cls: type, config: Any, seed: int = 0) -> Any:
         name: head_cls(head_cls.config_class(dropout=0.0), backbone=backbone, task=TaskInfo(name, i, ("no", "yes")))
         for i, name in enumerate(TASKS)
     }
-    return MultiTaskModel(backbone, adapters, combiner, oracle, heads, {name: name for name in TASKS})
+    return MultiTaskModel(backbone, adapters, {COMBINER_PATH: combiner, ORACLE_PATH: oracle}, heads, own, active=COMBINER_PATH)
 
 
 def _batches(model: Any) -> list[tuple[str, dict[str, Any]]]:
@@ -92,7 +94,7 @@ def check_combiner(cls: type, params: Mapping[str, Any]) -> None:
     combiner.weights, combiner.combine = weights, combine
     model.train()
     combiner.set_temperature(1.0)
-    with model.routing("learned"):
+    with model.use_combiner(COMBINER_PATH):
         losses, _ = model(batches)
     del combiner.weights, combiner.combine
     assert combined, "the combiner's combine() was never called under learned routing"
@@ -121,18 +123,18 @@ def check_combiner(cls: type, params: Mapping[str, Any]) -> None:
 
     # Evaluation records one routing row per sample and forward pass; training records nothing.
     model.eval()
-    with torch.no_grad(), model.routing("learned"), model.recording_routing() as log:
+    with torch.no_grad(), model.use_combiner(COMBINER_PATH), model.recording_routing() as log:
         model(batches)
     assert len(log) == 1 and tuple(log[0].shape) == (batch_size, k), f"evaluation recorded {[tuple(t.shape) for t in log]}"
     assert torch.allclose(log[0].sum(-1), torch.ones(batch_size), atol=1e-4), "recorded routing rows must sum to 1"
 
-    with model.routing("oracle"):  # the built-in oracle combiner runs instead, with the same adapters
+    with model.use_combiner(ORACLE_PATH):  # the built-in oracle combiner runs instead, with the same adapters
         losses, _ = model(batches)
     assert all(torch.isfinite(v) for v in losses.values())
 
     def run(m: Any) -> Any:
         torch.manual_seed(0)  # combiners that draw at random (e.g. random routing) draw the same
-        with m.routing("learned"):
+        with m.use_combiner(COMBINER_PATH):
             return sum(m(batches)[0].values())
 
     check_state_dict_round_trip(lambda seed: _model(cls, config, seed=seed), run)

@@ -301,7 +301,7 @@ def build_balancers(resolved: ResolvedRecipe, device: torch.device | str = "cpu"
     """The recipe's balancer and every phase's own, by key path (a phase without its own uses the recipe's, whose
     state then carries from phase to phase), each initialised from the run seed and its key path."""
     recipe = resolved.recipe
-    nodes = {resolved.balancer(i).path: resolved.balancer(i) for i in range(len(recipe.phases))}
+    nodes = {phase.balancer.path: phase.balancer for phase in resolved.phases}
     return {
         path: build_component(node, resolved.source, seed=recipe.run.seed, task_names=list(recipe.tasks)).to(device)
         for path, node in nodes.items()

@@ -99,7 +99,7 @@ def run_recipe(
             from mtkit.rundir.cost import FILE as COST_FILE
             from mtkit.rundir.cost import measure_inference
 
-            run_dir.write_json(COST_FILE, measure_inference(built.model, built.tasks, recipe.phases[-1].routing))
+            run_dir.write_json(COST_FILE, measure_inference(built.model, built.tasks, resolved.phases[-1].combiner.path))
         extra = _after_run(run_dir, built, trainer)
         from mtkit.rundir.report import write_report
 

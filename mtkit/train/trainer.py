@@ -30,11 +30,12 @@ from mtkit.train.keep_best import FILE as BEST_FILE
 from mtkit.train.keep_best import MEAN, BestWeights, group_scores, parameters_by_task
 from mtkit.model.param_groups import select_parameters
 from mtkit.rundir.predictions import prediction_rows, write_predictions
-from mtkit.recipe.schema import PhaseSection
+from mtkit.recipe.resolve import routing_path
+from mtkit.recipe.schema import ORACLE_ROUTING, PhaseSection
 from mtkit.rundir.layout import RunDir
 from mtkit.data.views import sentence_end_ids, span_views
 
-__all__ = ["Callbacks", "Trainer", "lr_lambda", "task_loss", "temperature_at"]
+__all__ = ["Callbacks", "Trainer", "lr_lambda", "task_loss"]
 
 
 class Callbacks(Protocol):
@@ -75,14 +76,6 @@ def lr_lambda(phase: PhaseSection) -> Any:
         return 1.0
 
     return scale
-
-
-def temperature_at(phase: PhaseSection, step: int) -> float | None:
-    if phase.temperature is None:
-        return None
-    t = phase.temperature
-    fraction = step / max(1, phase.steps - 1)
-    return float(t.start * (t.end / t.start) ** fraction)
 
 
 @dataclass
@@ -150,7 +143,7 @@ class Trainer:
     def _saved_keys(self) -> list[str]:
         """State-dict keys a checkpoint holds: all but the backbone, plus backbone weights any phase trains."""
         trained: set[int] = set()
-        for phase in self.recipe.phases:
+        for phase in self.built.resolved.phases:
             for group in select_parameters(self.model, phase.train, frozen=self.recipe.freeze):
                 trained |= {id(p) for p in group.params}
         names = {id(p): n for n, p in self.model.named_parameters()}
@@ -210,9 +203,9 @@ class Trainer:
         return self.results
 
     def _run_phase(self, index: int, phase: PhaseSection, first: int, global_step: int, optimizer_files: Any) -> int:
-        self.model.routing_mode = phase.routing
-        self.model.set_task_adapters({task: self.recipe.adapter_for_task(task, phase) for task in self.recipe.tasks})
-        trainable = select_parameters(self.model, phase.train, frozen=self.recipe.freeze)
+        resolved = self.built.resolved.phases[index]
+        self.model.start_phase(resolved.combiner.path, resolved.task_adapters)
+        trainable = select_parameters(self.model, resolved.train, frozen=self.recipe.freeze)
         if phase.fresh_heads and first == 0:  # resumed mid-phase, the checkpoint holds the heads trained so far
             self._fresh_heads(index, phase)
         if phase.steps > 0 and trainable:
@@ -246,14 +239,15 @@ class Trainer:
         """The optimiser, learning-rate schedule, batch plan and best-weights keeper of a phase."""
         model, recipe, acc = self.model, self.recipe, self.accelerator
         model.requires_grad_(False)
+        resolved = self.built.resolved.phases[index]
         groups = select_parameters(
-            model, phase.train, head_lr_multiplier=phase.head_lr_multiplier, layer_lr_decay=phase.layer_lr_decay, frozen=recipe.freeze
+            model, resolved.train, head_lr_multiplier=phase.head_lr_multiplier, layer_lr_decay=phase.layer_lr_decay, frozen=recipe.freeze
         )
         params = [p for g in groups for p in g.params]
         for p in params:
             p.requires_grad_(True)
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-        balancer = self.balancers[self.built.resolved.balancer(index).path]
+        balancer = self.balancers[resolved.balancer.path]
         optimizer = torch.optim.AdamW(
             [{"params": g.params, "lr": phase.lr * g.lr_scale} for g in groups] + balancing.parameter_groups(balancer, phase.lr),
             lr=phase.lr,
@@ -273,7 +267,7 @@ class Trainer:
         train_model, optimizer = acc.prepare(model, optimizer)
         names = recipe.phase_tasks(phase)
         sizes = [len(self.built.tasks[n].train) for n in names]
-        scheduler = build_scheduler(self.built.resolved, index, sizes)
+        scheduler = build_scheduler(self.built.resolved, resolved, sizes)
         accumulation = phase.grad_accumulation or recipe.run.grad_accumulation
         plan = plan_batches(
             scheduler,
@@ -299,7 +293,7 @@ class Trainer:
         self, index: int, balancer: Balancer, names: Sequence[str], named: Sequence[tuple[str, Tensor]], accumulation: int
     ) -> Balancing:
         """The phase's balancing step; probes which trained parameters are shared when the balancer needs to know."""
-        acc, path = self.accelerator, self.built.resolved.balancer(index).path
+        acc, path = self.accelerator, self.built.resolved.phases[index].balancer.path
         every = balancer.config.diagnostics_every
         where = f"{self.built.source}: {path}"
         balancing.check_setup(
@@ -315,9 +309,10 @@ class Trainer:
         """One optimiser step of a phase (over its micro-batches when it accumulates gradients); returns its log values."""
         model, recipe, acc, phase = self.model, self.recipe, self.accelerator, run.phase
         torch.manual_seed(_seed(recipe.run.seed, run.index, step))
-        temperature = temperature_at(phase, step)
+        schedule = self.built.resolved.phases[run.index].temperature
+        temperature = schedule.at(step, phase.steps) if schedule is not None else None
         if temperature is not None:
-            model.combiner.set_temperature(temperature)
+            model.running_combiner.set_temperature(temperature)  # validation checked that it reads one
         views = torch.Generator().manual_seed(_seed(recipe.run.seed, run.index, step, 1)) if phase.views else None
         parts = micro_batches(run.plan.steps[step], run.accumulation)
         sums: dict[str, float] = {}
@@ -436,7 +431,7 @@ class Trainer:
             self.model,
             self.built.tasks,
             self.built.metrics,
-            routing=phase.routing,
+            combiner=routing_path(phase.routing),
             batch_size=self.recipe.run.eval_batch_size,
             device=self.accelerator.device,
             split="validation",
@@ -491,7 +486,7 @@ class Trainer:
     def _evaluate(self, phase: str, routing: str, global_step: int, *, save: bool = True) -> dict[str, TaskEvaluation]:
         run = self.recipe.run
         evaluations = evaluate(
-            self.model, self.built.tasks, self.built.metrics, routing=routing, batch_size=run.eval_batch_size,
+            self.model, self.built.tasks, self.built.metrics, combiner=routing_path(routing), batch_size=run.eval_batch_size,
             device=self.accelerator.device, **self._sharding,
         )
         if save and self.main:
@@ -507,24 +502,24 @@ class Trainer:
         return evaluations
 
     def _final_evaluation(self) -> None:
-        """After learned routing, also score oracle routing so the two can be compared."""
-        last = self.recipe.phases[-1]
+        """When the last phase runs the recipe's combiner, also score oracle routing so the two can be compared."""
+        last = self.built.resolved.phases[-1]
         total = sum(p.steps for p in self.recipe.phases)
         if not self.final:
-            self.final = self._evaluate(last.name, last.routing, total)
-        has_adapters = bool(self.model.adapter_names)
-        if last.routing == "learned" and has_adapters and "oracle" not in self.results.get(last.name, {}):
-            self._evaluate(last.name, "oracle", total, save=False)  # for the comparison; the predictions are the phase's own
-        self._evaluate_probes(last.name, last.routing, total)
+            self.final = self._evaluate(last.name, last.label, total)
+        compare = not last.routes_by_task and bool(self.model.adapter_names)
+        if compare and ORACLE_ROUTING not in self.results.get(last.name, {}):
+            self._evaluate(last.name, ORACLE_ROUTING, total, save=False)  # for the comparison; the predictions are the phase's own
+        self._evaluate_probes(last.name, last.label, total, compare)
 
-    def _evaluate_probes(self, phase: str, routing: str, global_step: int) -> None:
-        """Score every task's probes under the last phase's routing (and oracle routing, to compare, after learned)."""
-        modes = [routing, "oracle"] if routing == "learned" and self.model.adapter_names else [routing]
+    def _evaluate_probes(self, phase: str, routing: str, global_step: int, compare: bool) -> None:
+        """Score every task's probes under the last phase's routing (and oracle routing, to compare, with `compare`)."""
+        modes = [routing, ORACLE_ROUTING] if compare else [routing]
         for mode in modes:
             for task, probes in self.built.probes.items():
                 for name, examples in probes.items():
                     evaluation = evaluate_examples(
-                        self.model, task, examples, self.built.metrics[task], routing=mode,
+                        self.model, task, examples, self.built.metrics[task], combiner=routing_path(mode),
                         batch_size=self.recipe.run.eval_batch_size, device=self.accelerator.device, **self._sharding,
                     )
                     self.probe_results.setdefault(mode, {}).setdefault(task, {})[name] = evaluation.scores

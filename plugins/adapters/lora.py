@@ -52,14 +52,14 @@ class LoraAdapter(Adapter):
             self.lora_a[self.site_key(name)] = nn.Parameter(a)
             self.lora_b[self.site_key(name)] = nn.Parameter(b)
 
-    def weights(self, site: str) -> tuple[Tensor, Tensor]:
+    def matrices(self, site: str) -> tuple[Tensor, Tensor]:
         """(A (R, Din), B (Dout, R)) at a site."""
         key = self.site_key(site)
         return self.lora_a[key], self.lora_b[key]
 
     def lora_factors(self, site: str) -> tuple[Tensor, Tensor, float]:
         """(A (R, Din), B (Dout, R), alpha / rank) at a site (`mtkit.LoraFactors`: merging and Arrow read them)."""
-        a, b = self.weights(site)
+        a, b = self.matrices(site)
         return a, b, self.scale
 
     def _dropout(self, x: Tensor) -> Tensor:
@@ -67,14 +67,14 @@ class LoraAdapter(Adapter):
         return F.dropout(x, p, True) if p > 0 and self.training else x
 
     def delta(self, site: str, x: Tensor, y: Tensor, ctx: ForwardContext) -> Tensor:
-        a, b = self.weights(site)
+        a, b = self.matrices(site)
         return F.linear(F.linear(self._dropout(x), a), b) * self.scale
 
     @classmethod
     def low_rank(cls, adapters: Sequence[Adapter], site: str) -> LowRank:
         """delta_k = (dropout_k(x) A_k^T) (scale_k B_k)^T: K LoRAs mix in rank space like one LoRA of rank sum(R_k)."""
         loras: list[LoraAdapter] = list(adapters)  # type: ignore[arg-type]
-        pairs = [lora.weights(site) for lora in loras]
+        pairs = [lora.matrices(site) for lora in loras]
         return LowRank(
             reads="input",
             down=[a for a, _ in pairs],
@@ -84,19 +84,19 @@ class LoraAdapter(Adapter):
 
     @torch.no_grad()
     def merge(self, site: str, linear: nn.Linear) -> None:
-        a, b = self.weights(site)
+        a, b = self.matrices(site)
         linear.weight += (b @ a * self.scale).to(linear.weight.dtype)
 
     @torch.no_grad()
     def unmerge(self, site: str, linear: nn.Linear) -> None:
-        a, b = self.weights(site)
+        a, b = self.matrices(site)
         linear.weight -= (b @ a * self.scale).to(linear.weight.dtype)
 
     def export(self, format: str, out_dir: Path, *, backbone: Backbone) -> None:
         """Write this LoRA as a PEFT adapter directory that `peft.PeftModel.from_pretrained` loads."""
         if format != "peft":
             raise MtkitError(f"--format {format!r}: lora exports only to 'peft'")
-        weights = {s: self.weights(s) for s in self.site_names}
+        weights = {s: self.matrices(s) for s in self.site_names}
         peft_format.write_lora(out_dir, weights, rank=self.rank, alpha=self.alpha, dropout=self.config.dropout, backbone=backbone)
 
 

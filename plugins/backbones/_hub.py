@@ -83,3 +83,28 @@ def enable_checkpointing(model: Any) -> None:
     """Activation checkpointing that recomputes in backward without re-entering autograd, so forward hooks (the adapters)
     run again and frozen inputs still pass gradients on."""
     model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+
+
+def load_hf_model(auto_class: Any, source: str, config: Any) -> tuple[Any, Any]:
+    """The tokenizer and the model (`auto_class`: AutoModel, AutoModelForCausalLM, ...) of an HF backbone config:
+    pretrained weights in float32, or a random initialisation from the model's config (`random_init`), with
+    `config_overrides` and `quantization` applied; load failures become errors that name the model and the fix."""
+    import torch
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, revision=config.revision)
+        if config.random_init:
+            model = auto_class.from_config(random_init_config(source, config.revision, config.config_overrides))
+        else:
+            # float32 unless config_overrides sets dtype: transformers would keep a float16/bfloat16 checkpoint's (or
+            # a GGUF conversion's) dtype, and adapters would train in half precision.
+            options = {"dtype": torch.float32, **quantization_options(config.quantization), **config.config_overrides}
+            model = auto_class.from_pretrained(source, revision=config.revision, **options)
+    except (OSError, ValueError) as exc:
+        raise load_error(config.model, exc) from None
+    except (TypeError, AttributeError, RuntimeError) as exc:
+        if not config.config_overrides:
+            raise
+        raise overrides_error(exc) from None
+    return tokenizer, model

@@ -15,7 +15,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from mtkit import Backbone, BackboneOutput, MtkitError
 
-from ._hub import enable_checkpointing, load_error, overrides_error, quantization_options, random_init_config, resolve_model
+from ._hub import enable_checkpointing, load_error, load_hf_model, resolve_model
 from .config import HfCausalLmBackboneConfig
 from .hf_encoder import find_layers
 
@@ -60,25 +60,12 @@ class HfCausalLmBackbone(Backbone):
         source, gguf_file = resolve_model(config.model), config.gguf_file
         if gguf_file is None and config.model.lower() in GGUF_ALIASES:
             gguf_file = GGUF_ALIASES[config.model.lower()]
-        try:
-            if gguf_file is not None:
+        if gguf_file is not None:
+            try:
                 source = str(converted_gguf(source, gguf_file, Path(config.cache_dir).expanduser()))
-            self.tokenizer = AutoTokenizer.from_pretrained(source, revision=config.revision)
-            if config.random_init:
-                model_config = random_init_config(source, config.revision, config.config_overrides)
-                self.model = AutoModelForCausalLM.from_config(model_config)
-            else:
-                # float32 unless config_overrides sets dtype (a GGUF conversion or a half-precision checkpoint would
-                # otherwise decide it).
-                self.model = AutoModelForCausalLM.from_pretrained(
-                    source, revision=config.revision, **{"dtype": torch.float32, **quantization_options(config.quantization), **config.config_overrides}
-                )
-        except (OSError, ValueError) as exc:
-            raise load_error(config.model, exc) from None
-        except (TypeError, AttributeError, RuntimeError) as exc:
-            if not config.config_overrides:
-                raise
-            raise overrides_error(exc) from None
+            except (OSError, ValueError) as exc:
+                raise load_error(config.model, exc) from None
+        self.tokenizer, self.model = load_hf_model(AutoModelForCausalLM, source, config)
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self._layers = find_layers(self.model, self.model.config.num_hidden_layers)

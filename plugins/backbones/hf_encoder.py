@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 from torch import Tensor, nn
-from transformers import AutoModel, AutoTokenizer
+from transformers import AutoModel
 
 from mtkit import Backbone, BackboneOutput
 
-from ._hub import enable_checkpointing, load_error, overrides_error, quantization_options, random_init_config, resolve_model
+from ._hub import enable_checkpointing, load_hf_model, resolve_model
 from .config import HfEncoderBackboneConfig
 
 
@@ -31,22 +30,7 @@ class HfEncoderBackbone(Backbone):
     def __init__(self, config: HfEncoderBackboneConfig) -> None:
         super().__init__()
         self.config = config
-        source = resolve_model(config.model)
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(source, revision=config.revision)
-            if config.random_init:
-                model_config = random_init_config(source, config.revision, config.config_overrides)
-                self.model = AutoModel.from_config(model_config)
-            else:
-                # float32 whatever the checkpoint stores (config_overrides may set dtype): transformers v5 would keep a
-                # float16/bfloat16 checkpoint's dtype, and adapters would train in half precision.
-                self.model = AutoModel.from_pretrained(source, revision=config.revision, **{"dtype": torch.float32, **quantization_options(config.quantization), **config.config_overrides})
-        except (OSError, ValueError) as exc:
-            raise load_error(config.model, exc) from None
-        except (TypeError, AttributeError, RuntimeError) as exc:
-            if not config.config_overrides:
-                raise
-            raise overrides_error(exc) from None
+        self.tokenizer, self.model = load_hf_model(AutoModel, resolve_model(config.model), config)
         self._layers = find_layers(self.model, self.model.config.num_hidden_layers)
         if config.gradient_checkpointing:
             enable_checkpointing(self.model)

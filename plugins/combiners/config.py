@@ -67,6 +67,8 @@ class GatingCombinerConfig(PerTaskFusionConfig):
 class RouterCombinerConfig(CombinerConfig):
     """DYNAMO-style router: an MLP on a pooled input representation outputs adapter probabilities."""
 
+    has_temperature: ClassVar[bool] = True
+
     aux_loss_names: ClassVar[tuple[str, ...]] = ("load_balance", "entropy", "efficiency", "consistency", "task_supervision")
 
     source: RepresentationSource = Field(
@@ -95,6 +97,8 @@ class RouterCombinerConfig(CombinerConfig):
 class FusionAttentionCombinerConfig(PerTaskFusionConfig):
     """AdapterFusion: per site, attention from the site output over the adapters' deltas."""
 
+    has_temperature: ClassVar[bool] = True
+
     aux_loss_names: ClassVar[tuple[str, ...]] = ("value_identity",)
 
     projection_dim: int | None = Field(
@@ -106,6 +110,8 @@ class FusionAttentionCombinerConfig(PerTaskFusionConfig):
 
 class ArrowCombinerConfig(CombinerConfig):
     """Arrow: zero-shot per-token routing to the LoRAs whose top right singular vector aligns with the token."""
+
+    has_temperature: ClassVar[bool] = True
 
     trainable: ClassVar[bool] = False
 

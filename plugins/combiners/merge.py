@@ -7,21 +7,14 @@ backbone, and `mtkit export` writes it as a PEFT LoRA (`combiner/`).
 
 from __future__ import annotations
 
-import hashlib
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mtkit import Combiner, CombinerSetup, ForwardContext, LoraFactors, MtkitError, SiteAdapters
+from mtkit import Combiner, CombinerSetup, ForwardContext, LoraFactors, MtkitError, SiteAdapters, component_seed, seeded
 
 from ._merging import Factors, merge_loras
 from .config import MergeCombinerConfig
-
-
-def _site_seed(seed: int, site: str) -> int:
-    digest = hashlib.sha256(f"{seed}:{site}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") & (2**63 - 1)
 
 
 class MergeCombiner(Combiner):
@@ -66,8 +59,7 @@ class MergeCombiner(Combiner):
             return None
         config = self.config
         # DARE draws at random: each site from its own generator, so the merge does not depend on the order sites run.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(_site_seed(config.seed, site))
+        with seeded(component_seed(config.seed, site)):
             a, b = merge_loras(
                 factors,
                 [self.merge_weights[i] for i in members],

@@ -1,8 +1,11 @@
-"""The number of classes a head predicts, from its config and the dataset's label names."""
+"""Heads that pick one of a fixed set of labels (classes, choices): how many, the prediction, the reference."""
 
 from __future__ import annotations
 
-from mtkit import ComponentConfig, MtkitError, TaskInfo
+from collections.abc import Mapping
+from typing import Any
+
+from mtkit import ComponentConfig, Head, ModelAccess, MtkitError, TaskInfo
 
 
 def resolve_num_labels(config: ComponentConfig, task: TaskInfo) -> int:
@@ -20,3 +23,14 @@ def resolve_num_labels(config: ComponentConfig, task: TaskInfo) -> int:
             key="num_labels",
         )
     return resolved
+
+
+def argmax_predictions(head: Head, model: ModelAccess, batch: Mapping[str, Any]) -> list[Any]:
+    """Each example's highest-scoring label index (the labels are left out of the forward pass)."""
+    logits = head(model.backbone_output(batch), {k: v for k, v in batch.items() if k != "labels"}).logits
+    return logits.argmax(-1).tolist()
+
+
+def label_references(batch: Mapping[str, Any]) -> list[Any]:
+    """Each example's label index."""
+    return batch["labels"].tolist()

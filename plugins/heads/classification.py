@@ -10,7 +10,7 @@ from torch import nn
 
 from mtkit import TRUNCATED, Backbone, BackboneOutput, Head, HeadOutput, ModelAccess, TaskInfo
 
-from ._labels import resolve_num_labels
+from ._labels import argmax_predictions, label_references, resolve_num_labels
 from ._pooling import Pooler
 from .config import ClassificationHeadConfig
 
@@ -53,11 +53,10 @@ class ClassificationHead(Head):
         return HeadOutput(loss=loss, logits=logits)
 
     def predict(self, model: ModelAccess, batch: Mapping[str, Any]) -> list[Any]:
-        logits = self(model.backbone_output(batch), {k: v for k, v in batch.items() if k != "labels"}).logits
-        return logits.argmax(-1).tolist()
+        return argmax_predictions(self, model, batch)
 
     def references(self, batch: Mapping[str, Any]) -> list[Any]:
-        return batch["labels"].tolist()
+        return label_references(batch)
 
     def example_from_text(self, text: str) -> dict[str, Any]:
         """The text itself, or `text | pair` for a sentence-pair task (for `mtkit predict`)."""

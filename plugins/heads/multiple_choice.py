@@ -17,6 +17,7 @@ from torch import nn
 
 from mtkit import Backbone, BackboneOutput, Head, HeadOutput, ModelAccess, MtkitError, TaskInfo, pad_batch
 
+from ._labels import argmax_predictions, label_references
 from ._pooling import Pooler
 from .config import MultipleChoiceHeadConfig
 
@@ -72,11 +73,10 @@ class MultipleChoiceHead(Head):
         return HeadOutput(loss=loss, logits=logits)
 
     def predict(self, model: ModelAccess, batch: Mapping[str, Any]) -> list[Any]:
-        logits = self(model.backbone_output(batch), {k: v for k, v in batch.items() if k != "labels"}).logits
-        return logits.argmax(-1).tolist()
+        return argmax_predictions(self, model, batch)
 
     def references(self, batch: Mapping[str, Any]) -> list[Any]:
-        return batch["labels"].tolist()
+        return label_references(batch)
 
     def example_from_text(self, text: str) -> dict[str, Any]:
         """`question | choice 1 | choice 2 | ...` (for `mtkit predict`)."""

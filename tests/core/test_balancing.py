@@ -17,6 +17,7 @@ from mtkit.train.balancing import Balancing, StepOutcome, check_setup, gradient_
 from mtkit.model.build import build_model
 from mtkit.rundir.checkpoint import load_latest
 from mtkit.recipe.resolve import resolve
+from mtkit.recipe.resolve import routing_path
 from mtkit.train.run import run_recipe
 from tests.conftest import write_toml
 from tests.plugins.balancers.toy import Toy, balanced_step, balancer
@@ -149,7 +150,7 @@ def test_gradient_balancer_in_a_phase_of_task_batches_is_a_validation_error(tiny
         '(phases.0.balancer = {type = "static"})'
     )
     recipe["phases"][0]["balancer"] = {"type": "static"}  # the fix it names; the heads phase trains per-task heads only
-    assert resolve(copy.deepcopy(recipe), registry, "r.toml").balancer(0).type == "static"
+    assert resolve(copy.deepcopy(recipe), registry, "r.toml").phases[0].balancer.type == "static"
     recipe["phases"][0]["balancer"] = {"type": "upgradd"}
     with pytest.raises(RecipeError, match=r"phases\.0\.balancer\.type 'upgradd' is not a registered balancer \(known: aligned_mtl, cagrad"):
         resolve(copy.deepcopy(recipe), registry, "r.toml")
@@ -199,7 +200,7 @@ def test_probe_splits_shared_from_task_specific_parameters(
     recipe = _shared(tiny_recipe) if adapters == "one" else copy.deepcopy(tiny_recipe)
     recipe["combiner"] = {"type": combiner}
     model = build_model(resolve(recipe, registry, "r.toml"), INFOS).train()
-    model.routing_mode = routing
+    model.active = routing_path(routing)
     model.requires_grad_(True)
     model.backbone.requires_grad_(False)
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]

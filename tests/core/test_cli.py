@@ -133,3 +133,18 @@ def test_cli_run_scheduler_refused_at_its_phase_names_file_and_key(tmp_path: Pat
     assert f"{path}: phases.1.scheduler: start_weights has 3 values for 2 tasks" in result.stderr, result.stderr
     checkpoints = tmp_path / "run" / "checkpoints"  # phase 0 finished and its checkpoint stays
     assert (checkpoints / (checkpoints / "latest").read_text(encoding="utf-8").strip()).is_dir()
+
+
+def test_cli_validate_temperature_on_a_combiner_without_one_exits_2_naming_the_key(tmp_path: Path, tiny_recipe: dict[str, Any]) -> None:
+    bad = copy.deepcopy(tiny_recipe)
+    bad["combiner"] = {"type": "gating"}
+    bad["phases"][1].update(routing="learned", temperature={"start": 5.0, "end": 0.1})
+    path = write_toml(tmp_path / "gating.toml", bad)
+    result = mtkit("validate", str(path))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"{path}: phases.1.temperature: the phase runs combiner 'gating', which has no temperature" in result.stderr
+    bad["combiner"] = {"type": "router"}  # a combiner that reads one: the same schedule is fine
+    assert mtkit("validate", str(write_toml(tmp_path / "router.toml", bad))).returncode == 0
+    bad["phases"][1]["routing"] = "oracle"  # task ids route: the oracle runs, and it has no temperature either
+    oracle = mtkit("validate", str(write_toml(tmp_path / "oracle.toml", bad)))
+    assert oracle.returncode == 2 and "phases.1.temperature: the phase routes by task id, so the oracle runs" in oracle.stderr

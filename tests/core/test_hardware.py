@@ -109,7 +109,7 @@ def test_activation_checkpointing_gives_the_same_gradients(tiny_recipe: dict[str
         tokenizer = model.backbone.tokenizer
         head = model.heads["topic"]
         batch = head.collate(head.encode({"text": ["shares fell", "a late goal won it"], "label": [0, 3]}, tokenizer, 16), tokenizer)
-        with model.routing("learned"):
+        with model.use_combiner("combiner"):
             losses, _ = model([("topic", batch)])
         (losses["topic"] + sum(model.aux_losses.values())).backward()
         grads[checkpointing] = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}

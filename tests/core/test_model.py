@@ -91,7 +91,7 @@ def test_model_lora_delta_matches_hand_written_reference(tiny_recipe: dict[str, 
     model = make_model(tiny_recipe, registry, init="random", alpha=8)
     lora = model.adapters["topic"]
     site = lora.site_names[0]
-    a, b = lora.weights(site)
+    a, b = lora.matrices(site)
     x = torch.randn(2, 3, 32)
     expected = (x @ a.T @ b.T) * (8 / 4)
     torch.testing.assert_close(lora.delta(site, x, x, ForwardContext()), expected)

@@ -50,6 +50,17 @@ def mtkit_register_components(register):
     pass
 """
 
+MISSPELLED = """
+from mtkit import ComponentConfig, hookimpl
+
+class EchoConfig(ComponentConfig):
+    '''Never registered: the hook below is misspelled.'''
+
+@hookimpl
+def mtkit_register_component(register):
+    register("mtkit_typo.metric:EchoMetric", kind="metric", name="echo_match", config=EchoConfig)
+"""
+
 
 @pytest.fixture(scope="module")
 def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> str:
@@ -57,6 +68,7 @@ def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> str:
     install_plugin(tmp, "mtkit-broken", "mtkit_broken", BROKEN)
     install_plugin(tmp, "mtkit-shout", "mtkit_shout", GOOD)
     install_plugin(tmp, "mtkit-old", "mtkit_old", OLD_API)
+    install_plugin(tmp, "mtkit-typo", "mtkit_typo", MISSPELLED)
     return str(tmp / "site")
 
 
@@ -89,7 +101,7 @@ def test_plugins_can_be_disabled_by_name_or_all_third_party(plugin_site: str) ->
     by_name = _plugins(mtkit("list-components", "--json", env={"PYTHONPATH": plugin_site, "MTKIT_DISABLE_PLUGINS": "mtkit_broken"}))
     assert by_name["mtkit_broken"]["status"] == "disabled" and by_name["mtkit_shout"]["status"] == "ok"
     third = _plugins(mtkit("list-components", "--json", env={"PYTHONPATH": plugin_site, "MTKIT_DISABLE_PLUGINS": "third-party"}))
-    assert {n for n, p in third.items() if p["status"] == "disabled"} == {"mtkit_broken", "mtkit_shout", "mtkit_old"}
+    assert {n for n, p in third.items() if p["status"] == "disabled"} == {"mtkit_broken", "mtkit_shout", "mtkit_old", "mtkit_typo"}
     assert all(p["status"] == "ok" for p in third.values() if p["distribution"] == "mtkit")
 
 
@@ -97,3 +109,13 @@ def test_plugins_strict_mode_turns_a_failure_into_an_error(plugin_site: str) -> 
     result = mtkit("list-components", env={"PYTHONPATH": plugin_site, "MTKIT_STRICT_PLUGINS": "1"})
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "mtkit_broken (mtkit-broken 0.3.1) failed" in result.stderr or "mtkit_broken" in result.stderr
+
+
+def test_plugins_misspelled_hook_is_reported_with_its_name(plugin_site: str) -> None:
+    plugins = _plugins(mtkit("list-components", "--json", env={"PYTHONPATH": plugin_site}))
+    typo = plugins["mtkit_typo"]
+    assert typo["status"] == "failed" and typo["components"] == []
+    assert "unknown hook 'mtkit_register_component'" in str(typo["error"]) and "mtkit_register_components" in str(typo["error"])
+    assert plugins["mtkit_shout"]["status"] == "ok"  # the others still load
+    strict = mtkit("list-components", env={"PYTHONPATH": plugin_site, "MTKIT_STRICT_PLUGINS": "1", "MTKIT_DISABLE_PLUGINS": "mtkit_broken,mtkit_old"})
+    assert strict.returncode == 2 and "Traceback" not in strict.stderr and "mtkit_register_component" in strict.stderr

@@ -17,7 +17,7 @@ def test_recipe_tiny_recipe_validates(tiny_recipe: dict[str, Any], registry: Reg
     assert resolved.recipe.adapter_for_task("topic") == "topic"
     assert resolved.adapters()["sentiment"].config.rank == 4  # type: ignore[attr-defined]
     assert set(resolved.nodes) >= {"backbone", "combiner", "scheduler", "tasks.topic.dataset", "tasks.topic.metrics.0"}
-    assert resolved.scheduler(1).type == "proportional" and resolved.oracle.type == "oracle"
+    assert resolved.phases[1].scheduler.type == "proportional" and resolved.phases[0].combiner.type == "oracle"
 
 
 def test_recipe_defaults_fill_the_component_tables_a_recipe_leaves_out(tiny_recipe: dict[str, Any], registry: Registry) -> None:

@@ -156,7 +156,7 @@ def test_router_top2_over_a_library_trains_alike_gathered_or_dense(
         model.train()
         model.zero_grad(set_to_none=True)
         torch.manual_seed(0)
-        with model.routing("learned"):
+        with model.use_combiner("combiner"):
             hidden = model.run_backbone(enc["input_ids"], enc["attention_mask"], tasks).hidden
         hidden.pow(2).mean().backward()
         results.append((hidden.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))

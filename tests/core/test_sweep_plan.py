@@ -139,3 +139,14 @@ def test_sweep_workers_get_their_share_of_threads_and_a_gpu_each() -> None:
     assert gpu_for_slot(1, ["0"]) is None and gpu_for_slot(0, []) is None
     env = worker_env(1, 3, ["4", "5"])
     assert env["OMP_NUM_THREADS"] == env["MKL_NUM_THREADS"] == "3" and env["CUDA_VISIBLE_DEVICES"] == "5"
+
+
+def test_sweep_swap_to_a_combiner_without_temperature_drops_its_phase_schedules(registry: Registry) -> None:
+    dynamo = Path(__file__).resolve().parents[2] / "recipes" / "dynamo.toml"
+    jobs = {job.variant: job for job in resolve_jobs(dynamo, parse_swap("combiner.type=router,gating"), [], None, registry)}
+    router_phases, gating_phases = jobs["router"].recipe["phases"], jobs["gating"].recipe["phases"]
+    scheduled = [i for i, phase in enumerate(router_phases) if "temperature" in phase]
+    assert scheduled and all("temperature" not in gating_phases[i] for i in scheduled)
+    assert {f"phases.{i}.temperature" for i in scheduled} <= set(jobs["gating"].dropped)
+    with pytest.raises(RecipeError, match=r"phases\.\d\.temperature: the phase runs combiner 'gating', which has no temperature"):
+        resolve_jobs(dynamo, parse_swap("combiner.type=router,gating"), [f"phases.{scheduled[0]}.temperature.end=0.2"], None, registry)

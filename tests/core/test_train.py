@@ -23,7 +23,7 @@ from mtkit.rundir.checkpoint import load_latest, save_checkpoint
 from mtkit.data.tasks import plan_batches
 from mtkit.recipe.schema import PhaseSection
 from mtkit.train.run import run_recipe
-from mtkit.train.trainer import lr_lambda, temperature_at
+from mtkit.train.trainer import lr_lambda
 from tests.conftest import ROOT, write_toml
 
 
@@ -165,10 +165,11 @@ def test_train_learning_rate_warms_up_then_decays() -> None:
 
 
 def test_train_temperature_anneals_exponentially() -> None:
-    phase = PhaseSection(name="p", steps=11, train=["combiner"], temperature={"start": 4.0, "end": 1.0})
-    assert temperature_at(phase, 0) == pytest.approx(4.0)
-    assert temperature_at(phase, 5) == pytest.approx(2.0)
-    assert temperature_at(phase, 10) == pytest.approx(1.0)
+    schedule = PhaseSection(name="p", steps=11, train=["combiner"], temperature={"start": 4.0, "end": 1.0}).temperature
+    assert schedule is not None
+    assert schedule.at(0, 11) == pytest.approx(4.0)
+    assert schedule.at(5, 11) == pytest.approx(2.0)
+    assert schedule.at(10, 11) == pytest.approx(1.0)
 
 
 def test_plan_batches_is_deterministic_and_follows_the_scheduler() -> None:

@@ -4,6 +4,7 @@ tests, and train a recipe that uses it, with a broken and an incompatible plugin
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -155,3 +156,26 @@ def test_scaffold_venv_adapter_plugin_installs_lists_passes_its_tests_and_trains
     if not (ROOT / "mtkit" / "testing" / "adapter.py").is_file():
         pytest.skip("the scaffold's adapter tests call mtkit.testing.adapter.check_adapter, which is not in this checkout yet")
     _own_tests(venv, project, expected=2)
+
+
+@pytest.mark.parametrize(("name", "component", "expected"), [("gate", "combiner:legacy_gate", 3), ("scale", "adapter:legacy_scale", 2)])
+def test_scaffold_venv_plugin_scaffolded_before_the_layered_core_still_installs_and_passes(
+    venv: Venv, tmp_path: Path, name: str, component: str, expected: int
+) -> None:
+    project = tmp_path / f"mtkit-legacy-{name}"
+    shutil.copytree(ROOT / "tests" / "fixtures" / "legacy_plugins" / project.name, project)
+    venv.pip_install(project)
+    listing = json.loads(venv.mtkit("list-components", "--json", cwd=tmp_path).stdout)
+    plugin = next(p for p in listing["plugins"] if p["name"] == f"legacy_{name}")
+    assert plugin["status"] == "ok" and plugin["components"] == [component], plugin
+    _own_tests(venv, project, expected=expected)
+    lora = {"type": "lora", "rank": 4, "target_modules": ["query", "value"]}
+    if name == "gate":
+        adapters, combiner = {"sentiment": dict(lora), "topic": dict(lora)}, "legacy_gate"
+        phases = [{"name": "adapters", "steps": 2, "train": ["adapters", "heads"], "lr": 5e-3},
+                  {"name": "routing", "steps": 2, "train": ["combiner"], "lr": 1e-2, "routing": "learned", "batching": "mixed"}]
+    else:
+        adapters, combiner = {"sentiment": {"type": "legacy_scale", "target_modules": ["query", "value"]}, "topic": dict(lora)}, "oracle"
+        phases = [{"name": "adapters", "steps": 2, "train": ["adapters", "heads"], "lr": 5e-3}]
+    results, keys = _run(venv, tmp_path, _recipe(tmp_path, adapters, combiner, phases))
+    assert _scores(results) and any(k.startswith(("combiner.", "adapters.sentiment.")) for k in keys)

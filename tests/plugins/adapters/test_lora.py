@@ -38,7 +38,7 @@ def test_lora_merge_folds_delta_into_weight(make_backbone: Callable[..., Any], m
     linear = backbone.get_submodule(site)
     w0 = linear.weight.detach().clone()
     lora.merge(site, linear)
-    a, b = lora.weights(site)
+    a, b = lora.matrices(site)
     torch.testing.assert_close(linear.weight, w0 + b @ a, atol=1e-7, rtol=0)
     lora.unmerge(site, linear)
     torch.testing.assert_close(linear.weight, w0, atol=1e-7, rtol=0)
@@ -56,7 +56,7 @@ def test_lora_outputs_equal_peft_with_same_weights(table: dict[str, Any], make_b
     with torch.no_grad():
         for site in lora.site_names:
             module = peft_model.base_model.model.get_submodule(site.removeprefix("model."))
-            a, b = lora.weights(site)
+            a, b = lora.matrices(site)
             module.lora_A["default"].weight.copy_(a)
             module.lora_B["default"].weight.copy_(b)
         peft_model.eval()

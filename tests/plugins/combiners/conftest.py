@@ -14,6 +14,7 @@ from mtkit import Registry, TaskInfo
 from mtkit.model.build import build_model
 from mtkit.model.multitask import MultiTaskModel
 from mtkit.recipe.resolve import resolve
+from mtkit.recipe.resolve import routing_path
 
 TEXTS = ["a gripping, funny film", "shares fell sharply on monday", "dull and far too long", "the minister resigned"]
 
@@ -51,7 +52,7 @@ _ROUTING: weakref.WeakKeyDictionary[MultiTaskModel, list[torch.Tensor]] = weakre
 def hidden(model: MultiTaskModel, task_ids: torch.Tensor, routing: str = "learned", texts: list[str] = TEXTS) -> torch.Tensor:
     """The last hidden states; the routing the running combiner recorded is kept for `recorded(model)`."""
     ids, mask = encode(model, texts)
-    with model.routing(routing), model.recording_routing() as log:
+    with model.use_combiner(routing_path(routing)), model.recording_routing() as log:
         out = model.run_backbone(ids, mask, task_ids).hidden
     _ROUTING[model] = list(log)
     return out

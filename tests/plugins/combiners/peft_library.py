@@ -20,6 +20,7 @@ from mtkit.model.build import build_model
 from mtkit.model.multitask import MultiTaskModel
 from mtkit.recipe.resolve import resolve
 from mtkit.testing import TINY_BERT, tiny_backbone
+from mtkit.recipe.resolve import routing_path
 
 TEXTS = ["a gripping, funny film", "shares fell sharply on monday after the report", "dull", "the minister resigned"]
 TASKS = {"sentiment": TaskInfo("sentiment", 0, ("rotten", "fresh")), "topic": TaskInfo("topic", 1, tuple("abcde"))}
@@ -73,7 +74,7 @@ def library_model(registry: Registry, library: Path, combiner: dict[str, Any], a
 
 def mtkit_hidden(model: MultiTaskModel, routing: str = "learned") -> torch.Tensor:
     batch = encoded()
-    with torch.no_grad(), model.routing(routing):
+    with torch.no_grad(), model.use_combiner(routing_path(routing)):
         return model.run_backbone(batch["input_ids"], batch["attention_mask"], torch.zeros(len(TEXTS), dtype=torch.long)).hidden
 
 

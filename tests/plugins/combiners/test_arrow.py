@@ -93,7 +93,7 @@ def test_arrow_routes_each_token_to_the_lora_whose_direction_it_follows(build: B
     x = torch.stack([3.0 * state.prototypes[2], -2.0 * state.prototypes[0]])[:, None, :]  # (B=2, T=1, D): opposite sign too
     captured = []
     model.combiner.record = lambda weights, ctx: captured.append(weights)  # type: ignore[method-assign]
-    y = torch.zeros(2, 1, model.combiner.setup.sites[site].out_features)
+    y = torch.zeros(2, 1, model.backbone.get_submodule(site).out_features)
     with torch.no_grad():
         model.combiner.combine(site, x, y, adapters, model.ctx)
     assert captured[0][:, 0].argmax(-1).tolist() == [2, 0]

@@ -75,7 +75,7 @@ def fusion_model(tiny_recipe: dict[str, Any], registry: Registry, adapters: dict
 def run(model: MultiTaskModel, tasks: Tensor, seed: int = 0) -> tuple[Tensor, Tensor]:
     ids, mask = encode(model)
     torch.manual_seed(seed)  # the same backbone dropout masks in both computations
-    with model.routing("learned"), model.recording_routing() as log:
+    with model.use_combiner("combiner"), model.recording_routing() as log:
         hidden = model.run_backbone(ids, mask, tasks).hidden
     routing = log[0] if log else torch.empty(0)
     return hidden, routing
@@ -162,6 +162,6 @@ def test_fusion_inner_space_never_materialises_deltas(tiny_recipe: dict[str, Any
         raise AssertionError("fusion materialised the deltas")
 
     monkeypatch.setattr(family, "stack", classmethod(refuse))
-    monkeypatch.setattr("mtkit.api.lowrank.deltas", refuse)
+    monkeypatch.setattr("mtkit.api.lowrank.stack_inner", refuse)
     with torch.no_grad():
         run(model, torch.tensor([0, 1, 0, 1]))

@@ -91,7 +91,7 @@ def test_merge_folds_into_the_base_weights_and_unfolds(build: Builder) -> None:
     base = {name: p.detach().clone() for name, p in model.backbone.named_parameters()}
     with torch.no_grad():
         unmerged = hidden(model, tasks)
-        with model.routing("learned"):
+        with model.use_combiner("combiner"):
             assert model.merge_adapters() == "combiner"
         assert model.site_adapters() == {}  # no site hook left: a forward costs the bare backbone
         torch.testing.assert_close(hidden(model, tasks), unmerged, atol=1e-5, rtol=0)
@@ -106,7 +106,7 @@ def test_merge_folds_into_the_base_weights_and_unfolds(build: Builder) -> None:
 
 def test_merge_adapters_refuses_a_combiner_that_decides_per_input(build: Builder) -> None:
     model = build({"type": "router"})
-    with model.routing("learned"), pytest.raises(MtkitError, match="combiner 'router' decides per input, so it cannot be merged"):
+    with model.use_combiner("combiner"), pytest.raises(MtkitError, match="combiner 'router' decides per input, so it cannot be merged"):
         model.merge_adapters()
 
 

@@ -67,7 +67,7 @@ def route(router: RouterCombiner, representation: torch.Tensor, own: torch.Tenso
     """One forward's routing weights for these representations; the router's aux losses are then in router.aux_losses."""
     ctx = ForwardContext(attention_mask=torch.ones(len(representation), 3), own_adapters=own, num_adapters=router.num_adapters)
     ctx.representations[router.config.source] = representation
-    router._start_forward(ctx)
+    router.start_forward(ctx)
     x = torch.zeros(len(representation), 3, 2)
     weights = router.weights("site", x, x, ctx)
     assert weights is not None
@@ -126,7 +126,7 @@ def test_router_frozen_pass_source_routes_from_a_separate_pass(build: Builder) -
     with torch.no_grad():
         hidden(model, torch.zeros(4, dtype=torch.long))
     assert len(recorded(model)) == 1 and "frozen_pass" in model.ctx.representations
-    with torch.no_grad(), model.routing("oracle"):  # a frozen pass only while a component that reads it runs
+    with torch.no_grad(), model.use_combiner("oracle"):  # a frozen pass only while a component that reads it runs
         ids = model.backbone.tokenizer(TEXTS, padding=True, return_tensors="pt")
         model.run_backbone(ids["input_ids"], ids["attention_mask"], torch.zeros(4, dtype=torch.long))
     assert "frozen_pass" not in model.ctx.representations

@@ -55,7 +55,7 @@ def test_multiple_choice_predict_through_model_returns_choice_indices(tiny_bert:
     head = _head(tiny_bert)
     setup = CombinerSetup(adapter_names=(), task_names=("mc",), sites={}, hidden_size=32)
     oracle = OracleCombiner(OracleCombinerConfig(), setup=setup)
-    model = MultiTaskModel(tiny_bert, {}, oracle, oracle, {"mc": head}, {"mc": None})
+    model = MultiTaskModel(tiny_bert, {}, {"oracle": oracle}, {"mc": head}, {"mc": None}, active="oracle")
     batch = head.collate(head.encode(EXAMPLES, tiny_bert.tokenizer, 32), tiny_bert.tokenizer)
     with torch.no_grad():
         predictions = head.predict(model.for_task("mc"), batch)
