@@ -33,7 +33,7 @@ T = TypeVar("T")
 
 
 def fail(message: str) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)  # messages quote [extras] and [tables]
     raise typer.Exit(2)
 
 

@@ -55,7 +55,7 @@ def create_app(service: Service, settings: ServeSettings) -> FastAPI:
 
     @app.exception_handler(BadRequest)
     async def bad_request(request: Request, exc: BadRequest) -> JSONResponse:
-        return error_response(exc.status, exc.message, exc.field, exc.code)
+        return error_response(exc.status, exc.message, exc.field, exc.code, exc.headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -80,7 +80,7 @@ def create_app(service: Service, settings: ServeSettings) -> FastAPI:
             batcher.submit(job)
         except QueueFull:
             metrics.event("queue_full")
-            raise BadRequest(503, f"the server's queue is full ({settings.queue_size} requests); retry shortly", code="queue_full") from None
+            raise BadRequest(503, f"the server's queue is full ({settings.queue_size} requests); retry shortly", code="queue_full", headers={"Retry-After": "1"}) from None
         gone = asyncio.ensure_future(_disconnected(request))
         try:
             done, _ = await asyncio.wait({job.future, gone}, timeout=settings.timeout_s, return_when=asyncio.FIRST_COMPLETED)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
 from mtkit.serve.service import ServeSettings
 
@@ -17,9 +17,9 @@ __all__ = ["BadRequest", "ChatRequest", "CompletionRequest", "PredictRequest", "
 class BadRequest(Exception):
     """A request the server refuses: status, the field at fault (None: the body as a whole) and a message."""
 
-    def __init__(self, status: int, message: str, field: str | None = None, code: str | None = None) -> None:
+    def __init__(self, status: int, message: str, field: str | None = None, code: str | None = None, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
-        self.status, self.message, self.field, self.code = status, message, field, code
+        self.status, self.message, self.field, self.code, self.headers = status, message, field, code, headers
 
 
 class _Body(BaseModel):
@@ -41,7 +41,7 @@ class CompletionRequest(_Body):
     max_tokens: StrictInt | None = Field(None, ge=1, description="At most this many new tokens (default: the task head's max_new_tokens).")
     temperature: float | None = Field(None, ge=0, le=0, description="Only 0 (greedy decoding, as the run's head decodes) or absent.")
     n: StrictInt = Field(1, ge=1, le=1, description="Completions per prompt: only 1.")
-    stream: StrictBool = Field(False, description="Streaming is not offered: only false.")
+    stream: Literal[False] = Field(False, description="Streaming is not offered: only false.")
     user: StrictStr | None = Field(None, description="The caller's own id; not used.")
 
 
@@ -58,7 +58,7 @@ class ChatRequest(_Body):
     max_tokens: StrictInt | None = Field(None, ge=1)
     temperature: float | None = Field(None, ge=0, le=0)
     n: StrictInt = Field(1, ge=1, le=1)
-    stream: StrictBool = Field(False)
+    stream: Literal[False] = Field(False)
     user: StrictStr | None = None
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-import importlib.util
+import importlib
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +15,14 @@ __all__ = ["build_app", "require", "serve_local", "serve_ray"]
 
 def require(ray: bool = False) -> None:
     """An MtkitError saying what to install when the serving packages are missing."""
-    missing = [name for name in ("fastapi", "uvicorn") if importlib.util.find_spec(name) is None]
+    missing = []
+    for name in ("fastapi", "uvicorn"):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
     if missing:
-        raise MtkitError(f"mtkit serve needs {' and '.join(missing)}, which are not installed; pip install 'mtkit[serve]'")
+        raise MtkitError(f"mtkit serve needs {' and '.join(missing)}, not installed here; pip install 'mtkit[serve]'")
     if ray:
         try:
             import ray.serve  # noqa: F401  (its own import checks its dependencies)
