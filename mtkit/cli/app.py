@@ -418,7 +418,7 @@ def serve(
     queue_size: Annotated[int, typer.Option(help="Requests that may wait; beyond them the server answers 503 with Retry-After.")] = 256,
     timeout: Annotated[float, typer.Option(help="Seconds a request may take before it is answered 504.")] = 30.0,
     max_inputs: Annotated[int, typer.Option(help="Most inputs (or prompts) in one request.")] = 64,
-    max_input_chars: Annotated[int, typer.Option(help="Most characters in one input.")] = 4000,
+    max_input_chars: Annotated[int, typer.Option(help="Most characters in one input.")] = 100_000,
     max_body_bytes: Annotated[int, typer.Option(help="Largest request body, in bytes.")] = 1_000_000,
     max_tokens: Annotated[int, typer.Option(help="Largest max_tokens a completion request may ask for.")] = 256,
     ray: Annotated[bool, typer.Option("--ray", help="Serve as a Ray Serve deployment (pip install 'mtkit[ray-serve]').")] = False,

@@ -59,7 +59,7 @@ class Batcher:
 
     async def stop(self) -> None:
         """Finish the batches already queued, then stop (the server stops accepting requests first)."""
-        while not self.queue.empty():
+        while not self.queue.empty() or self._held is not None:
             await asyncio.sleep(0.01)
         if self._task is not None:
             self._task.cancel()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import importlib
 from pathlib import Path
 from typing import Any
@@ -53,7 +52,11 @@ def serve_ray(run_dir: str | Path, settings: ServeSettings, *, host: str, port: 
         raise MtkitError(f"--replicas {replicas}: must be at least 1")
     settings.check()
     Service.open(run_dir, verify=verify)  # fail here, with the CLI's message, rather than inside a replica
-    builder = functools.partial(build_app, str(Path(run_dir).resolve()), settings, verify)
+    path = str(Path(run_dir).resolve())
+
+    def builder() -> Any:  # a function (Ray Serve calls it on each replica), not a partial (taken for an ASGI app)
+        return build_app(path, settings, verify)
+
     deployment = serve.deployment(serve.ingress(builder)(), name="mtkit", num_replicas=replicas)
     serve.start(http_options={"host": host, "port": port})
     serve.run(deployment.bind(), name="mtkit", route_prefix="/", blocking=True)

@@ -174,13 +174,14 @@ def test_serve_sigterm_answers_requests_in_flight_then_exits(classify_run: Path)
 
 
 def test_serve_cli_errors_exit_2_without_traceback(tmp_path: Path) -> None:
-    import subprocess
-    import sys
+    from typer.testing import CliRunner
 
-    done = subprocess.run([sys.executable, "-m", "mtkit", "serve", str(tmp_path / "nope")], capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=120, check=False)
-    assert done.returncode == 2 and "Traceback" not in done.stderr and "nope" in done.stderr, done.stderr
-    done = subprocess.run([sys.executable, "-m", "mtkit", "serve", str(tmp_path), "--max-batch-size", "0"], capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=120, check=False)
-    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    from mtkit.cli.app import app
+
+    missing = CliRunner().invoke(app, ["serve", str(tmp_path / "nope")])
+    assert missing.exit_code == 2 and "nope" in missing.output and "Traceback" not in missing.output, missing.output
+    bad = CliRunner().invoke(app, ["serve", str(tmp_path), "--max-batch-size", "0"])
+    assert bad.exit_code == 2 and "--max-batch-size 0: must be at least 1" in bad.output, bad.output
 
 
 def test_serve_without_fastapi_says_what_to_install(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
