@@ -121,8 +121,8 @@ def mean_batch_size(url: str) -> float:
     import httpx
 
     text = httpx.get(f"{url}/metrics").text
-    count = float(re.search(r"^mtkit_batch_size_count (\S+)", text, re.M).group(1))  # type: ignore[union-attr]
-    total = float(re.search(r"^mtkit_batch_size_sum (\S+)", text, re.M).group(1))  # type: ignore[union-attr]
+    count = float(re.search(r"^mtkit_batch_size_count (\S+)", text, re.MULTILINE).group(1))  # type: ignore[union-attr]
+    total = float(re.search(r"^mtkit_batch_size_sum (\S+)", text, re.MULTILINE).group(1))  # type: ignore[union-attr]
     return total / count
 
 

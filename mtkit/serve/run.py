@@ -24,7 +24,7 @@ def require(ray: bool = False) -> None:
         raise MtkitError(f"mtkit serve needs {' and '.join(missing)}, not installed here; pip install 'mtkit[serve]'")
     if ray:
         try:
-            import ray.serve  # noqa: F401  (its own import checks its dependencies)
+            import ray.serve  # its own import checks its dependencies
         except ImportError as exc:
             raise MtkitError(f"mtkit serve --ray needs Ray Serve ({exc}); pip install 'mtkit[ray-serve]'") from None
 

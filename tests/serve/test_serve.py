@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import ROOT
-from tests.serve.conftest import ENV, Server, httpx, mtkit_predict_json, start_server
+from tests.serve.conftest import Server, httpx, mtkit_predict_json, start_server
 
 pytestmark = pytest.mark.slow  # each test talks to a server process that takes seconds to start
 
@@ -182,6 +182,20 @@ def test_serve_cli_errors_exit_2_without_traceback(tmp_path: Path) -> None:
     assert missing.exit_code == 2 and "nope" in missing.output and "Traceback" not in missing.output, missing.output
     bad = CliRunner().invoke(app, ["serve", str(tmp_path), "--max-batch-size", "0"])
     assert bad.exit_code == 2 and "--max-batch-size 0: must be at least 1" in bad.output, bad.output
+
+
+def test_serve_checks_the_manifest_before_serving(classify_run: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from mtkit.cli.app import app
+
+    damaged = shutil.copytree(classify_run, tmp_path / "run")
+    with (damaged / "model.safetensors").open("ab") as file:
+        file.write(b"\0")
+    result = CliRunner().invoke(app, ["serve", str(damaged)])
+    assert result.exit_code == 2 and "model.safetensors" in result.output and "Traceback" not in result.output, result.output
 
 
 def test_serve_without_fastapi_says_what_to_install(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
