@@ -15,7 +15,7 @@ from mtkit.rundir.checkpoint import check_state_matches, load_tensors
 from mtkit.rundir.layout import RunDir
 from mtkit.rundir.manifest import verify_manifest
 
-__all__ = ["LoadedRun", "check_task", "evaluate_run", "load_run", "predict_loaded", "predict_texts"]
+__all__ = ["LoadedRun", "evaluate_run", "load_run", "predict_loaded", "predict_texts"]
 
 
 @dataclass
@@ -144,15 +144,10 @@ def predict_texts(
 ) -> list[dict[str, Any]]:
     """Each input's prediction per task (or for one task), with the routing weights that produced it."""
     loaded_run = load_run(path, registry, verify=verify)
-    check_task(loaded_run, task, "--task")
-    return predict_loaded(loaded_run, texts, [task] * len(texts))
-
-
-def check_task(loaded_run: LoadedRun, task: str | None, where: str) -> None:
-    """An MtkitError naming `where` unless `task` is None or one of the run's tasks."""
     tasks = loaded_run.recipe.tasks
     if task is not None and task not in tasks:
-        raise MtkitError(f"{where} {task!r}: not a task of this run (tasks: {', '.join(tasks)})")
+        raise MtkitError(f"--task {task!r}: not a task of this run (tasks: {', '.join(tasks)})")
+    return predict_loaded(loaded_run, texts, [task] * len(texts))
 
 
 def predict_loaded(
