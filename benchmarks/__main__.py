@@ -4,7 +4,8 @@
 
 Each one also runs alone with its own options: `python -m benchmarks.bench_adapters --help`,
 `python -m benchmarks.bench_combiners --help`, `python -m benchmarks.bench_library --help`,
-`python -m benchmarks.bench_balancers --help`, `python -m benchmarks.bench_router_sources --help`.
+`python -m benchmarks.bench_balancers --help`, `python -m benchmarks.bench_router_sources --help`,
+`python -m benchmarks.bench_serve --help`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ BENCHMARKS = {
     "library": "libraries of 1 to 100 LoRAs: oracle, routers, fusion and PEFT's mixed batch; training steps; memory",
     "balancers": "each balancer's training step on one shared LoRA against the static loss sum",
     "router_sources": "a DYNAMO training step with each router input source against the `embeddings` source",
+    "serve": "`mtkit serve` under load on localhost: dynamic batching against batch-size-1 serving (trains a short run once)",
 }
 
 

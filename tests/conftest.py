@@ -26,6 +26,11 @@ def registry() -> Registry:
 @pytest.fixture()
 def tiny_recipe() -> dict[str, Any]:
     """A two-task recipe on a tiny random BERT and small real-data samples (trains in seconds)."""
+    return tiny_recipe_table()
+
+
+def tiny_recipe_table() -> dict[str, Any]:
+    """The `tiny_recipe` fixture's table, for fixtures of wider scope."""
     return {
         "run": {"name": "tiny", "seed": 0, "batch_size": 8, "eval_batch_size": 16, "max_length": 32, "checkpoint_every": 3, "log_every": 2},
         "backbone": dict(TINY_BERT),

@@ -86,10 +86,6 @@ class MultiTaskModel(nn.Module):
         self.combiners[path] = combiner
         self._rewire()
 
-    def own_adapters(self) -> dict[str, str | None]:
-        """Each task's own adapter."""
-        return {t: self.adapter_names[i] if i >= 0 else None for t, i in zip(self.task_names, self.own_adapter_index.tolist(), strict=True)}
-
     @property
     def running_combiner(self) -> Combiner:
         """The combiner the sites call now."""

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mtkit.api.combiner import RoutesByTask
 from mtkit.api.errors import MtkitError
 from mtkit.api.registry import Registry, load_registry
 from mtkit.recipe.resolve import ResolvedRecipe, resolve, routing_path
@@ -15,7 +16,7 @@ from mtkit.rundir.checkpoint import check_state_matches, load_tensors
 from mtkit.rundir.layout import RunDir
 from mtkit.rundir.manifest import verify_manifest
 
-__all__ = ["LoadedRun", "evaluate_run", "load_run", "predict_texts"]
+__all__ = ["LoadedRun", "evaluate_run", "load_run", "predict_loaded", "predict_texts"]
 
 
 @dataclass
@@ -136,21 +137,40 @@ def predict_texts(
     path: str | Path, texts: Sequence[str], *, task: str | None = None, registry: Registry | None = None, verify: bool = True
 ) -> list[dict[str, Any]]:
     """Each input's prediction per task (or for one task), with the routing weights that produced it."""
+    loaded_run = load_run(path, registry, verify=verify)
+    tasks = loaded_run.recipe.tasks
+    if task is not None and task not in tasks:
+        raise MtkitError(f"--task {task!r}: not a task of this run (tasks: {', '.join(tasks)})")
+    return predict_loaded(loaded_run, texts, [task] * len(texts))
+
+
+def predict_loaded(
+    loaded_run: LoadedRun, texts: Sequence[str], tasks: Sequence[str | None], *, routing: str | None = None
+) -> list[dict[str, Any]]:
+    """What `mtkit predict --json` answers for each input, on a run loaded once: `tasks[i]` names the task whose head
+    predicts input i (None: every task's head, and the task whose adapter the router chose); `routing` (oracle or
+    learned) defaults to the run's last phase's.
+
+    The inputs may ask for different tasks: each task's head runs once over every input that asks for it, each
+    sample routed on its own, so a server can batch requests of different tasks into one call.
+    """
     import torch
 
     from mtkit.rundir.evaluate import move
 
-    loaded_run = load_run(path, registry, verify=verify)
     model, recipe = loaded_run.model, loaded_run.recipe
-    if task is not None and task not in recipe.tasks:
-        raise MtkitError(f"--task {task!r}: not a task of this run (tasks: {', '.join(recipe.tasks)})")
+    assert len(texts) == len(tasks), (len(texts), len(tasks))
     tokenizer = model.backbone.tokenizer
     results: list[dict[str, Any]] = [{"input": text, "predictions": {}} for text in texts]
-    decides = not loaded_run.resolved.phases[-1].routes_by_task  # routing weights worth showing: a combiner's decision
-    with torch.no_grad():
-        for name in [task] if task else list(recipe.tasks):
+    combiner = routing_path(routing) if routing is not None else loaded_run.resolved.phases[-1].combiner.path
+    decides = not isinstance(model.combiners[combiner], RoutesByTask)  # routing weights worth showing: a combiner's decision
+    with torch.no_grad(), model.use_combiner(combiner):
+        for name in recipe.tasks:
+            rows = [i for i, t in enumerate(tasks) if t is None or t == name]
+            if not rows:
+                continue
             head = model.heads[name]
-            examples = [head.example_from_text(text) for text in texts]
+            examples = [head.example_from_text(texts[i]) for i in rows]
             columns = {key: [e[key] for e in examples] for key in examples[0]}
             encoded = head.encode(columns, tokenizer, recipe.tasks[name].max_length or recipe.run.max_length)
             batch = move(head.collate(encoded, tokenizer), torch.device("cpu"))
@@ -158,14 +178,14 @@ def predict_texts(
                 predictions = head.predict(model.for_task(name), batch)
             weights = torch.cat(log) if log else None
             labels = head.task.label_names
-            for i, prediction in enumerate(predictions):
+            for j, (i, prediction) in enumerate(zip(rows, predictions, strict=True)):
                 shown = labels[prediction] if labels and isinstance(prediction, int) else prediction
                 entry: dict[str, Any] = {"prediction": shown}
                 if weights is not None and decides:
-                    entry["routing"] = {a: round(float(w), 4) for a, w in zip(model.adapter_names, weights[i], strict=True)}
+                    entry["routing"] = {a: round(float(w), 4) for a, w in zip(model.adapter_names, weights[j], strict=True)}
                 results[i]["predictions"][name] = entry
-                if weights is not None and decides and task is None:
-                    results[i]["detected_task"] = _detected_task(model, weights[i])
+                if weights is not None and decides and tasks[i] is None:
+                    results[i]["detected_task"] = _detected_task(model, weights[j])
     return results
 
 

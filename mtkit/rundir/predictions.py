@@ -27,7 +27,7 @@ def prediction_rows(
     examples: datasets.Dataset, evaluation: TaskEvaluation, labels: Sequence[str] | None, adapters: Sequence[str]
 ) -> list[dict[str, Any]]:
     """One row per evaluated example: its text fields, the reference, the prediction and (learned routing) its routing."""
-    text_columns = [c for c, f in examples.features.items() if c not in _ENCODED and isinstance(f, datasets.Value) and f.dtype == "string"]
+    text_columns = [c for c, f in examples.features.items() if c not in _ENCODED and isinstance(f, datasets.Value) and f.dtype in ("string", "large_string")]
     routing = evaluation.routing
     aligned = routing is not None and len(routing) == len(evaluation.predictions)
     rows = []
