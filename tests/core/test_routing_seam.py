@@ -154,7 +154,7 @@ def test_validate_rejects_an_aux_loss_typo_without_importing_torch(tiny_recipe: 
     assert result.returncode == 0, result.stderr
     first, _, output = result.stdout.partition("\n")
     assert first == "2 False", result.stdout
-    assert f"{path}: phases.1.aux_losses.load_balanse: no combiner declares this auxiliary loss; did you mean 'load_balance'?" in output
+    assert f"{path}: phases.1.aux_losses.load_balanse: no combiner or adapter declares this auxiliary loss; did you mean 'load_balance'?" in output
     assert "known: consistency, efficiency, entropy, load_balance, task_supervision, value_identity" in output
 
 
