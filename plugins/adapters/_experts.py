@@ -1,10 +1,10 @@
 """Token-level mixtures of experts at a site, shared by `mixlora` and `hydra_lora`.
 
 `route` turns a router's logits into per-token expert weights: dense (the softmax over every expert) or top-k
-(the k most probable, renormalised). Top-k work is done by `Dispatch`: the (token, expert) assignments are
-grouped by expert into an (N, C, D) block, C the busiest expert's load, so each expert matrix meets only its
-own tokens in one batched product and the work grows with k (about k M / N rows per expert for M tokens under
-balanced routing), not with N. `balance_loss` is the Switch Transformer's load-balance loss that keeps it so.
+(the k most probable, renormalised). Top-k work is done by `Dispatch`: the (token, expert) assignments are sorted
+by expert, so each expert's matrices meet only its own tokens, one contiguous segment each; the work is k rows
+per token whatever N is and however the tokens spread over the experts (experts no token chose cost nothing).
+`balance_loss` is the Switch Transformer's load-balance loss that keeps the experts evenly used.
 """
 
 from __future__ import annotations
@@ -23,18 +23,22 @@ from mtkit import Adapter
 class Routing:
     """One site's routing of M tokens over N experts."""
 
-    probs: Tensor  # (M, N) the router's softmax
+    probs: Tensor  # (M, N) the router's softmax (empty where route() was told nothing reads it)
     index: Tensor | None  # (M, k) each token's experts, None when dense
     weights: Tensor  # (M, k) their renormalised probabilities, or (M, N) = probs when dense
 
 
-def route(logits: Tensor, top_k: int | None) -> Routing:
-    """Per-token expert weights from router logits (M, N): all of them (top_k None) or the top k renormalised."""
-    probs = logits.float().softmax(-1)
+def route(logits: Tensor, top_k: int | None, *, probs: bool = True) -> Routing:
+    """Per-token expert weights from router logits (M, N): all of them (top_k None) or the top k renormalised.
+
+    The renormalised top k of the softmax are the softmax of the top k logits; `probs=False` (nothing reads the
+    full softmax: no balance loss outside training) skips the softmax over every expert.
+    """
     if top_k is None:
-        return Routing(probs, None, probs)
-    top, index = probs.topk(top_k, dim=-1)
-    return Routing(probs, index, top / top.sum(-1, keepdim=True))
+        p = logits.float().softmax(-1)
+        return Routing(p, None, p)
+    top, index = logits.float().topk(top_k, dim=-1)
+    return Routing(logits.float().softmax(-1) if probs else top.new_zeros(0), index, top.softmax(-1))
 
 
 def balance_loss(routing: Routing, mask: Tensor | None) -> Tensor:
@@ -56,53 +60,59 @@ def balance_loss(routing: Routing, mask: Tensor | None) -> Tensor:
 
 
 class Dispatch:
-    """The assignments of a top-k routing (M, k) grouped by expert into N blocks of C slots (C = the largest load).
+    """The assignments of a top-k routing (M, k) sorted by expert: each expert's tokens are one contiguous segment.
 
-    `gather` lays rows of a per-token tensor out in those slots (empty slots are zero), `slot_weights` gives each
-    slot its routing weight, and `combine` adds each slot's result back to its token.
+    `gather` lays per-token rows out in that order (k M rows), `sorted_weights` gives each its routing weight,
+    `per_expert` runs a function on each expert's segment alone (experts no token chose cost nothing), and
+    `combine` adds every result back to its token. Unlike a padded (N, C, D) block, no row is computed twice or for
+    nothing, however unbalanced the routing.
     """
 
     def __init__(self, index: Tensor, num_experts: int) -> None:
-        self.tokens_in, k = index.shape
+        self.tokens_in = index.shape[0]
         flat = index.flatten()
         order = flat.argsort(stable=True)  # assignments sorted by expert
-        expert = flat[order]
-        counts = torch.bincount(flat, minlength=num_experts)
-        self.capacity = max(1, int(counts.max()))
-        start = counts.cumsum(0) - counts
-        position = torch.arange(flat.numel(), device=flat.device) - start[expert]
-        self.num_experts = num_experts
+        self.counts: list[int] = torch.bincount(flat, minlength=num_experts).tolist()
         self.order = order  # each sorted assignment's place in the flattened (M, k) routing
-        self.tokens = order // k  # the token of each sorted assignment
-        self.slots = expert * self.capacity + position  # its slot in the flattened (N, C) block
+        self.tokens = order // index.shape[1]  # the token of each sorted assignment
 
     def gather(self, values: Tensor) -> Tensor:
-        """(M, D) per-token rows -> (N, C, D), each expert's tokens in its block."""
-        out = values.new_zeros(self.num_experts * self.capacity, values.shape[-1])
-        return out.index_copy(0, self.slots, values[self.tokens]).view(self.num_experts, self.capacity, -1)
+        """(M, D) per-token rows -> (k M, D) sorted by expert."""
+        return values.index_select(0, self.tokens)
 
-    def slot_weights(self, weights: Tensor) -> Tensor:
-        """(M, k) routing weights -> (N, C, 1), zero in empty slots."""
-        out = weights.new_zeros(self.num_experts * self.capacity)
-        return out.index_copy(0, self.slots, weights.flatten()[self.order]).view(self.num_experts, self.capacity, 1)
+    def sorted_weights(self, weights: Tensor) -> Tensor:
+        """(M, k) routing weights -> (k M, 1) in the sorted order."""
+        return weights.flatten()[self.order].unsqueeze(-1)
+
+    def per_expert(self, rows: Tensor, weights: Tensor, fn: Callable[[int, Tensor, Tensor], Tensor]) -> Tensor:
+        """fn(expert, its segment of the sorted rows, their sorted weights) for every expert with tokens, concatenated
+        in the sorted order."""
+        pieces = [
+            fn(e, segment, w)
+            for e, (segment, w) in enumerate(zip(rows.split(self.counts), weights.split(self.counts), strict=True))
+            if self.counts[e]
+        ]
+        return torch.cat(pieces) if len(pieces) > 1 else pieces[0]
 
     def combine(self, values: Tensor) -> Tensor:
-        """(N, C, D) per-slot results -> (M, D), each token the sum over its slots."""
-        picked = values.flatten(0, 1)[self.slots]
-        return values.new_zeros(self.tokens_in, values.shape[-1]).index_add(0, self.tokens, picked)
+        """(k M, D) sorted results -> (M, D), each token the sum of its k results."""
+        return values.new_zeros(self.tokens_in, values.shape[-1]).index_add(0, self.tokens, values)
 
 
 def expert_products(dispatch: Dispatch, rows: Tensor, weights: Tensor, down: Tensor | None, up: Tensor) -> Tensor:
-    """sum over each token's experts e of w_e (rows down_e^T) up_e^T, computed per expert on its tokens only.
+    """sum over each token's experts e of w_e (rows down_e^T) up_e^T, each expert computed on its own tokens only.
 
-    rows (M, Din); weights (M, k); down (N, R, Din) or None (the rows are already each expert's inner activations,
-    (M, R)); up (N, Dout, R).  -> (M, Dout)
+    rows (M, Din); weights (M, k); down (N, R, Din) or None (the rows are then every expert's inner activations,
+    (M, R), as with a shared down-projection); up (N, Dout, R). The weights scale the inner activations (R wide).
+    -> (M, Dout)
     """
-    h = dispatch.gather(rows)  # (N, C, Din or R)
-    if down is not None:
-        h = torch.bmm(h, down.transpose(1, 2).to(h.dtype))  # (N, C, R)
-    h = h * dispatch.slot_weights(weights.to(h.dtype))
-    return dispatch.combine(torch.bmm(h, up.transpose(1, 2).to(h.dtype)))  # (M, Dout)
+
+    def expert(e: int, segment: Tensor, w: Tensor) -> Tensor:
+        inner = segment if down is None else segment @ down[e].T.to(segment.dtype)
+        return (inner * w) @ up[e].T.to(segment.dtype)
+
+    sorted_rows = dispatch.gather(rows)
+    return dispatch.combine(dispatch.per_expert(sorted_rows, dispatch.sorted_weights(weights.to(rows.dtype)), expert))
 
 
 def dense_products(inner: Tensor, weights: Tensor, up: Tensor) -> Tensor:
@@ -112,16 +122,27 @@ def dense_products(inner: Tensor, weights: Tensor, up: Tensor) -> Tensor:
     return scaled @ up.transpose(1, 2).flatten(0, 1).to(inner.dtype)  # (N R, Dout)
 
 
-def routed_tokens(adapter: Adapter, x: Tensor, mask: Tensor | None, router: Tensor, top_k: int | None, dropout: float) -> tuple[Tensor, Routing]:
-    """x's tokens (M, Din) as the experts see them (dropout while training; the router sees them unchanged) and their
-    routing; while training, adds the routing's balance loss to the adapter's `expert_balance` (mean over its sites)."""
+def routed_tokens(
+    adapter: Adapter, x: Tensor, mask: Tensor | None, router: Tensor, top_k: int | None, dropout: float, scale: float, sample_weights: Tensor | None
+) -> tuple[Tensor, Routing, Tensor]:
+    """x's tokens (M, Din) as the experts see them (dropout while training; the router sees them unchanged), their
+    routing, and the weights to apply: the routing's times `scale` and the samples' own weights (B,) or (B, T) (a
+    combiner's), folded into k (or N) numbers per token rather than applied to the output.
+
+    While training, adds the routing's balance loss to the adapter's `expert_balance` (mean over its sites).
+    """
     flat = x.flatten(0, -2)
-    routing = route(F.linear(flat, router.to(flat.dtype)), top_k)
+    routing = route(F.linear(flat, router.to(flat.dtype)), top_k, probs=adapter.training)
     if adapter.training:
         adapter.add_aux_loss("expert_balance", balance_loss(routing, token_mask(x, mask)) / len(adapter.site_names))
         if dropout > 0:
             flat = F.dropout(flat, dropout, True)
-    return flat, routing
+    weights = routing.weights * scale
+    if sample_weights is not None:
+        per_token = sample_weights.to(weights.dtype)
+        per_token = per_token.unsqueeze(-1).expand(x.shape[:-1]) if per_token.dim() == 1 else per_token
+        weights = weights * per_token.reshape(-1, 1)
+    return flat, routing, weights
 
 
 def token_mask(x: Tensor, mask: Tensor | None) -> Tensor | None:
@@ -132,24 +153,25 @@ def token_mask(x: Tensor, mask: Tensor | None) -> Tensor | None:
 
 
 def mix_by_rows(
-    adapters: Sequence[Adapter], x: Tensor, y: Tensor, weights: Tensor, mask: Tensor | None, routed: Callable[[Adapter, Tensor, Tensor | None], Tensor]
+    adapters: Sequence[Adapter], x: Tensor, y: Tensor, weights: Tensor, mask: Tensor | None, routed: Callable[[Adapter, Tensor, Tensor | None, Tensor], Tensor]
 ) -> Tensor:
     """sum_k weights[..., k] delta_k, each adapter computed only on the samples it weights (B, K) or (B, T, K).
 
-    `routed(adapter, x_rows, mask_rows)` is an adapter's delta on some samples. A sample whose weight for an adapter
-    is zero everywhere adds nothing and is skipped, so under oracle routing each sample runs (and trains the router
-    and the balance loss of) its own task's mixture alone.
+    `routed(adapter, x_rows, mask_rows, weights_rows)` is an adapter's delta on some samples, scaled by their weights.
+    A sample whose weight for an adapter is zero everywhere adds nothing and is skipped, so under oracle routing each
+    sample runs (and trains the router and the balance loss of) its own task's mixture alone.
     """
-    out = torch.zeros_like(y)
+    out: Tensor | None = None
     for k, adapter in enumerate(adapters):
         w = weights[..., k]
         rows = w.detach().ne(0) if w.dim() == 1 else w.detach().ne(0).any(-1)
         if not bool(rows.any()):
             continue
-        index = None if bool(rows.all()) else rows.nonzero().squeeze(1)
-        picked = (lambda t: t) if index is None else (lambda t: t[index])
-        delta = routed(adapter, picked(x), None if mask is None else picked(mask))
-        wk = picked(w).to(delta.dtype)
-        piece = delta * (wk[:, None, None] if wk.dim() == 1 else wk.unsqueeze(-1))
-        out = out + piece if index is None else out.index_add(0, index, piece)
-    return out
+        if bool(rows.all()):
+            piece = routed(adapter, x, mask, w)
+        else:
+            index = rows.nonzero().squeeze(1)
+            delta = routed(adapter, x[index], None if mask is None else mask[index], w[index])
+            piece = torch.zeros_like(y).index_add(0, index, delta)
+        out = piece if out is None else out + piece
+    return torch.zeros_like(y) if out is None else out

@@ -53,16 +53,17 @@ class HydraLoraAdapter(Adapter):
         key = self.site_key(site)
         return self.hydra_a[key], self.hydra_b[key], self.hydra_router[key]
 
-    def routed(self, site: str, x: Tensor, mask: Tensor | None) -> Tensor:
-        """The delta for x (B, T, Din); `mask` (B, T) marks the tokens the balance loss counts."""
+    def routed(self, site: str, x: Tensor, mask: Tensor | None, sample_weights: Tensor | None = None) -> Tensor:
+        """The delta for x (B, T, Din), times `sample_weights` (B,) or (B, T) if given; `mask` (B, T) marks the tokens
+        the balance loss counts."""
         a, b, router = self.weights(site)
-        inputs, routing = _experts.routed_tokens(self, x, mask, router, self.top_k, self.config.dropout)  # (M, Din)
+        inputs, routing, weights = _experts.routed_tokens(self, x, mask, router, self.top_k, self.config.dropout, self.scale, sample_weights)
         h = F.linear(inputs, a.to(inputs.dtype))  # (M, R), shared by every head
         if routing.index is None:
-            out = _experts.dense_products(h.repeat(1, len(b)), routing.weights, b)
+            out = _experts.dense_products(h.repeat(1, len(b)), weights, b)
         else:
-            out = _experts.expert_products(_experts.Dispatch(routing.index, len(b)), h, routing.weights, None, b)
-        return (out * self.scale).view(*x.shape[:-1], -1)
+            out = _experts.expert_products(_experts.Dispatch(routing.index, len(b)), h, weights, None, b)
+        return out.view(*x.shape[:-1], -1)
 
     def delta(self, site: str, x: Tensor, y: Tensor, ctx: ForwardContext) -> Tensor:
         return self.routed(site, x, ctx.attention_mask)
@@ -72,4 +73,4 @@ class HydraLoraAdapter(Adapter):
         cls, adapters: Sequence[Adapter], site: str, x: Tensor, y: Tensor, weights: Tensor, ctx: ForwardContext
     ) -> Tensor:
         """Each mixture on the samples that weight it (oracle routing: its task's samples) only."""
-        return _experts.mix_by_rows(adapters, x, y, weights, ctx.attention_mask, lambda m, rows, mask: m.routed(site, rows, mask))  # type: ignore[attr-defined]
+        return _experts.mix_by_rows(adapters, x, y, weights, ctx.attention_mask, lambda m, rows, mask, w: m.routed(site, rows, mask, w))  # type: ignore[attr-defined]

@@ -69,15 +69,16 @@ class MixLoraAdapter(Adapter):
         key = self.site_key(site)
         return self.mixlora_a[key], self.mixlora_b[key], self.mixlora_router[key]
 
-    def routed(self, site: str, x: Tensor, mask: Tensor | None) -> Tensor:
-        """The delta for x (B, T, Din); `mask` (B, T) marks the tokens the balance loss counts."""
+    def routed(self, site: str, x: Tensor, mask: Tensor | None, sample_weights: Tensor | None = None) -> Tensor:
+        """The delta for x (B, T, Din), times `sample_weights` (B,) or (B, T) if given; `mask` (B, T) marks the tokens
+        the balance loss counts."""
         a, b, router = self.weights(site)
-        inputs, routing = _experts.routed_tokens(self, x, mask, router, self.top_k, self.config.dropout)  # (M, Din)
+        inputs, routing, weights = _experts.routed_tokens(self, x, mask, router, self.top_k, self.config.dropout, self.scale, sample_weights)
         if routing.index is None:
-            out = _experts.dense_products(F.linear(inputs, a.flatten(0, 1).to(inputs.dtype)), routing.weights, b)
+            out = _experts.dense_products(F.linear(inputs, a.flatten(0, 1).to(inputs.dtype)), weights, b)
         else:
-            out = _experts.expert_products(_experts.Dispatch(routing.index, len(a)), inputs, routing.weights, a, b)
-        return (out * self.scale).view(*x.shape[:-1], -1)
+            out = _experts.expert_products(_experts.Dispatch(routing.index, len(a)), inputs, weights, a, b)
+        return out.view(*x.shape[:-1], -1)
 
     def delta(self, site: str, x: Tensor, y: Tensor, ctx: ForwardContext) -> Tensor:
         return self.routed(site, x, ctx.attention_mask)
@@ -87,4 +88,4 @@ class MixLoraAdapter(Adapter):
         cls, adapters: Sequence[Adapter], site: str, x: Tensor, y: Tensor, weights: Tensor, ctx: ForwardContext
     ) -> Tensor:
         """Each mixture on the samples that weight it (oracle routing: its task's samples) only."""
-        return _experts.mix_by_rows(adapters, x, y, weights, ctx.attention_mask, lambda m, rows, mask: m.routed(site, rows, mask))  # type: ignore[attr-defined]
+        return _experts.mix_by_rows(adapters, x, y, weights, ctx.attention_mask, lambda m, rows, mask, w: m.routed(site, rows, mask, w))  # type: ignore[attr-defined]

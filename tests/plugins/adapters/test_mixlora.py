@@ -72,17 +72,21 @@ def test_mixlora_matches_per_token_reference(make_backbone: Any, make_adapter: A
 
 
 def test_experts_dispatch_work_follows_k_not_n() -> None:
-    """With balanced routing, the expert products cost the same for 4 and 16 experts: each meets only its tokens."""
+    """The expert products cost k rows per token for 4 or 16 experts, balanced or not: each expert meets only its
+    own tokens."""
     tokens, rank, width = 64, 8, 32
+    spread = torch.arange(tokens)
 
-    def flops(num_experts: int) -> int:
-        index = torch.stack([torch.arange(tokens) % num_experts, (torch.arange(tokens) + 1) % num_experts], dim=-1)  # 2 per token
+    def flops(num_experts: int, index: torch.Tensor) -> int:
         down, up = torch.randn(num_experts, rank, width), torch.randn(num_experts, width, rank)
         with FlopCounterMode(display=False) as counter:
             _experts.expert_products(_experts.Dispatch(index, num_experts), torch.randn(tokens, width), torch.rand(tokens, 2), down, up)
         return counter.get_total_flops()
 
-    assert flops(16) == flops(4) == 2 * 2 * tokens * rank * (width + width)
+    balanced = {n: torch.stack([spread % n, (spread + 1) % n], dim=-1) for n in (4, 16)}
+    crowded = torch.stack([torch.zeros_like(spread), (spread % 3) + 1], dim=-1)  # expert 0 takes every token
+    expected = 2 * 2 * tokens * rank * (width + width)  # k = 2 assignments per token, down and up products
+    assert flops(4, balanced[4]) == flops(16, balanced[16]) == flops(16, crowded) == expected
 
 
 def test_mixlora_balance_loss_is_the_switch_loss_over_kept_tokens() -> None:
