@@ -107,9 +107,12 @@ def expert_products(dispatch: Dispatch, rows: Tensor, weights: Tensor, down: Ten
     -> (M, Dout)
     """
 
+    ups = up.to(rows.dtype).unbind(0)  # one backward op for every expert's gradient, not one full-size one each
+    downs = None if down is None else down.to(rows.dtype).unbind(0)
+
     def expert(e: int, segment: Tensor, w: Tensor) -> Tensor:
-        inner = segment if down is None else segment @ down[e].T.to(segment.dtype)
-        return (inner * w) @ up[e].T.to(segment.dtype)
+        inner = segment if downs is None else segment @ downs[e].T
+        return (inner * w) @ ups[e].T
 
     sorted_rows = dispatch.gather(rows)
     return dispatch.combine(dispatch.per_expert(sorted_rows, dispatch.sorted_weights(weights.to(rows.dtype)), expert))
