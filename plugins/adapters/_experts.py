@@ -9,14 +9,60 @@ per token whatever N is and however the tokens spread over the experts (experts 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+
+import math
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
-from mtkit import Adapter
+from mtkit import Adapter, Site, site_key
+
+
+def parameter_dicts(
+    sites: Mapping[str, Site], num_experts: int, rank: int, init: str, *, shared_down: bool
+) -> tuple[nn.ParameterDict, nn.ParameterDict, nn.ParameterDict]:
+    """A mixture's (A, B, router) parameters at every site (see `site_parameters`), by site key."""
+    dicts = nn.ParameterDict(), nn.ParameterDict(), nn.ParameterDict()
+    for name, site in sites.items():
+        for params, value in zip(dicts, site_parameters(site, num_experts, rank, init, shared_down=shared_down), strict=True):
+            params[site_key(name)] = value
+    return dicts
+
+
+def site_parameters(site: Site, num_experts: int, rank: int, init: str, *, shared_down: bool) -> tuple[nn.Parameter, nn.Parameter, nn.Parameter]:
+    """A mixture's parameters at a site: the down-projection A (N, R, Din), or (R, Din) shared by every expert; the
+    up-projections B (N, Dout, R), zeros (the adapted model equals the base) or small random values (init "random",
+    tests); the router (N, Din). A and the router start as nn.Linear weights do (PEFT's choice for A)."""
+    down = torch.empty(rank, site.in_features) if shared_down else torch.empty(num_experts, rank, site.in_features)
+    for matrix in [down] if shared_down else down:
+        nn.init.kaiming_uniform_(matrix, a=math.sqrt(5))
+    up = torch.zeros(num_experts, site.out_features, rank)
+    if init == "random":
+        nn.init.normal_(up, std=0.02)
+    router = torch.empty(num_experts, site.in_features)
+    nn.init.kaiming_uniform_(router, a=math.sqrt(5))
+    return nn.Parameter(down), nn.Parameter(up), nn.Parameter(router)
+
+
+def mixture_delta(
+    adapter: Adapter, params: tuple[Tensor, Tensor, Tensor], x: Tensor, mask: Tensor | None, top_k: int | None, scale: float, dropout: float, sample_weights: Tensor | None
+) -> Tensor:
+    """A mixture's delta for x (B, T, Din) from its site parameters (A, B, router) as `site_parameters` makes them:
+    per-expert A (mixlora) or one shared A (hydra_lora); every expert weighted (top_k None) or each token's top k,
+    computed on their own tokens only.  -> (B, T, Dout)"""
+    down, up, router = params
+    inputs, routing, weights = routed_tokens(adapter, x, mask, router, top_k, dropout, scale, sample_weights)
+    if down.dim() == 2:  # shared: every expert's inner activations are the same A x
+        inputs, down = F.linear(inputs, down.to(inputs.dtype)), None  # (M, R)
+    if routing.index is None:
+        inner = inputs.repeat(1, len(up)) if down is None else F.linear(inputs, down.flatten(0, 1).to(inputs.dtype))  # (M, N R)
+        out = dense_products(inner, weights, up)
+    else:
+        out = expert_products(Dispatch(routing.index, len(up)), inputs, weights, down, up)
+    return out.view(*x.shape[:-1], -1)
 
 
 @dataclass(frozen=True)

@@ -11,18 +11,14 @@ The routing depends on x, so the delta cannot be merged into the base weights, a
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 
-import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from mtkit import Adapter, ForwardContext, Site
 
 from . import _experts
 from .config import HydraLoraAdapterConfig
-from .mixlora import init_router, init_up
 
 
 class HydraLoraAdapter(Adapter):
@@ -34,19 +30,11 @@ class HydraLoraAdapter(Adapter):
 
     def __init__(self, config: HydraLoraAdapterConfig, *, sites: Mapping[str, Site], context_size: int) -> None:
         super().__init__(config, sites=sites, context_size=context_size)
-        n, r = config.num_experts, config.rank
-        self.scale = config.alpha / r
-        self.top_k = config.top_k if config.top_k is not None and config.top_k < n else None
-        self.hydra_a = nn.ParameterDict()
-        self.hydra_b = nn.ParameterDict()
-        self.hydra_router = nn.ParameterDict()
-        for name, site in sites.items():
-            a = torch.empty(r, site.in_features)
-            nn.init.kaiming_uniform_(a, a=math.sqrt(5))  # a LoRA's A
-            key = self.site_key(name)
-            self.hydra_a[key] = nn.Parameter(a)
-            self.hydra_b[key] = nn.Parameter(init_up((n, site.out_features, r), config.init))
-            self.hydra_router[key] = nn.Parameter(init_router(n, site.in_features))
+        self.scale = config.alpha / config.rank
+        self.top_k = config.top_k if config.top_k is not None and config.top_k < config.num_experts else None  # k = N: dense
+        self.hydra_a, self.hydra_b, self.hydra_router = _experts.parameter_dicts(
+            sites, config.num_experts, config.rank, config.init, shared_down=True
+        )
 
     def weights(self, site: str) -> tuple[Tensor, Tensor, Tensor]:
         """(A (R, Din), B (N, Dout, R), router (N, Din)) at a site."""
@@ -56,14 +44,7 @@ class HydraLoraAdapter(Adapter):
     def routed(self, site: str, x: Tensor, mask: Tensor | None, sample_weights: Tensor | None = None) -> Tensor:
         """The delta for x (B, T, Din), times `sample_weights` (B,) or (B, T) if given; `mask` (B, T) marks the tokens
         the balance loss counts."""
-        a, b, router = self.weights(site)
-        inputs, routing, weights = _experts.routed_tokens(self, x, mask, router, self.top_k, self.config.dropout, self.scale, sample_weights)
-        h = F.linear(inputs, a.to(inputs.dtype))  # (M, R), shared by every head
-        if routing.index is None:
-            out = _experts.dense_products(h.repeat(1, len(b)), weights, b)
-        else:
-            out = _experts.expert_products(_experts.Dispatch(routing.index, len(b)), h, weights, None, b)
-        return out.view(*x.shape[:-1], -1)
+        return _experts.mixture_delta(self, self.weights(site), x, mask, self.top_k, self.scale, self.config.dropout, sample_weights)
 
     def delta(self, site: str, x: Tensor, y: Tensor, ctx: ForwardContext) -> Tensor:
         return self.routed(site, x, ctx.attention_mask)

@@ -12,32 +12,14 @@ PEFT has no format for it: `mtkit export` and `merge_adapters` refuse it by name
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 
-import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from mtkit import Adapter, ForwardContext, Site
 
 from . import _experts
 from .config import MixLoraAdapterConfig
-
-
-def init_router(num_experts: int, in_features: int) -> Tensor:
-    """A router's weight (N, Din), nn.Linear's default initialisation."""
-    weight = torch.empty(num_experts, in_features)
-    nn.init.kaiming_uniform_(weight, a=math.sqrt(5))
-    return weight
-
-
-def init_up(shape: tuple[int, ...], init: str) -> Tensor:
-    """Up-projections: zeros (the adapted model equals the base) or small random values (tests)."""
-    up = torch.zeros(shape)
-    if init == "random":
-        nn.init.normal_(up, std=0.02)
-    return up
 
 
 class MixLoraAdapter(Adapter):
@@ -49,20 +31,11 @@ class MixLoraAdapter(Adapter):
 
     def __init__(self, config: MixLoraAdapterConfig, *, sites: Mapping[str, Site], context_size: int) -> None:
         super().__init__(config, sites=sites, context_size=context_size)
-        n, r = config.num_experts, config.rank
-        self.scale = config.alpha / r
-        self.top_k = config.top_k if config.top_k is not None and config.top_k < n else None  # k = N is dense
-        self.mixlora_a = nn.ParameterDict()
-        self.mixlora_b = nn.ParameterDict()
-        self.mixlora_router = nn.ParameterDict()
-        for name, site in sites.items():
-            a = torch.empty(n, r, site.in_features)
-            for expert in a:
-                nn.init.kaiming_uniform_(expert, a=math.sqrt(5))  # each expert as a LoRA's A
-            key = self.site_key(name)
-            self.mixlora_a[key] = nn.Parameter(a)
-            self.mixlora_b[key] = nn.Parameter(init_up((n, site.out_features, r), config.init))
-            self.mixlora_router[key] = nn.Parameter(init_router(n, site.in_features))
+        self.scale = config.alpha / config.rank
+        self.top_k = config.top_k if config.top_k is not None and config.top_k < config.num_experts else None  # k = N: dense
+        self.mixlora_a, self.mixlora_b, self.mixlora_router = _experts.parameter_dicts(
+            sites, config.num_experts, config.rank, config.init, shared_down=False
+        )
 
     def weights(self, site: str) -> tuple[Tensor, Tensor, Tensor]:
         """(A (N, R, Din), B (N, Dout, R), router (N, Din)) at a site."""
@@ -72,13 +45,7 @@ class MixLoraAdapter(Adapter):
     def routed(self, site: str, x: Tensor, mask: Tensor | None, sample_weights: Tensor | None = None) -> Tensor:
         """The delta for x (B, T, Din), times `sample_weights` (B,) or (B, T) if given; `mask` (B, T) marks the tokens
         the balance loss counts."""
-        a, b, router = self.weights(site)
-        inputs, routing, weights = _experts.routed_tokens(self, x, mask, router, self.top_k, self.config.dropout, self.scale, sample_weights)
-        if routing.index is None:
-            out = _experts.dense_products(F.linear(inputs, a.flatten(0, 1).to(inputs.dtype)), weights, b)
-        else:
-            out = _experts.expert_products(_experts.Dispatch(routing.index, len(a)), inputs, weights, a, b)
-        return out.view(*x.shape[:-1], -1)
+        return _experts.mixture_delta(self, self.weights(site), x, mask, self.top_k, self.scale, self.config.dropout, sample_weights)
 
     def delta(self, site: str, x: Tensor, y: Tensor, ctx: ForwardContext) -> Tensor:
         return self.routed(site, x, ctx.attention_mask)

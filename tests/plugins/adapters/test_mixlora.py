@@ -6,11 +6,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,7 +22,7 @@ from mtkit.model.multitask import MultiTaskModel
 from mtkit.rundir.export import export_run
 from mtkit.rundir.load import load_run
 from mtkit.train.run import run_recipe
-from tests.conftest import ROOT, TINY_BERT, write_toml
+from tests.conftest import TINY_BERT, kill_and_resume, write_toml
 from tests.plugins.adapters.conftest import encode
 
 SITE = "model.encoder.layer.1.attention.self.value"
@@ -197,24 +192,7 @@ def test_mixtures_killed_cli_run_resumes_to_the_same_result(tmp_path: Path, tiny
     recipe["run"]["checkpoint_every"] = 5
     reference = run(tmp_path, recipe, "reference")
     recipe["run"]["output_dir"] = str(tmp_path / "killed")
-    path = write_toml(tmp_path / "killed.toml", recipe)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-
-    def start(*extra: str) -> subprocess.Popen[bytes]:
-        cmd = [sys.executable, "-m", "mtkit", "run", str(path), *extra]
-        return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-    victim = start()
-    latest = tmp_path / "killed" / "checkpoints" / "latest"
-    deadline = time.time() + 300
-    while not latest.exists() and victim.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    victim.send_signal(signal.SIGKILL)
-    victim.wait()
-    assert victim.returncode == -signal.SIGKILL, "the run finished before it could be killed"
-    resumed = start("--resume")
-    _, stderr = resumed.communicate(timeout=300)
-    assert resumed.returncode == 0, stderr.decode()
+    kill_and_resume(write_toml(tmp_path / "killed.toml", recipe), tmp_path / "killed", timeout=300)
     killed = tmp_path / "killed"
     assert json.loads((killed / "results.json").read_text()) == json.loads((reference / "results.json").read_text())
     a, b = load_file(str(reference / "model.safetensors")), load_file(str(killed / "model.safetensors"))
