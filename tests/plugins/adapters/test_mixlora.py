@@ -173,6 +173,26 @@ def test_mixture_aux_loss_reaches_the_routers_through_a_trainer_step(tmp_path: P
     assert logged and logged[-1]["aux/expert_balance"] >= 1.0 - 1e-6  # the Switch loss is at least 1
 
 
+def test_mixtures_train_under_a_learned_router_with_both_aux_losses(tmp_path: Path, tiny_recipe: dict[str, Any]) -> None:
+    """A mixlora and a hydra_lora as the router's adapters: the phase weights the router's load_balance and the
+    mixtures' expert_balance, and both reach the log of one trainer step."""
+    recipe = copy.deepcopy(tiny_recipe)
+    recipe["adapters"] = {"sentiment": dict(FAMILIES["mixlora"]), "topic": dict(FAMILIES["hydra_lora"])}
+    recipe["combiner"] = {"type": "router"}
+    for task in recipe["tasks"].values():
+        task["dataset"]["max_eval_examples"] = 8
+    recipe["phases"] = [
+        {"name": "adapters", "steps": 1, "train": ["adapters", "heads"], "lr": 5e-3},
+        {"name": "joint", "steps": 2, "train": ["adapters", "combiner"], "lr": 5e-3, "routing": "learned", "batching": "mixed",
+         "aux_losses": {"expert_balance": 0.01, "load_balance": 0.1}},
+    ]
+    out = run(tmp_path, recipe, "routed")
+    logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if '"train"' in line]
+    last = logged[-1]
+    assert last["phase"] == "joint" and {"aux/expert_balance", "aux/load_balance"} <= set(last)
+    assert "learned" in json.loads((out / "results.json").read_text())["joint"]
+
+
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_mixture_export_and_merge_are_refused_by_name(tmp_path: Path, tiny_recipe: dict[str, Any], family: str) -> None:
     out = run(tmp_path, mixture_recipe(tiny_recipe, family, 0.01), "run")
