@@ -1,5 +1,6 @@
 """Adapter speed on the packaged MiniLM: mtkit LoRA vs PEFT LoRA, merged LoRA vs the bare backbone,
-hyper_lora vs static LoRA.
+hyper_lora vs static LoRA, and the mixtures (mixlora: 8 LoRA experts, top 2 per token; hydra_lora: a shared A
+and 8 B heads, top 2 per token, and its default, 4 heads mixed densely) vs one LoRA of the same rank.
 
     python -m benchmarks.bench_adapters [--threads 2] [--repeats 15] [--iters 2] [--batch-size 8] [--seq-len 48] [--clock wall|cpu]
 
@@ -8,7 +9,8 @@ interleaved rounds (each round times every variant once, in a rotating order), s
 other processes hits all of them alike; a ratio is the median over rounds of the per-round ratio,
 and the spread column (min-max of those per-round ratios) shows the noise seen. On a busy shared
 machine, `--threads 1 --clock cpu` times this process's own CPU work, which other processes disturb far less.
-Targets: mtkit LoRA training step / PEFT <= 1.05; merged LoRA inference / bare backbone <= 1.02.
+Targets: mtkit LoRA training step / PEFT <= 1.05; merged LoRA inference / bare backbone <= 1.02; mixlora top-2 of 8 /
+LoRA <= 1.15 and hydra_lora / LoRA <= 1.10, in training (the balance loss included) and inference.
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ TARGETS = ["query", "value"]
 
 
 def build(registry, rank: int) -> dict[str, object]:
-    """Five copies of MiniLM: bare, with mtkit lora (unmerged and merged), with PEFT lora, with mtkit hyper_lora."""
+    """Eight copies of MiniLM: bare, with mtkit lora (unmerged and merged), with PEFT lora, with mtkit hyper_lora,
+    mixlora and hydra_lora (top 2 of 8 heads, and dense over 4)."""
     from peft import LoraConfig, get_peft_model
 
     cls = registry.component_class("backbone", "hf_encoder")
@@ -64,6 +67,9 @@ def build(registry, rank: int) -> dict[str, object]:
     merged_model, _ = with_adapter("lora", rank=rank, alpha=2.0 * rank, init="random")  # same seed: same weights
     merged_model.merge_adapters()  # folded into the weights; its site hooks are removed
     hyper_model, hyper = with_adapter("hyper_lora", rank=rank, alpha=2.0 * rank, init="random")
+    mixlora_model, mixlora = with_adapter("mixlora", rank=rank, alpha=2.0 * rank, num_experts=8, top_k=2, init="random")
+    hydra_model, hydra = with_adapter("hydra_lora", rank=rank, alpha=2.0 * rank, num_experts=8, top_k=2, init="random")
+    dense_model, _ = with_adapter("hydra_lora", rank=rank, alpha=2.0 * rank, init="random")  # its defaults: 4 heads, dense
     peft_model = get_peft_model(copy.deepcopy(bare.model), LoraConfig(r=rank, lora_alpha=2.0 * rank, target_modules=TARGETS, lora_dropout=0.0))
     with torch.no_grad():  # the same LoRA weights in PEFT's layers
         for site in lora.site_names:
@@ -72,7 +78,8 @@ def build(registry, rank: int) -> dict[str, object]:
             module.lora_A["default"].weight.copy_(a)
             module.lora_B["default"].weight.copy_(b)
     return {"bare": bare, "lora": lora_model, "merged": merged_model, "lora_params": list(lora.parameters()), "hyper": hyper_model,
-            "hyper_params": list(hyper.parameters()), "peft": peft_model}
+            "hyper_params": list(hyper.parameters()), "peft": peft_model, "mixlora": mixlora_model, "hydra": hydra_model,
+            "hydra_dense": dense_model}
 
 
 def timed(fn: Callable[[], object], iters: int, clock: Callable[[], float]) -> float:
@@ -109,6 +116,10 @@ def main() -> None:
     opt_lora = torch.optim.AdamW(m["lora_params"], lr=1e-4)  # type: ignore[arg-type]
     opt_hyper = torch.optim.AdamW(m["hyper_params"], lr=1e-4)  # type: ignore[arg-type]
     opt_peft = torch.optim.AdamW([p for p in peft.parameters() if p.requires_grad], lr=1e-4)  # type: ignore[attr-defined]
+    mixlora, hydra, hydra_dense = m["mixlora"], m["hydra"], m["hydra_dense"]
+    opt_mixlora = torch.optim.AdamW(mixlora.adapters.parameters(), lr=1e-4)  # type: ignore[attr-defined]
+    opt_hydra = torch.optim.AdamW(hydra.adapters.parameters(), lr=1e-4)  # type: ignore[attr-defined]
+    opt_dense = torch.optim.AdamW(hydra_dense.adapters.parameters(), lr=1e-4)  # type: ignore[attr-defined]
 
     def train_step(forward: Callable[[], torch.Tensor], opt: torch.optim.Optimizer) -> None:
         loss = forward().pow(2).mean()
@@ -117,6 +128,17 @@ def main() -> None:
         opt.step()
 
     mt_forward = lambda model: (lambda: model.run_backbone(ids, mask, tasks).hidden)
+
+    def mixture_step(model: MultiTaskModel, opt: torch.optim.Optimizer) -> None:
+        """A training step of a mixture: its adapter in training mode, so the balance loss is computed and added."""
+        model.adapters.train()
+        try:
+            loss = mt_forward(model)().pow(2).mean() + 0.01 * model.aux_losses["expert_balance"]
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        finally:
+            model.adapters.eval()
     peft_forward = lambda: peft(input_ids=ids, attention_mask=mask).last_hidden_state
 
     def no_grad(fn: Callable[[], object]) -> Callable[[], object]:
@@ -126,7 +148,7 @@ def main() -> None:
         return run
 
     merged = m["merged"]
-    for model in (bare, lora, hyper, peft, merged):
+    for model in (bare, lora, hyper, peft, merged, mixlora, hydra, hydra_dense):
         model.eval()  # type: ignore[attr-defined]
     variants: dict[str, Callable[[], object]] = {
         "train mtkit lora": lambda: train_step(mt_forward(lora), opt_lora),
@@ -137,6 +159,12 @@ def main() -> None:
         "infer mtkit lora merged": no_grad(mt_forward(merged)),
         "infer bare backbone": no_grad(lambda: bare(ids, mask).hidden),  # type: ignore[operator]
         "infer mtkit hyper_lora": no_grad(mt_forward(hyper)),
+        "train mtkit mixlora": lambda: mixture_step(mixlora, opt_mixlora),  # type: ignore[arg-type]
+        "train mtkit hydra_lora": lambda: mixture_step(hydra, opt_hydra),  # type: ignore[arg-type]
+        "infer mtkit mixlora": no_grad(mt_forward(mixlora)),
+        "infer mtkit hydra_lora": no_grad(mt_forward(hydra)),
+        "train mtkit hydra_lora dense": lambda: mixture_step(hydra_dense, opt_dense),  # type: ignore[arg-type]
+        "infer mtkit hydra_lora dense": no_grad(mt_forward(hydra_dense)),
     }
     with torch.no_grad():  # the merged copy really computes the same function
         diff = (mt_forward(merged)() - mt_forward(lora)()).abs().max().item()
@@ -160,6 +188,12 @@ def main() -> None:
         ("inference", "mtkit lora (unmerged) / bare backbone", "infer mtkit lora", "infer bare backbone", None),
         ("training step", "mtkit hyper_lora / mtkit lora", "train mtkit hyper_lora", "train mtkit lora", None),
         ("inference", "mtkit hyper_lora / mtkit lora", "infer mtkit hyper_lora", "infer mtkit lora", None),
+        ("training step", "mixlora top-2 of 8 / mtkit lora", "train mtkit mixlora", "train mtkit lora", 1.15),
+        ("inference", "mixlora top-2 of 8 / mtkit lora", "infer mtkit mixlora", "infer mtkit lora", 1.15),
+        ("training step", "hydra_lora top-2 of 8 / mtkit lora", "train mtkit hydra_lora", "train mtkit lora", 1.10),
+        ("inference", "hydra_lora top-2 of 8 / mtkit lora", "infer mtkit hydra_lora", "infer mtkit lora", 1.10),
+        ("training step", "hydra_lora dense, 4 heads / mtkit lora", "train mtkit hydra_lora dense", "train mtkit lora", 1.10),
+        ("inference", "hydra_lora dense, 4 heads / mtkit lora", "infer mtkit hydra_lora dense", "infer mtkit lora", 1.10),
     ]
     print(f"MiniLM-L6 (all-MiniLM-L6-v2), batch {args.batch_size} x {args.seq_len} tokens, LoRA rank {args.rank} on {TARGETS}, "
           f"{args.threads} threads, {args.repeats} interleaved rounds x {args.iters} steps, {args.clock} clock")
@@ -173,7 +207,7 @@ def main() -> None:
         print(f"{what:<14} {label:<40} {med:7.3f} {min(ratios):8.3f}-{max(ratios):<8.3f} {tgt:>8} {ok:>4}")
     print("\nmedian time per step (ms) and noise (max/min over rounds):")
     for name, values in times.items():
-        print(f"  {name:<26} {1000 * statistics.median(values):8.1f}   x{max(values) / min(values):.2f}")
+        print(f"  {name:<30} {1000 * statistics.median(values):8.1f}   x{max(values) / min(values):.2f}")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -90,3 +94,26 @@ def write_toml(path: Path, data: dict[str, Any]) -> Path:
     table("", data)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+def kill_and_resume(recipe_path: Path, run_dir: Path, timeout: float = 600) -> None:
+    """`mtkit run RECIPE`, killed by a real SIGKILL as soon as its first checkpoint exists, then `mtkit run --resume`
+    to the end (asserts it was killed mid-run and that the resumed run succeeds)."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+
+    def start(*extra: str) -> subprocess.Popen[bytes]:
+        cmd = [sys.executable, "-m", "mtkit", "run", str(recipe_path), *extra]
+        return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    victim = start()
+    latest = run_dir / "checkpoints" / "latest"
+    deadline = time.time() + timeout
+    while not latest.exists() and victim.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert victim.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    assert not (run_dir / "results.json").exists()
+    resumed = start("--resume")
+    _, stderr = resumed.communicate(timeout=timeout)
+    assert resumed.returncode == 0, stderr.decode()

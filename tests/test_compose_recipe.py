@@ -13,9 +13,9 @@ from mtkit.sweep.variants import parse_swap, parse_variant
 RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "compose.toml"
 
 
-def documented_command() -> list[str]:
-    """The `mtkit ablate` command in the recipe's header comment, as its arguments."""
-    lines = [line.removeprefix("#").strip() for line in RECIPE.read_text(encoding="utf-8").splitlines() if line.startswith("#")]
+def documented_command(recipe: Path = RECIPE) -> list[str]:
+    """The `mtkit ablate` command in a recipe's header comment, as its arguments."""
+    lines = [line.removeprefix("#").strip() for line in recipe.read_text(encoding="utf-8").splitlines() if line.startswith("#")]
     start = next(i for i, line in enumerate(lines) if line.startswith("mtkit ablate"))
     end = next(i for i in range(start, len(lines)) if lines[i].startswith("("))
     return shlex.split(" ".join(lines[start:end]))

@@ -29,7 +29,9 @@ class Adapter(nn.Module, ABC):
     Several adapters of the same class at a site are computed together by the classmethods `mix`
     (weighted sum of deltas) and `stack` (all deltas). A family that can write its adapters in factored
     form overrides `low_rank` and gets both batched for free; others may override `mix` and `stack`
-    (their defaults loop over the adapters).
+    (their defaults loop over the adapters). An adapter that trains with an auxiliary loss (a router's load
+    balance) declares its name on the config class (`aux_loss_names`) and adds it with `add_aux_loss` while
+    training; phases weight it by name, as they weight a combiner's.
     """
 
     kind: ClassVar[str] = "adapter"
@@ -40,6 +42,11 @@ class Adapter(nn.Module, ABC):
         super().__init__()
         self.config = config
         self.site_names = sorted(sites)
+        self.aux_losses: dict[str, Tensor] = {}
+
+    @property
+    def aux_loss_names(self) -> tuple[str, ...]:
+        return tuple(getattr(self.config_class, "aux_loss_names", ()))
 
     site_key = staticmethod(site_key)
 
@@ -49,6 +56,16 @@ class Adapter(nn.Module, ABC):
 
     def begin(self, ctx: ForwardContext) -> None:
         """Called once per forward pass (once per `generate` call) before the first site: clear per-forward state."""
+
+    def start_forward(self, ctx: ForwardContext) -> None:
+        """Called by the model once per forward pass: drops the last pass's auxiliary losses, then `begin`."""
+        self.aux_losses = {}
+        self.begin(ctx)
+
+    def add_aux_loss(self, name: str, value: Tensor) -> None:
+        """Add to this forward pass's auxiliary loss `name` (one of the config class's `aux_loss_names`)."""
+        assert name in self.aux_loss_names, f"aux loss {name!r} is not declared in {type(self.config).__name__}.aux_loss_names"
+        self.aux_losses[name] = self.aux_losses[name] + value if name in self.aux_losses else value
 
     def representation_sources(self) -> set[str]:
         """Input representations this adapter reads from the context (see RepresentationSource)."""

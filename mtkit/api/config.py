@@ -35,7 +35,13 @@ class ComponentConfig(BaseModel):
 
 
 class AdapterConfig(ComponentConfig):
-    """Fields every adapter shares: which Linear sites of the backbone it attaches to."""
+    """Fields every adapter shares: which Linear sites of the backbone it attaches to.
+
+    `aux_loss_names` declares the auxiliary losses the adapter adds (a mixture's load balance), so that a recipe's
+    `phases.N.aux_losses` can be checked without importing the adapter (or torch).
+    """
+
+    aux_loss_names: ClassVar[tuple[str, ...]] = ()
 
     target_modules: list[str] = Field(
         default_factory=lambda: ["query", "value"],

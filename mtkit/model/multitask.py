@@ -166,7 +166,7 @@ class MultiTaskModel(nn.Module):
                 self.ctx.representations[source] = self._frozen_representation(source, input_ids, attention_mask)
         combiner.start_forward(self.ctx)
         for adapter in self.adapters.values():
-            adapter.begin(self.ctx)
+            adapter.start_forward(self.ctx)
 
     @torch.no_grad()
     def _embedded(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
@@ -228,8 +228,12 @@ class MultiTaskModel(nn.Module):
 
     @property
     def aux_losses(self) -> dict[str, Tensor]:
-        """The auxiliary losses the combiner that ran the last forward pass added in it."""
-        return dict(self._last_combiner.aux_losses)
+        """The auxiliary losses the last forward pass added: its combiner's, and its adapters' (summed by name)."""
+        losses = dict(self._last_combiner.aux_losses)
+        for adapter in self.adapters.values():
+            for name, value in adapter.aux_losses.items():
+                losses[name] = losses[name] + value if name in losses else value
+        return losses
 
     def _concat(self, batches: Sequence[TaskBatch]) -> tuple[Tensor, Tensor, Tensor]:
         width = max(b["input_ids"].shape[1] for _, b in batches)

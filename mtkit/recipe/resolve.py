@@ -188,15 +188,17 @@ def _nodes(raw: Mapping[str, Any], registry: Registry, source: str, origins: Map
 
 
 def _aux_loss_problems(recipe: Recipe, registry: Registry, source: str) -> list[str]:
-    """A phase's aux_losses name must be a loss some combiner declares (one the recipe's combiner lacks is skipped
-    at run time, so an ablation that swaps the combiner keeps its phases)."""
-    declared = {n for entry in registry.components("combiner") for n in getattr(entry.config_class, "aux_loss_names", ())}
+    """A phase's aux_losses name must be a loss some combiner or adapter declares (one the recipe's components lack is
+    skipped at run time, so an ablation that swaps the combiner or an adapter keeps its phases)."""
+    declared = {
+        n for kind in ("combiner", "adapter") for entry in registry.components(kind) for n in getattr(entry.config_class, "aux_loss_names", ())
+    }
     problems = []
     for i, phase in enumerate(recipe.phases):
         for name in sorted(set(phase.aux_losses) - declared):
             hint = difflib.get_close_matches(name, declared, n=1)
             problems.append(
-                f"{source}: phases.{i}.aux_losses.{name}: no combiner declares this auxiliary loss"
+                f"{source}: phases.{i}.aux_losses.{name}: no combiner or adapter declares this auxiliary loss"
                 + (f"; did you mean {hint[0]!r}?" if hint else "")
                 + f" (known: {', '.join(sorted(declared)) or 'none'})"
             )

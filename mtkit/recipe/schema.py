@@ -211,7 +211,7 @@ class PhaseSection(_Section):
         description="Under oracle routing in this phase (and its evaluation), route these tasks to another adapter: "
         "{headlines = \"topic\"} serves the headlines task with the topic adapter (a best-single-adapter baseline).",
     )
-    aux_losses: dict[str, float] = Field(default_factory=dict, description="Auxiliary loss weights by name (the combiner's losses).")
+    aux_losses: dict[str, float] = Field(default_factory=dict, description="Auxiliary loss weights by name (the losses the combiner and the adapters declare).")
     temperature: TemperatureSchedule | None = Field(default=None, description="Combiner temperature schedule.")
     views: ViewSection | None = Field(
         default=None,

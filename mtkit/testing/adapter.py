@@ -151,6 +151,7 @@ def check_training_changes_only_adapter(h: AdapterHarness) -> None:
         target = None
         for _ in range(3):
             out = model.run_backbone(h.input_ids, h.attention_mask, h.task_ids)
+            _check_aux_losses(adapter)
             result = out.logits if out.logits is not None else out.hidden
             target = torch.randn_like(result) if target is None else target
             loss = (result - target).pow(2).mean()
@@ -165,6 +166,13 @@ def check_training_changes_only_adapter(h: AdapterHarness) -> None:
     changed = [n for n, p in adapter.named_parameters() if not torch.equal(p.detach(), before_adapter[n])]
     assert changed, "three optimiser steps changed none of the adapter's parameters (no gradient reaches them?)"
     assert all(torch.isfinite(p).all() for p in adapter.parameters()), "adapter parameters became non-finite"
+
+
+def _check_aux_losses(adapter: Adapter) -> None:
+    unknown = sorted(set(adapter.aux_losses) - set(adapter.aux_loss_names))
+    assert not unknown, f"aux losses {unknown} are not declared in aux_loss_names {adapter.aux_loss_names}"
+    for name, value in adapter.aux_losses.items():
+        assert value.dim() == 0 and torch.isfinite(value), f"aux loss {name!r} is not a finite scalar"
 
 
 def check_save_load_roundtrip(h: AdapterHarness) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -113,3 +113,62 @@ class HyperLoraAdapterConfig(AdapterConfig):
         default="zeros",
         description="zeros: the generator of B starts at 0, so the adapted model equals the base; random: non-zero (tests).",
     )
+
+
+def check_top_k(top_k: int | None, num_experts: int) -> None:
+    """A mixture applies at most all of its experts to a token."""
+    if top_k is not None and top_k > num_experts:
+        raise ValueError(f"top_k {top_k} exceeds num_experts {num_experts}; lower top_k or raise num_experts")
+
+
+class MixLoraAdapterConfig(AdapterConfig):
+    """Mixture of LoRA experts per site (MixLoRA): a token router picks the top-k of N LoRAs for each token."""
+
+    aux_loss_names: ClassVar[tuple[str, ...]] = ("expert_balance",)
+
+    rank: int = Field(default=8, gt=0, le=4096, description="Rank R of each expert's update B A.")
+    alpha: float = Field(default=16.0, gt=0, description="Scale numerator: each expert's delta is multiplied by alpha / rank.")
+    num_experts: int = Field(default=8, ge=2, le=256, description="LoRA experts N at each site.")
+    top_k: int | None = Field(
+        default=2,
+        gt=0,
+        description="Experts applied to each token: the router's k most probable, their probabilities renormalised to "
+        "sum to 1; computed only for the tokens routed to them, so the cost follows k, not N. None: every expert, "
+        "weighted by the router's softmax (dense).",
+    )
+    dropout: float = Field(default=0.0, ge=0, lt=1, description="Dropout on the experts' input during training (the router sees it unchanged).")
+    init: Literal["zeros", "random"] = Field(
+        default="zeros",
+        description="zeros: every expert's B starts at 0, so the adapted model equals the base; random: B starts non-zero (tests).",
+    )
+
+    @model_validator(mode="after")
+    def _top_k_fits(self) -> MixLoraAdapterConfig:
+        check_top_k(self.top_k, self.num_experts)
+        return self
+
+
+class HydraLoraAdapterConfig(AdapterConfig):
+    """One shared down-projection A and N up-projection heads B per site (HydraLoRA), mixed per token by a router."""
+
+    aux_loss_names: ClassVar[tuple[str, ...]] = ("expert_balance",)
+
+    rank: int = Field(default=8, gt=0, le=4096, description="Rank R of the shared A and of each head B.")
+    alpha: float = Field(default=16.0, gt=0, description="Scale numerator: the delta is multiplied by alpha / rank.")
+    num_experts: int = Field(default=4, ge=2, le=256, description="B heads N at each site.")
+    top_k: int | None = Field(
+        default=None,
+        gt=0,
+        description="Heads applied to each token: None (the HydraLoRA design) mixes every head by the router's softmax; "
+        "k keeps the k most probable, renormalised, computed only for the tokens routed to them.",
+    )
+    dropout: float = Field(default=0.0, ge=0, lt=1, description="Dropout on the shared A's input during training (the router sees it unchanged).")
+    init: Literal["zeros", "random"] = Field(
+        default="zeros",
+        description="zeros: every head B starts at 0, so the adapted model equals the base; random: the heads start non-zero (tests).",
+    )
+
+    @model_validator(mode="after")
+    def _top_k_fits(self) -> HydraLoraAdapterConfig:
+        check_top_k(self.top_k, self.num_experts)
+        return self

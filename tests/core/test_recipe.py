@@ -160,8 +160,8 @@ def test_recipe_aux_loss_names_are_checked_without_importing_combiners(tiny_reci
     with pytest.raises(RecipeError) as info:
         resolve(tiny_recipe, registry, "r.toml")
     (problem,) = info.value.problems
-    assert problem.startswith("r.toml: phases.1.aux_losses.load_balanse: no combiner declares this auxiliary loss; did you mean 'load_balance'?")
-    assert "(known: consistency, efficiency, entropy, load_balance, task_supervision, value_identity)" in problem
+    assert problem.startswith("r.toml: phases.1.aux_losses.load_balanse: no combiner or adapter declares this auxiliary loss; did you mean 'load_balance'?")
+    assert "(known: consistency, efficiency, entropy, expert_balance, load_balance, task_supervision, value_identity)" in problem
 
 
 def test_recipe_bounds_and_patterns_are_checked_in_validation(tiny_recipe: dict[str, Any], registry: Registry) -> None:

@@ -154,8 +154,8 @@ def test_validate_rejects_an_aux_loss_typo_without_importing_torch(tiny_recipe: 
     assert result.returncode == 0, result.stderr
     first, _, output = result.stdout.partition("\n")
     assert first == "2 False", result.stdout
-    assert f"{path}: phases.1.aux_losses.load_balanse: no combiner declares this auxiliary loss; did you mean 'load_balance'?" in output
-    assert "known: consistency, efficiency, entropy, load_balance, task_supervision, value_identity" in output
+    assert f"{path}: phases.1.aux_losses.load_balanse: no combiner or adapter declares this auxiliary loss; did you mean 'load_balance'?" in output
+    assert "known: consistency, efficiency, entropy, expert_balance, load_balance, task_supervision, value_identity" in output
 
 
 def test_task_adapters_route_a_task_to_another_adapter_for_one_phase(tiny_recipe: dict[str, Any], tmp_path: Path) -> None:

@@ -5,10 +5,8 @@ from __future__ import annotations
 import copy
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,7 +22,7 @@ from mtkit.data.tasks import plan_batches
 from mtkit.recipe.schema import PhaseSection
 from mtkit.train.run import run_recipe
 from mtkit.train.trainer import lr_lambda
-from tests.conftest import ROOT, write_toml
+from tests.conftest import ROOT, kill_and_resume, write_toml
 
 
 def _run(tmp_path: Path, recipe: dict[str, Any], name: str, **kwargs: Any) -> Path:
@@ -112,29 +110,10 @@ def test_train_killed_cli_run_resumes_to_the_same_result(tmp_path: Path, tiny_re
     recipe = copy.deepcopy(tiny_recipe)
     recipe["phases"][0]["steps"] = 150
     recipe["run"]["checkpoint_every"] = 10
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-
-    def start(name: str, *extra: str) -> subprocess.Popen[bytes]:
-        recipe["run"]["output_dir"] = str(tmp_path / name)
-        path = write_toml(tmp_path / f"{name}.toml", recipe)
-        cmd = [sys.executable, "-m", "mtkit", "run", str(path), *extra]
-        return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-    assert start("reference").wait(timeout=600) == 0
-    victim = start("killed")
-    latest = tmp_path / "killed" / "checkpoints" / "latest"
-    deadline = time.time() + 600
-    while not latest.exists() and victim.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    victim.send_signal(signal.SIGKILL)
-    victim.wait()
-    assert victim.returncode == -signal.SIGKILL, "the run finished before it could be killed"
-    assert not (tmp_path / "killed" / "results.json").exists()
-    resumed = start("killed", "--resume")
-    _, stderr = resumed.communicate(timeout=600)
-    assert resumed.returncode == 0, stderr.decode()
-    reference = json.loads((tmp_path / "reference" / "results.json").read_text())
-    assert json.loads((tmp_path / "killed" / "results.json").read_text()) == reference
+    reference = _run(tmp_path, recipe, "reference")
+    recipe["run"]["output_dir"] = str(tmp_path / "killed")
+    kill_and_resume(write_toml(tmp_path / "killed.toml", recipe), tmp_path / "killed")
+    assert json.loads((tmp_path / "killed" / "results.json").read_text()) == json.loads((reference / "results.json").read_text())
 
 
 def test_checkpoint_interrupted_write_leaves_last_checkpoint_intact(tmp_path: Path) -> None:

@@ -15,6 +15,8 @@ ADAPTERS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "lora": ({"rank": 4, "target_modules": ["re:(query|value|q_proj|v_proj)$"]}, {"init": "random"}),
     "bottleneck": ({"placement": "houlsby", "bottleneck_dim": 8}, {"init": "random"}),
     "hyper_lora": ({"rank": 2, "hidden_dim": 16, "embedding_dim": 8, "target_modules": ["re:(query|value|q_proj|v_proj)$"]}, {"init": "random"}),
+    "mixlora": ({"rank": 2, "num_experts": 4, "top_k": 2, "target_modules": ["re:(query|value|q_proj|v_proj)$"]}, {"init": "random"}),
+    "hydra_lora": ({"rank": 2, "num_experts": 3, "target_modules": ["re:(query|value|q_proj|v_proj)$"]}, {"init": "random"}),
 }
 BACKBONES = {"tiny_bert": TINY_BERT, "tiny_llama": TINY_LLAMA}
 _HARNESSES: dict[tuple[str, str], AdapterHarness] = {}

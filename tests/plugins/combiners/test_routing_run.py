@@ -54,6 +54,6 @@ def test_router_rejects_aux_loss_it_does_not_provide(tiny_recipe: dict[str, Any]
     recipe["phases"][1]["aux_losses"] = {"load_balanse": 0.01}
     with pytest.raises(
         RecipeError,
-        match=r"phases\.1\.aux_losses\.load_balanse: no combiner declares this auxiliary loss; did you mean 'load_balance'\? \(known: consistency, efficiency, entropy, load_balance, task_supervision, value_identity\)",
+        match=r"phases\.1\.aux_losses\.load_balanse: no combiner or adapter declares this auxiliary loss; did you mean 'load_balance'\? \(known: consistency, efficiency, entropy, expert_balance, load_balance, task_supervision, value_identity\)",
     ):
         run_recipe(write_toml(tmp_path / "bad.toml", recipe))
