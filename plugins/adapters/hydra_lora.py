@@ -36,7 +36,7 @@ class HydraLoraAdapter(Adapter):
             sites, config.num_experts, config.rank, config.init, shared_down=True
         )
 
-    def weights(self, site: str) -> tuple[Tensor, Tensor, Tensor]:
+    def matrices(self, site: str) -> tuple[Tensor, Tensor, Tensor]:
         """(A (R, Din), B (N, Dout, R), router (N, Din)) at a site."""
         key = self.site_key(site)
         return self.hydra_a[key], self.hydra_b[key], self.hydra_router[key]
@@ -44,7 +44,7 @@ class HydraLoraAdapter(Adapter):
     def routed(self, site: str, x: Tensor, mask: Tensor | None, sample_weights: Tensor | None = None) -> Tensor:
         """The delta for x (B, T, Din), times `sample_weights` (B,) or (B, T) if given; `mask` (B, T) marks the tokens
         the balance loss counts."""
-        return _experts.mixture_delta(self, self.weights(site), x, mask, self.top_k, self.scale, self.config.dropout, sample_weights)
+        return _experts.mixture_delta(self, self.matrices(site), x, mask, self.top_k, self.scale, self.config.dropout, sample_weights)
 
     def delta(self, site: str, x: Tensor, y: Tensor, ctx: ForwardContext) -> Tensor:
         return self.routed(site, x, ctx.attention_mask)

@@ -20,7 +20,7 @@ from tests.plugins.adapters.test_mixlora import SITE, compare_with_reference, re
 def test_hydra_lora_matches_per_token_reference(make_backbone: Any, make_adapter: Any, top_k: int | None) -> None:
     backbone = make_backbone(TINY_BERT)
     adapter = make_adapter("hydra_lora", backbone, rank=3, num_experts=4, top_k=top_k, init="random")
-    a, b, router = adapter.weights(SITE)
+    a, b, router = adapter.matrices(SITE)
     assert tuple(a.shape) == (3, 32) and tuple(b.shape) == (4, 32, 3)  # one A shared by the four B heads
     compare_with_reference(adapter, lambda x: reference_mixture(x, router, top_k, lambda e, t: b[e] @ (a @ t) * adapter.scale))
 

@@ -61,7 +61,7 @@ def compare_with_reference(adapter: Adapter, reference: Callable[[Tensor], Tenso
 def test_mixlora_matches_per_token_reference(make_backbone: Any, make_adapter: Any, top_k: int | None) -> None:
     backbone = make_backbone(TINY_BERT)
     adapter = make_adapter("mixlora", backbone, rank=3, num_experts=4, top_k=top_k, init="random")
-    a, b, router = adapter.weights(SITE)
+    a, b, router = adapter.matrices(SITE)
     assert tuple(a.shape) == (4, 3, 32) and tuple(b.shape) == (4, 32, 3) and tuple(router.shape) == (4, 32)
     compare_with_reference(adapter, lambda x: reference_mixture(x, router, top_k, lambda e, t: b[e] @ (a[e] @ t) * adapter.scale))
 
