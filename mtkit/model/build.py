@@ -15,6 +15,7 @@ from mtkit.data.tasks import TaskData, check_rows, encode_examples, prepare_task
 from mtkit.api.errors import MtkitError, RecipeError
 from mtkit.api.interfaces import Backbone, DatasetSource, Head, Metric, Scheduler, TaskInfo
 from mtkit.model.multitask import MultiTaskModel, layer_index
+from mtkit.model.peft_import import import_peft_parts
 from mtkit.recipe.schema import Recipe
 from mtkit.recipe.resolve import Node, ResolvedRecipe
 from mtkit.api.seeding import component_seed, seeded
@@ -126,6 +127,9 @@ def build_model(resolved: ResolvedRecipe, task_infos: dict[str, TaskInfo]) -> Mu
     oracle: Combiner = build_component(resolved.oracle, source, setup=setup)
     heads = {name: build_head(resolved, name, backbone, task_infos[name]) for name in recipe.tasks}
     task_adapter = {name: recipe.adapter_for_task(name) for name in recipe.tasks}
+    for aid, node in resolved.adapters().items():
+        with in_recipe(source, node.where):
+            import_peft_parts(aid, adapters[aid], backbone, heads, task_adapter)
     model = MultiTaskModel(backbone, adapters, combiner, oracle, heads, task_adapter)
     _check_selectors(resolved, model)
     return model
