@@ -138,7 +138,7 @@ def _task_of(model: Any, aid: str, tasks: list[str]) -> _Task:
         why = f"it serves {len(tasks)} tasks ({', '.join(tasks)})" if tasks else "it serves no task under oracle routing"
         return _Task(None, missing=f"{why}, so no one head goes with it")
     head = model.heads[tasks[0]]
-    labels = tuple(head.task.label_names)
+    labels = tuple(head.task.label_names or ())
     if not isinstance(head, PeftHead):
         return _Task(tasks[0], labels=labels, missing=f"head type {type(head).name!r} has no transformers task model")
     try:

@@ -156,3 +156,33 @@ def test_export_hf_loads_with_transformers_alone_and_gives_mtkit_logits(exported
     ours = mtkit_logits(load_run(exported_run).model)
     torch.testing.assert_close(torch.tensor(result["logits"]), ours, atol=1e-5, rtol=0)
     assert result["labels"] == {"0": "rotten", "1": "fresh"}
+
+
+def test_export_causal_lm_loads_in_auto_peft_model_and_as_merged_model(tmp_path: Path) -> None:
+    """An lm task on a tiny Llama: PEFT's CAUSAL_LM folder (what vLLM, SGLang and LoRAX load) and the merged model."""
+    from peft import AutoPeftModelForCausalLM
+    from transformers import AutoModelForCausalLM
+
+    base = save_base("llama", tmp_path / "tiny-llama")
+    head = {"type": "lm", "prompt_template": "Article: {text} Headline:", "target_template": " {headline}", "max_new_tokens": 2}
+    recipe: dict[str, Any] = {
+        "run": {"name": "lm", "seed": 0, "batch_size": 2, "max_length": 48, "checkpoint_every": 0, "output_dir": str(tmp_path / "run")},
+        "backbone": {"type": "hf_causal_lm", "model": str(base)},
+        "adapters": {"news": {"type": "lora", "rank": 4, "init": "random", "target_modules": ["q_proj", "v_proj"]}},
+        "tasks": {"news": {"dataset": {"type": "bbc_headlines", "max_train_examples": 4, "max_eval_examples": 2}, "head": head, "metrics": ["rouge"]}},
+        "phases": [{"name": "train", "steps": 2, "train": ["adapters"], "lr": 1e-2}],
+    }
+    run_recipe(write_toml(tmp_path / "lm.toml", recipe))
+    peft_folder = export_run(tmp_path / "run", tmp_path / "peft")["news"]
+    hf_folder = export_run(tmp_path / "run", tmp_path / "hf", "hf")["news"]
+    assert json.loads((peft_folder / "adapter_config.json").read_text())["task_type"] == "CAUSAL_LM"
+    assert "AutoPeftModelForCausalLM.from_pretrained" in (peft_folder / "README.md").read_text()
+
+    model = load_run(tmp_path / "run").model
+    enc = model.backbone.tokenizer(TEXTS, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        ours = model.run_backbone(enc["input_ids"], enc["attention_mask"], torch.zeros(len(TEXTS), dtype=torch.long)).logits
+        theirs = AutoPeftModelForCausalLM.from_pretrained(str(peft_folder)).eval()(**enc).logits
+        merged = AutoModelForCausalLM.from_pretrained(str(hf_folder)).eval()(**enc).logits
+    torch.testing.assert_close(theirs, ours, atol=1e-5, rtol=0)
+    torch.testing.assert_close(merged, ours, atol=1e-5, rtol=0)
