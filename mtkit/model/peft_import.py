@@ -49,4 +49,4 @@ def _load_head(aid: str, source: LoraTensors, heads: Mapping[str, Head], task_ad
         try:
             head.load_peft_head(source.head, prefix)
         except MtkitError as exc:
-            raise MtkitError(f"{where}: task {task!r}: {exc}") from None
+            raise MtkitError(f"{where}: tasks.{task}.head: {exc}") from None

@@ -29,8 +29,8 @@ FORMATS = ("peft", "hf")
 _LOADERS = {
     None: ("peft", "PeftModel", "PeftModel.from_pretrained(AutoModel.from_pretrained(BASE), FOLDER)"),
     "FEATURE_EXTRACTION": ("peft", "AutoPeftModel", "AutoPeftModel.from_pretrained(FOLDER)"),
-    "SEQ_CLS": ("peft", "AutoPeftModelForSequenceClassification", "AutoPeftModelForSequenceClassification.from_pretrained(FOLDER)"),
-    "TOKEN_CLS": ("peft", "AutoPeftModelForTokenClassification", "AutoPeftModelForTokenClassification.from_pretrained(FOLDER)"),
+    "SEQ_CLS": ("peft", "AutoPeftModelForSequenceClassification", "AutoPeftModelForSequenceClassification.from_pretrained(FOLDER, num_labels=LABELS)"),
+    "TOKEN_CLS": ("peft", "AutoPeftModelForTokenClassification", "AutoPeftModelForTokenClassification.from_pretrained(FOLDER, num_labels=LABELS)"),
     "QUESTION_ANS": ("peft", "AutoPeftModelForQuestionAnswering", "AutoPeftModelForQuestionAnswering.from_pretrained(FOLDER)"),
     "CAUSAL_LM": ("peft", "AutoPeftModelForCausalLM", "AutoPeftModelForCausalLM.from_pretrained(FOLDER)"),
 }
@@ -77,25 +77,26 @@ def export_run(
         for aid in chosen:
             if aid in merged:
                 _export_merged(model, out / aid)
-                _write_readme(out / aid, model, _Task(None, missing="it is the run's merged combiner, not one task's adapter"), None, run_dir, digest)
-                folders[aid] = out / aid
-                continue
-            task = _task_of(model, aid, [t for t, a in served.items() if a == aid])
-            _write_adapter(model, aid, out / aid, task)
-            _write_readme(out / aid, model, task, json.loads((out / aid / "adapter_config.json").read_text())["task_type"], run_dir, digest)
+                task = _Task(None, missing="it is the run's merging combiner, not one task's adapter")
+            else:
+                task = _task_of(model, aid, [t for t, a in served.items() if a == aid])
+                _write_adapter(model, aid, out / aid, task)
+            task_type = json.loads((out / aid / "adapter_config.json").read_text(encoding="utf-8"))["task_type"]
+            _write_readme(out / aid, model, task, task_type, run_dir, digest)
             folders[aid] = out / aid
     else:
         tasks = [t for t, a in served.items() if a in chosen and a not in merged]
         if not tasks:
             raise MtkitError(f"{run_dir}: no task is served by the chosen adapters ({', '.join(chosen)}), so there is no task model to write")
-        for name in tasks:
-            task = _task_of(model, served[name], [name])  # type: ignore[arg-type]
+        found = {name: _task_of(model, served[name], [name]) for name in tasks}  # type: ignore[arg-type]
+        for name, task in found.items():
             if task.missing is not None:
                 raise MtkitError(f"{run_dir}: task {name!r} cannot be written as a transformers model: {task.missing}; or leave its adapter out with --adapter")
+        for name, task in found.items():
             _write_merged_model(model, served[name], out / name, task)  # type: ignore[arg-type]
             _write_readme(out / name, model, task, "hf", run_dir, digest)
             folders[name] = out / name
-    _describe_combiner(model, recipe, out)
+    _describe_combiner(model, out)
     return folders
 
 
@@ -194,20 +195,27 @@ def _write_merged_model(model: Any, aid: str, folder: Path, task: _Task) -> None
     hf_model = model.backbone.get_submodule(model.backbone.hf_model_path())
     task_type = task.head.task_type
     config = hf_model.config.__class__.from_dict(hf_model.config.to_dict())
-    if task.labels:
+    config.num_labels = 2 if task_type == "QUESTION_ANS" else _num_labels(task) or config.num_labels  # start and end for QA
+    if task.labels and task_type != "QUESTION_ANS":
         config.id2label = dict(enumerate(task.labels))
         config.label2id = {label: i for i, label in enumerate(task.labels)}
-    elif task_type == "QUESTION_ANS":
-        config.num_labels = 2
     task_model = getattr(transformers, TASK_MODELS[task_type]).from_config(config)
     base = task_model if task_model.base_model is task_model or task_type == "CAUSAL_LM" else task_model.base_model
-    base.load_state_dict(hf_model.state_dict())
+    # Token classification and QA models build their encoder without the pooler, so the backbone's pooler is left out.
+    missing = base.load_state_dict(hf_model.state_dict(), strict=False).missing_keys
+    assert not missing, f"the task model's base lacks none of the backbone's weights: {missing[:3]}"
     with tempfile.TemporaryDirectory() as tmp:
         _write_adapter(model, aid, Path(tmp), task)
         merged = PeftModel.from_pretrained(task_model, tmp).merge_and_unload()
     merged.eval()
     merged.save_pretrained(folder)
     model.backbone.tokenizer.save_pretrained(folder)
+
+
+def _num_labels(task: _Task) -> int:
+    """The number of outputs of the task's classifier (classes or tags)."""
+    weight = task.head.tensors.get("classifier.weight") if task.head is not None else None
+    return int(weight.shape[0]) if weight is not None else len(task.labels)
 
 
 def _write_readme(folder: Path, model: Any, task: _Task, task_type: str | None, run_dir: str | Path, digest: str | None) -> None:
@@ -230,14 +238,17 @@ def _write_readme(folder: Path, model: Any, task: _Task, task_type: str | None, 
     else:
         module, name, call = _LOADERS[task_type]
         imports = f"from {module} import {name}" + ("\nfrom transformers import AutoModel" if task_type is None else "")
-        lines += [imports, "model = " + call.replace("FOLDER", f'"{folder}"').replace("BASE", f'"{base}"')]
+        call = call.replace("FOLDER", f'"{folder}"').replace("BASE", f'"{base}"').replace("LABELS", str(_num_labels(task)))
+        lines += [imports, "model = " + call]
     lines += ["```", ""]
+    if task_type in ("SEQ_CLS", "TOKEN_CLS"):
+        lines += ["PEFT builds the task model from the base model, so pass `num_labels` (the head's size) as above.", ""]
     if task.missing:
         lines += [f"The task head is not in this folder: {task.missing}. mtkit keeps it in the run directory (`mtkit predict {run_dir}`).", ""]
     (folder / "README.md").write_text("\n".join(lines), encoding="utf-8")
 
 
-def _describe_combiner(model: Any, recipe: Any, out: Path) -> None:
+def _describe_combiner(model: Any, out: Path) -> None:
     """A combiner other than oracle routing is mtkit-specific: say so beside the exported folders, never drop it silently."""
     kind = type(model.combiner).name
     if kind == "oracle":

@@ -17,6 +17,7 @@ import pytest
 import torch
 from peft import AutoPeftModelForSequenceClassification
 
+from mtkit import MtkitError
 from mtkit.model.multitask import MultiTaskModel
 from mtkit.rundir.export import export_run
 from mtkit.rundir.load import load_run
@@ -25,6 +26,7 @@ from tests.conftest import write_toml
 from tests.core.test_cli import mtkit
 from tests.core.test_peft_import import save_base
 
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 TEXTS = ["a gripping, funny film", "dull and far too long, sadly", "ok"]
 
 
@@ -36,7 +38,7 @@ def exported_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     recipe: dict[str, Any] = {
         "run": {"name": "export", "seed": 0, "batch_size": 8, "eval_batch_size": 16, "max_length": 32, "checkpoint_every": 0, "output_dir": str(root / "run")},
         "backbone": {"type": "hf_encoder", "model": str(base)},
-        "adapters": {name: {"type": "lora", "rank": 4, "alpha": 8, "target_modules": ["query", "value"]} for name in ("sentiment", "topic")},
+        "adapters": {name: {"type": "lora", "rank": 4, "alpha": 8, "target_modules": ["query", "value"]} for name in ("sentiment", "topic", "tags", "qa")},
         "combiner": {"type": "weighted"},
         "tasks": {
             "sentiment": {
@@ -45,6 +47,16 @@ def exported_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 "metrics": ["accuracy"],
             },
             "topic": {"dataset": {"type": "bbc_news", "max_train_examples": 32, "max_eval_examples": 8}, "head": {"type": "classification"}, "metrics": ["accuracy"]},
+            "tags": {
+                "dataset": {"type": "json", "data_files": str(FIXTURES / "token_classification.jsonl"), "label_field": "tags", "test_size": 0.1, "split_seed": 1},
+                "head": {"type": "token_classification"},
+                "metrics": ["token_accuracy"],
+            },
+            "qa": {
+                "dataset": {"type": "json", "data_files": str(FIXTURES / "span_qa.jsonl"), "test_size": 0.05, "split_seed": 1},
+                "head": {"type": "span_qa"},
+                "metrics": ["accuracy"],
+            },
         },
         "phases": [{"name": "adapters", "steps": 3, "train": ["adapters", "heads"], "lr": 5e-2}],
     }
@@ -53,16 +65,19 @@ def exported_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def mtkit_logits(model: MultiTaskModel, task: str = "sentiment") -> torch.Tensor:
+    """The task head's logits on TEXTS (span_qa: (B, T, 2) start and end, with no token masked as outside a context)."""
     enc = model.backbone.tokenizer(TEXTS, padding=True, return_tensors="pt")
     index = list(model.heads).index(task)
-    with torch.no_grad(), model.routing("oracle"):
+    every_token = torch.zeros(*enc["input_ids"].shape, 2, dtype=torch.long)
+    with torch.no_grad():  # the run's last phase routes by task id, and load_run routes as it did
         output = model.run_backbone(enc["input_ids"], enc["attention_mask"], torch.full((len(TEXTS),), index))
-        return model.heads[task](output, {"attention_mask": enc["attention_mask"]}).logits  # type: ignore[return-value]
+        return model.heads[task](output, {"attention_mask": enc["attention_mask"], "context_offsets": every_token}).logits  # type: ignore[return-value]
 
 
+@pytest.mark.slow
 def test_export_peft_loads_in_auto_peft_model_with_mtkit_logits_and_round_trips(exported_run: Path, tmp_path: Path) -> None:
     folders = export_run(exported_run, tmp_path / "peft")
-    assert sorted(folders) == ["sentiment", "topic"]
+    assert sorted(folders) == ["qa", "sentiment", "tags", "topic"]
     config = json.loads((folders["sentiment"] / "adapter_config.json").read_text())
     assert (config["task_type"], config["modules_to_save"]) == ("SEQ_CLS", ["classifier", "pooler"])
     readme = (folders["sentiment"] / "README.md").read_text()
@@ -90,7 +105,8 @@ def test_export_peft_loads_in_auto_peft_model_with_mtkit_logits_and_round_trips(
     back = copy.deepcopy(recipe)
     back.pop("adapters")
     back["libraries"] = {"lib": {"type": "lora", "from_peft": str(tmp_path / "peft")}}
-    back["tasks"].pop("topic")
+    for other in ("topic", "tags", "qa"):
+        back["tasks"].pop(other)
     back["combiner"] = {"type": "oracle"}
     from mtkit import TaskInfo, load_registry
     from mtkit.model.build import build_model
@@ -100,6 +116,17 @@ def test_export_peft_loads_in_auto_peft_model_with_mtkit_logits_and_round_trips(
     again = mtkit_logits(imported)
     torch.testing.assert_close(again, ours, atol=1e-6, rtol=0)
     assert again.argmax(-1).tolist() == ours.argmax(-1).tolist()
+
+    # Token classification and extractive QA: PEFT's own task types, heads in modules_to_save.
+    from peft import AutoPeftModelForQuestionAnswering, AutoPeftModelForTokenClassification
+
+    assert f"num_labels={model.heads['tags'].num_labels})" in (folders["tags"] / "README.md").read_text()
+    tags = AutoPeftModelForTokenClassification.from_pretrained(str(folders["tags"]), num_labels=model.heads["tags"].num_labels).eval()
+    qa = AutoPeftModelForQuestionAnswering.from_pretrained(str(folders["qa"])).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(tags(**enc).logits, mtkit_logits(model, "tags"), atol=1e-5, rtol=0)
+        spans, out = mtkit_logits(model, "qa"), qa(**enc)
+    torch.testing.assert_close(torch.stack([out.start_logits, out.end_logits], -1), spans, atol=1e-5, rtol=0)
 
 
 def site_packages_without(tmp_path: Path, hidden: tuple[str, ...]) -> Path:
@@ -134,14 +161,24 @@ print(json.dumps({"logits": logits.tolist(), "labels": model.config.id2label}))
 
 @pytest.mark.slow
 def test_export_hf_loads_with_transformers_alone_and_gives_mtkit_logits(exported_run: Path, tmp_path: Path) -> None:
-    done = mtkit("export", str(exported_run), str(tmp_path / "hf"), "--format", "hf", cwd=tmp_path)
-    assert done.returncode == 2 and "task 'topic' cannot be written as a transformers model: head pooling 'mean'" in done.stderr
-    assert "Traceback" not in done.stderr
+    with pytest.raises(MtkitError, match=r"task 'topic' cannot be written as a transformers model: head pooling 'mean'"):
+        export_run(exported_run, tmp_path / "hf", "hf")
+    assert not (tmp_path / "hf").exists()  # every task is checked before any is written
     done = mtkit("export", str(exported_run), str(tmp_path / "hf"), "--format", "hf", "--adapter", "sentiment", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
+    from transformers import AutoModelForQuestionAnswering, AutoModelForTokenClassification
+
+    export_run(exported_run, tmp_path / "hf", "hf", ["tags", "qa"])
+    model = load_run(exported_run).model
+    enc = model.backbone.tokenizer(TEXTS, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        tags = AutoModelForTokenClassification.from_pretrained(str(tmp_path / "hf" / "tags")).eval()(**enc).logits
+        qa = AutoModelForQuestionAnswering.from_pretrained(str(tmp_path / "hf" / "qa")).eval()(**enc)
+    torch.testing.assert_close(tags, mtkit_logits(model, "tags"), atol=1e-5, rtol=0)
+    torch.testing.assert_close(torch.stack([qa.start_logits, qa.end_logits], -1), mtkit_logits(model, "qa"), atol=1e-5, rtol=0)
     folder = tmp_path / "hf" / "sentiment"
     assert "AutoModelForSequenceClassification.from_pretrained" in (folder / "README.md").read_text()
-    view = site_packages_without(tmp_path, ("mtkit", "peft", "plugins", "tests"))
+    view = site_packages_without(tmp_path, ("mtkit", "peft"))
     # -I: no PYTHONPATH, user site or script folder; -S: no site-packages and no .pth hooks (editable installs).
     run = subprocess.run(
         [sys.executable, "-I", "-S", "-c", HF_ONLY, str(view), str(folder), json.dumps(TEXTS)],
@@ -153,11 +190,12 @@ def test_export_hf_loads_with_transformers_alone_and_gives_mtkit_logits(exported
     )
     assert run.returncode == 0, run.stderr
     result = json.loads(run.stdout.strip().splitlines()[-1])
-    ours = mtkit_logits(load_run(exported_run).model)
+    ours = mtkit_logits(model)
     torch.testing.assert_close(torch.tensor(result["logits"]), ours, atol=1e-5, rtol=0)
     assert result["labels"] == {"0": "rotten", "1": "fresh"}
 
 
+@pytest.mark.slow
 def test_export_causal_lm_loads_in_auto_peft_model_and_as_merged_model(tmp_path: Path) -> None:
     """An lm task on a tiny Llama: PEFT's CAUSAL_LM folder (what vLLM, SGLang and LoRAX load) and the merged model."""
     from peft import AutoPeftModelForCausalLM

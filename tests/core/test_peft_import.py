@@ -233,7 +233,7 @@ def test_peft_import_refuses_dora_other_methods_and_mismatches_by_name(registry:
     tensors["base_model.model.classifier.weight"] = torch.zeros(3, 32)
     tensors["base_model.model.classifier.bias"] = torch.zeros(3)
     save_file(tensors, str(wide / "adapter_model.safetensors"))
-    assert "task 'sentiment': 'classifier.weight' has 3 labels but the task has 2 (rotten, fresh)" in build_error(tmp_path / "wide")
+    assert "tasks.sentiment.head: 'classifier.weight' has 3 labels but the task has 2 (rotten, fresh)" in build_error(tmp_path / "wide")
     config_file = tmp_path / "lib" / "sentiment" / "adapter_config.json"
     config_file.write_text(json.dumps(json.loads(config_file.read_text()) | {"base_model_name_or_path": "FacebookAI/roberta-base"}))
     assert "adapter_config.json names base model 'FacebookAI/roberta-base' but the backbone is" in build_error(tmp_path / "lib")
