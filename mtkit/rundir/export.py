@@ -65,7 +65,7 @@ def export_run(
     from mtkit.rundir.load import load_run
 
     if format not in FORMATS:
-        raise MtkitError(f"--format {format!r} is not an export format (known: {', '.join(sorted(FORMATS))})")
+        raise MtkitError(f"{run_dir}: --format {format!r} is not an export format (known: {', '.join(sorted(FORMATS))}); pass --format peft or --format hf")
     loaded = load_run(run_dir, registry, verify=verify)
     model, recipe = loaded.model, loaded.recipe
     chosen, merged = _chosen(model, run_dir, format, adapters)
