@@ -105,10 +105,11 @@ def _chosen(model: Any, run_dir: str | Path, asked: str, adapters: Sequence[str]
 
     Both formats start from an adapter's PEFT form (`hf` merges it into the model), so both need adapters that have one.
     """
-    format = "peft"
     from mtkit.api.adapter import Exportable, LoraFactors
     from mtkit.api.combiner import MergedLora
     from mtkit.model.multitask import COMBINER
+
+    format = "peft"
 
     formats = {aid: tuple(a.export_formats) if isinstance(a, Exportable) else ("peft",) if isinstance(a, LoraFactors) else () for aid, a in model.adapters.items()}
     merged = isinstance(model.combiner, MergedLora) and COMBINER not in model.adapters
