@@ -472,12 +472,19 @@ def new_plugin_command(
 @app.command("export")
 def export_command(
     run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")],
-    out_dir: Annotated[Path, typer.Argument(help="Where to write one folder per exported adapter.")],
-    format: Annotated[str, typer.Option("--format", help="Target format (peft: adapter_config.json + adapter_model.safetensors).")] = "peft",
+    out_dir: Annotated[Path, typer.Argument(help="Where to write one folder per exported adapter (peft) or task (hf).")],
+    format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="peft: a PEFT LoRA folder per adapter, with its task's head in modules_to_save; "
+            "hf: a merged transformers model per task (adapter folded in, head included).",
+        ),
+    ] = "peft",
     adapter: Annotated[list[str] | None, typer.Option("--adapter", help="Adapter id to export (repeatable; default: every exportable one).")] = None,
     no_verify: Annotated[bool, typer.Option("--no-verify", help="Skip checking the run's files against its manifest.json (for files edited on purpose).")] = False,
 ) -> None:
-    """Export a run's adapters (e.g. LoRA to the PEFT format, loadable by peft.PeftModel.from_pretrained)."""
+    """Export a run for PEFT (AutoPeftModelFor... loads each folder) or transformers alone (merged models)."""
     from mtkit.rundir.export import export_run
 
     _quiet()

@@ -15,6 +15,7 @@ from mtkit.data.tasks import TaskData, check_rows, encode_examples, prepare_task
 from mtkit.api.errors import MtkitError, RecipeError
 from mtkit.api.interfaces import Backbone, DatasetSource, Head, Metric, Scheduler, TaskInfo
 from mtkit.model.multitask import MultiTaskModel, layer_index
+from mtkit.model.peft_import import import_peft_parts
 from mtkit.recipe.schema import Recipe
 from mtkit.recipe.resolve import Node, ResolvedPhase, ResolvedRecipe
 from mtkit.api.seeding import component_seed, seeded
@@ -119,6 +120,9 @@ def build_model(resolved: ResolvedRecipe, task_infos: dict[str, TaskInfo]) -> Mu
         combiners[path] = build_component(node, source, seed=seed, setup=setup)
         _check_sources(combiners[path], backbone, path, source)
     heads = {name: build_head(resolved, name, backbone, task_infos[name]) for name in recipe.tasks}
+    for aid, node in resolved.adapters().items():
+        with in_recipe(source, node.where):
+            import_peft_parts(aid, adapters[aid], backbone, heads, setup.task_adapters)
     model = MultiTaskModel(backbone, adapters, combiners, heads, setup.task_adapters, active=resolved.phases[0].combiner.path)
     _check_selectors(resolved, model)
     return model

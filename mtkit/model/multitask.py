@@ -378,7 +378,7 @@ class TaskView:
         model = self.model
         model._begin(batch["input_ids"], batch["attention_mask"], self._task_ids(batch))
         tokens = model.backbone.generate(batch["input_ids"], batch["attention_mask"], **kwargs)
-        model._last_combiner._finish_forward()
+        model._last_combiner.finish_forward()
         return tokens
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from mtkit.rundir.checkpoint import write_json_atomic
 from mtkit.api.errors import MtkitError
 
-__all__ = ["MANIFEST", "RUN_FILES", "verify_manifest", "write_manifest"]
+__all__ = ["MANIFEST", "RUN_FILES", "manifest_digest", "verify_manifest", "write_manifest"]
 
 MANIFEST = "manifest.json"
 RUN_FILES = ("recipe.json", "tasks.json", "data.json", "model.safetensors", "results.json", "probes.json", "parameters.json", "routing.json")
@@ -33,6 +33,12 @@ def write_manifest(run_dir: Path) -> None:
     """Record the size and sha256 of each of RUN_FILES present in `run_dir`."""
     files = {name: {"bytes": (run_dir / name).stat().st_size, "sha256": _sha256(run_dir / name)} for name in RUN_FILES if (run_dir / name).is_file()}
     write_json_atomic(run_dir / MANIFEST, {"format": 1, "algorithm": "sha256", "files": files})
+
+
+def manifest_digest(run_dir: Path) -> str | None:
+    """The sha256 of the run's manifest.json (which pins every other file), or None for a run without one."""
+    path = run_dir / MANIFEST
+    return _sha256(path) if path.is_file() else None
 
 
 def _read(run_dir: Path) -> dict[str, dict[str, Any]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -26,11 +27,15 @@ class LoraAdapter(Adapter):
     def __init__(self, config: LoraAdapterConfig, *, sites: Mapping[str, Site], context_size: int) -> None:
         super().__init__(config, sites=sites, context_size=context_size)
         imported = None
+        self.peft_source: peft_format.LoraTensors | None = None
         if config.from_peft is not None:
-            peft_config, modules = peft_format.read_lora(config.from_peft, f"from_peft {config.from_peft!r}")
-            config = _with_peft_rank(config, int(peft_config["r"]), float(peft_config["lora_alpha"]))
+            self.peft_source = peft_format.read_lora(config.from_peft, f"from_peft {config.from_peft!r}")
+            rank = int(self.peft_source.config["r"])
+            # rsLoRA scales by alpha / sqrt(rank): the same delta as plain LoRA with alpha * sqrt(rank).
+            config = _with_peft_rank(config, rank, peft_format.lora_scale(self.peft_source.config) * rank)
             self.config = config
-            imported = _by_site(config.from_peft, sites, modules)  # type: ignore[arg-type]
+            imported = _by_site(config.from_peft, sites, self.peft_source.modules)  # type: ignore[arg-type]
+            self.peft_source = dataclasses.replace(self.peft_source, modules={})  # what the head import needs, not a second copy
         self.rank, self.alpha = config.rank, config.alpha
         self.scale = self.alpha / self.rank
         self.lora_a = nn.ParameterDict()

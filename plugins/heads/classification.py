@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
-from mtkit import TRUNCATED, Backbone, BackboneOutput, Head, HeadOutput, ModelAccess, TaskInfo
+from mtkit import TRUNCATED, Backbone, BackboneOutput, Head, HeadOutput, HfModelBackbone, ModelAccess, MtkitError, TaskInfo, peft_format
 
 from ._labels import argmax_predictions, label_references, resolve_num_labels
+from ._peft import linear_tensors, load_linear, load_tensor
 from ._pooling import Pooler
 from .config import ClassificationHeadConfig
 
@@ -27,7 +29,7 @@ class ClassificationHead(Head):
         super().__init__(config, backbone=backbone, task=task)
         self.num_labels = resolve_num_labels(config, task)
         width = config.hidden_size or backbone.hidden_size
-        self.pooler = Pooler(config.pooling, backbone.hidden_size)
+        self.pooler = Pooler(config.pooling, backbone.hidden_size, _model_pooler(backbone) if config.pooling == "pooler" else None)
         self.norm = nn.LayerNorm(backbone.hidden_size) if config.layer_norm else nn.Identity()
         layers: list[nn.Module] = []
         size = backbone.hidden_size
@@ -36,6 +38,47 @@ class ClassificationHead(Head):
             size = width
         layers += [nn.Dropout(config.dropout), nn.Linear(size, self.num_labels)]
         self.mlp = nn.Sequential(*layers)
+
+    def peft_head(self, prefix: str) -> peft_format.PeftHeadWeights:
+        """transformers' BERT-like sequence classification head: the model's pooler, then `classifier`."""
+        plain = self.config.pooling == "pooler" and self.config.hidden_layers == 0 and not self.config.layer_norm
+        if not plain:
+            raise MtkitError(
+                f"head pooling {self.config.pooling!r} with {self.config.hidden_layers} hidden layer(s) and layer_norm = "
+                f"{str(self.config.layer_norm).lower()} has no transformers counterpart; set pooling = 'pooler', "
+                "hidden_layers = 0 and layer_norm = false for a head that PEFT and transformers load"
+            )
+        tensors = linear_tensors(self.mlp[-1], "classifier") | linear_tensors(self.pooler.dense, f"{prefix}pooler.dense")
+        return peft_format.PeftHeadWeights("SEQ_CLS", tensors, ["classifier", "pooler"])
+
+    @torch.no_grad()
+    def load_peft_head(self, tensors: Mapping[str, Tensor], prefix: str) -> None:
+        """A BERT-like `classifier` (over the model's pooler; a saved `pooler` too) loads; other heads are refused."""
+        names = {"classifier.weight", "classifier.bias", f"{prefix}pooler.dense.weight", f"{prefix}pooler.dense.bias"}
+        other = sorted(set(tensors) - names)
+        if other:
+            raise MtkitError(
+                f"tensor {other[0]!r} from modules_to_save is not a BERT-like classifier (a Linear over the model's "
+                "pooler), which is the only sequence classification head mtkit's classification head can hold; "
+                "train the adapter on such a model, or re-save it without modules_to_save and train the head in mtkit"
+            )
+        if "classifier.weight" not in tensors:
+            raise MtkitError(f"modules_to_save holds {sorted(tensors)} but no 'classifier.weight'; re-save it with the classifier")
+        if self.config.pooling != "pooler" or self.config.hidden_layers or self.config.layer_norm:
+            raise MtkitError(
+                "its 'classifier.weight' reads the model's pooler output, so the task's head must be "
+                "type = 'classification' with pooling = 'pooler', hidden_layers = 0 and layer_norm = false; set those"
+            )
+        weight = tensors["classifier.weight"]
+        if weight.shape[0] != self.num_labels:
+            raise MtkitError(
+                f"'classifier.weight' has {weight.shape[0]} labels but the task has {self.num_labels} "
+                f"({', '.join(self.task.label_names) or 'no names'}); import the adapter for a task with its labels"
+            )
+        load_linear(self.mlp[-1], {k: v for k, v in tensors.items() if k.startswith("classifier.")}, "classifier", "")
+        for part in ("weight", "bias"):
+            if f"{prefix}pooler.dense.{part}" in tensors:
+                load_tensor(getattr(self.pooler.dense, part), tensors[f"{prefix}pooler.dense.{part}"], f"{prefix}pooler.dense.{part}")
 
     def encode(self, examples: Mapping[str, list[Any]], tokenizer: Any, max_length: int) -> dict[str, list[Any]]:
         pair = examples[self.config.text_pair_field] if self.config.text_pair_field else None
@@ -75,3 +118,16 @@ class ClassificationHead(Head):
         if not isinstance(label, int) or isinstance(label, bool) or not 0 <= label < self.num_labels:
             return f"label {label!r} in field {self.config.label_field!r} is outside the head's {self.num_labels} classes (0-{self.num_labels - 1})"
         return None
+
+
+def _model_pooler(backbone: Backbone) -> nn.Module:
+    """The dense layer of the backbone model's own pooler (BERT-like encoders have one)."""
+    model = backbone.get_submodule(backbone.hf_model_path()) if isinstance(backbone, HfModelBackbone) else None
+    dense = getattr(getattr(model, "pooler", None), "dense", None)
+    if not isinstance(dense, nn.Linear):
+        raise MtkitError(
+            f"pooling 'pooler' needs a backbone whose model has a pooler (BERT-like encoders), but backbone "
+            f"{backbone.name!r} has none; use pooling = 'cls' or 'mean'",
+            key="pooling",
+        )
+    return dense

@@ -13,8 +13,11 @@ class ClassificationHeadConfig(ComponentConfig):
     """Sequence classification: pooled hidden states -> MLP -> class logits."""
 
     num_labels: int | None = Field(default=None, gt=1, description="Number of classes; default: the dataset's label names.")
-    pooling: Literal["cls", "mean", "attention"] = Field(
-        default="mean", description="cls: first token; mean: masked mean; attention: learned attention over tokens."
+    pooling: Literal["cls", "mean", "attention", "pooler"] = Field(
+        default="mean",
+        description="cls: first token; mean: masked mean; attention: learned attention over tokens; pooler: the "
+        "backbone model's own pooler (BERT's tanh layer over the first token), as transformers' sequence "
+        "classification models pool, so a PEFT SEQ_CLS head imports and exports.",
     )
     hidden_layers: int = Field(default=0, ge=0, le=4, description="Hidden layers of the MLP before the output layer.")
     hidden_size: int | None = Field(default=None, gt=0, description="Width of the MLP's hidden layers (default: backbone width).")

@@ -8,8 +8,9 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
-from mtkit import TRUNCATED, Backbone, BackboneOutput, Head, HeadOutput, ModelAccess, MtkitError, TaskInfo, pad_batch
+from mtkit import TRUNCATED, Backbone, BackboneOutput, Head, HeadOutput, ModelAccess, MtkitError, TaskInfo, pad_batch, peft_format
 
 from .config import LmHeadConfig
 
@@ -78,6 +79,17 @@ class LmHead(Head):
         return self.config.target_template.format_map(example)
 
     # --- Head ------------------------------------------------------------------------------
+
+    def peft_head(self, prefix: str) -> peft_format.PeftHeadWeights:
+        """transformers' causal LM: its lm_head is the backbone's own, so PEFT's CAUSAL_LM folder carries no head."""
+        return peft_format.PeftHeadWeights("CAUSAL_LM", {}, [])
+
+    def load_peft_head(self, tensors: Mapping[str, Tensor], prefix: str) -> None:
+        name = sorted(tensors)[0]
+        raise MtkitError(
+            f"tensor {name!r} from modules_to_save would replace part of the backbone (the lm head uses the backbone's "
+            "own output layer and embeddings, which stay frozen); re-save the adapter without modules_to_save"
+        )
 
     def encode(self, examples: Mapping[str, list[Any]], tokenizer: Any, max_length: int) -> dict[str, list[Any]]:
         names = list(examples)

@@ -14,8 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mtkit import Backbone, BackboneOutput, Head, HeadOutput, ModelAccess, TaskInfo, pad_batch
+from mtkit import Backbone, BackboneOutput, Head, HeadOutput, ModelAccess, TaskInfo, pad_batch, peft_format
 
+from ._peft import linear_tensors, load_linear
 from .config import SpanQaHeadConfig
 
 NO_ANSWER = -100  # label of an answer cut off by truncation: ignored by the loss
@@ -31,6 +32,13 @@ class SpanQaHead(Head):
     def __init__(self, config: SpanQaHeadConfig, *, backbone: Backbone, task: TaskInfo) -> None:
         super().__init__(config, backbone=backbone, task=task)
         self.span = nn.Linear(backbone.hidden_size, 2)
+
+    def peft_head(self, prefix: str) -> peft_format.PeftHeadWeights:
+        """transformers' extractive QA head: `qa_outputs` (start and end logits) over each token."""
+        return peft_format.PeftHeadWeights("QUESTION_ANS", linear_tensors(self.span, "qa_outputs"), ["qa_outputs"])
+
+    def load_peft_head(self, tensors: Mapping[str, Tensor], prefix: str) -> None:
+        load_linear(self.span, tensors, "qa_outputs", "train the adapter on a question answering model with a qa_outputs layer")
 
     def _answer(self, value: Any) -> str:
         return value[0] if isinstance(value, list) else value

@@ -12,11 +12,12 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
-from mtkit import Backbone, BackboneOutput, Head, HeadOutput, ModelAccess, TaskInfo
+from mtkit import Backbone, BackboneOutput, Head, HeadOutput, ModelAccess, MtkitError, TaskInfo, peft_format
 
 from ._labels import resolve_num_labels
+from ._peft import linear_tensors, load_linear
 from .config import TokenClassificationHeadConfig
 
 IGNORED = -100
@@ -37,6 +38,21 @@ class TokenClassificationHead(Head):
         self.norm = nn.LayerNorm(backbone.hidden_size) if config.layer_norm else nn.Identity()
         self.dropout = nn.Dropout(config.dropout)
         self.classifier = nn.Linear(backbone.hidden_size, self.num_labels)
+
+    def peft_head(self, prefix: str) -> peft_format.PeftHeadWeights:
+        """transformers' token classification head: `classifier` over each token's hidden state."""
+        if self.config.layer_norm:
+            raise MtkitError("head layer_norm = true has no transformers counterpart; set layer_norm = false for a head that PEFT and transformers load")
+        return peft_format.PeftHeadWeights("TOKEN_CLS", linear_tensors(self.classifier, "classifier"), ["classifier"])
+
+    def load_peft_head(self, tensors: Mapping[str, Tensor], prefix: str) -> None:
+        fix = "train the adapter on a BERT-like token classification model, or re-save it without modules_to_save"
+        if self.config.layer_norm:
+            raise MtkitError("its 'classifier' reads the hidden states directly, so the task's head must have layer_norm = false; set it")
+        weight = tensors.get("classifier.weight")
+        if weight is not None and weight.shape[0] != self.num_labels:
+            raise MtkitError(f"'classifier.weight' has {weight.shape[0]} tags but the task has {self.num_labels}; import the adapter for a task with its tags")
+        load_linear(self.classifier, tensors, "classifier", fix)
 
     def encode(self, examples: Mapping[str, list[Any]], tokenizer: Any, max_length: int) -> dict[str, list[Any]]:
         words = examples[self.config.tokens_field]

@@ -122,7 +122,7 @@ CASES: dict[str, Build] = {
     "predict-missing-run": _plain(lambda t: ["predict", str(t / "nope"), "nice"], lambda t: [str(t / "nope"), "not a run directory (no such folder)"]),
     "export-format-onnx": _finished(
         lambda r, t: ["export", str(r), str(t / "out"), "--format", "onnx"],
-        lambda r, t: [str(r), "no adapter of this run can be exported to format 'onnx'", "reviews (lora): peft", "--format peft"],
+        lambda r, t: [str(r), "--format 'onnx' is not an export format (known: hf, peft)", "--format peft"],
     ),
     "export-unknown-adapter": _finished(lambda r, t: ["export", str(r), str(t / "out"), "--adapter", "nope"], lambda r, t: ["--adapter 'nope'", "adapters: reviews"]),
     "list-components-unknown-kind": _plain(lambda t: ["list-components", "--kind", "widget"], lambda t: ["--kind 'widget'", "adapter"]),

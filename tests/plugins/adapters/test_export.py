@@ -61,7 +61,7 @@ def test_export_cli_writes_peft_folder_and_rejects_non_lora(trained_run: Path, t
     cli = [sys.executable, "-m", "mtkit", "export", str(trained_run), str(tmp_path / "out")]
     done = subprocess.run([*cli, "--adapter", "sentiment"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert {p.name for p in (tmp_path / "out" / "sentiment").iterdir()} == {"adapter_config.json", "adapter_model.safetensors"}
+    assert {p.name for p in (tmp_path / "out" / "sentiment").iterdir()} == {"adapter_config.json", "adapter_model.safetensors", "README.md"}
     done = subprocess.run([*cli, "--adapter", "topic"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 2
     assert "adapter 'topic' (bottleneck) cannot be exported to format 'peft'" in done.stderr

@@ -140,5 +140,5 @@ def test_lora_merge_adapters_refuses_two_adapters(tiny_recipe: dict[str, Any], r
     resolved = resolve(tiny_recipe, registry, "test")
     infos = {"sentiment": TaskInfo("sentiment", 0, ("a", "b")), "topic": TaskInfo("topic", 1, tuple("abcde"))}
     model = build_model(resolved, infos)
-    with pytest.raises(MtkitError, match="every task using one and the same adapter"):
+    with pytest.raises(MtkitError, match="every task routed to one and the same adapter"):
         model.merge_adapters()

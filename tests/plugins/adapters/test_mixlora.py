@@ -97,12 +97,13 @@ def test_mixlora_balance_loss_is_the_switch_loss_over_kept_tokens() -> None:
 
 def two_task_model(backbone: Backbone, adapters: dict[str, Adapter], registry: Any) -> MultiTaskModel:
     """Tasks t0 and t1 served by adapters a and b under oracle routing."""
-    setup = CombinerSetup(adapter_names=tuple(adapters), task_names=("t0", "t1"), sites=backbone.sites(), hidden_size=backbone.hidden_size)
+    own = {"t0": "a", "t1": "b"}
+    setup = CombinerSetup(adapter_names=tuple(adapters), task_names=("t0", "t1"), sites=backbone.sites(), hidden_size=backbone.hidden_size, task_adapters=own)
     oracle_cls = registry.component_class("combiner", "oracle")
     oracle = oracle_cls(oracle_cls.config_class.model_validate({}), setup=setup)
     head_cls = registry.component_class("head", "classification")
     heads = {t: head_cls(head_cls.config_class.model_validate({}), backbone=backbone, task=TaskInfo(t, i, ("x", "y"))) for i, t in enumerate(("t0", "t1"))}
-    return MultiTaskModel(backbone, adapters, oracle, oracle, heads, {"t0": "a", "t1": "b"})
+    return MultiTaskModel(backbone, adapters, {"oracle": oracle}, heads, own, active="oracle")
 
 
 def test_mixlora_per_task_mixtures_in_a_mixed_batch_equal_each_sample_alone(make_backbone: Any, make_adapter: Any, registry: Any) -> None:
