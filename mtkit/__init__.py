@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from mtkit.api.adapter import Adapter, Exportable, LoraFactors, LowRank, Mergeable
     from mtkit.api.combiner import Combiner, CombinerSetup, MergedLora, SiteAdapters
     from mtkit.api.context import ForwardContext, masked_mean
+    from mtkit.api.fitting import FitData, FitsItself
     from mtkit.api.site_deltas import SiteDeltas
     from mtkit.api.interfaces import (
         TRUNCATED,
@@ -48,6 +49,7 @@ _LAZY = {
     **dict.fromkeys(["Adapter", "Exportable", "LoraFactors", "LowRank", "Mergeable"], "mtkit.api.adapter"),
     **dict.fromkeys(["Combiner", "CombinerSetup", "MergedLora", "SiteAdapters"], "mtkit.api.combiner"),
     "SiteDeltas": "mtkit.api.site_deltas",
+    **dict.fromkeys(["FitData", "FitsItself"], "mtkit.api.fitting"),
     **dict.fromkeys(["Site", "select_sites", "site_key"], "mtkit.api.sites"),
     **dict.fromkeys(
         [

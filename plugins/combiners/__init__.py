@@ -6,11 +6,15 @@ from mtkit import Register, hookimpl
 
 from .config import (
     ArrowCombinerConfig,
+    CatCombinerConfig,
     FusionAttentionCombinerConfig,
     GatingCombinerConfig,
+    LoraHubCombinerConfig,
     MergeCombinerConfig,
     OracleCombinerConfig,
+    PhatgooseCombinerConfig,
     RandomCombinerConfig,
+    RetrievalCombinerConfig,
     RouterCombinerConfig,
     UniformCombinerConfig,
     WeightedCombinerConfig,
@@ -35,3 +39,4 @@ def mtkit_register_components(register: Register) -> None:
     register("mtkit_combiners.baselines:RandomCombiner", kind="combiner", name="random", config=RandomCombinerConfig)
     register("mtkit_combiners.arrow:ArrowCombiner", kind="combiner", name="arrow", config=ArrowCombinerConfig)
     register("mtkit_combiners.merge:MergeCombiner", kind="combiner", name="merge", config=MergeCombinerConfig)
+    register("mtkit_combiners.lorahub:LoraHubCombiner", kind="combiner", name="lorahub", config=LoraHubCombinerConfig)

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from mtkit import Combiner, CombinerSetup, ForwardContext, LoraFactors, LowRank, MtkitError, SiteAdapters, lowrank
+from mtkit import Combiner, CombinerSetup, ForwardContext, LowRank, MtkitError, SiteAdapters, lowrank
 
+from ._library import lora_factors
 from .config import ArrowCombinerConfig
 
 
@@ -114,12 +115,7 @@ class ArrowCombiner(Combiner):
 
 
 def _factors(adapter: object, site: str, name: str) -> tuple[Tensor, Tensor, float]:
-    if not isinstance(adapter, LoraFactors):
-        raise MtkitError(
-            f"combiner 'arrow' routes by LoRA weights, but adapter {name!r} ({getattr(adapter, 'name', type(adapter).__name__)}) "
-            "has no LoRA factors; use LoRA adapters, or another combiner"
-        )
-    return adapter.lora_factors(site)
+    return lora_factors(adapter, site, name, "arrow", "use LoRA adapters, or another combiner")
 
 
 def _gen_know_sub(

@@ -167,3 +167,72 @@ class MergeCombinerConfig(CombinerConfig):
         if self.method not in PRUNING_METHODS and self.density is not None:
             raise ValueError(f"density applies to pruning methods ({', '.join(sorted(PRUNING_METHODS))}), not to {self.method!r}; remove it")
         return self
+
+
+class LoraHubCombinerConfig(CombinerConfig):
+    """LoraHub: one weight per LoRA found by gradient-free search (CMA-ES) on a few examples; the composed LoRA's A and B
+    are the weighted sums of the LoRAs' A and B. The search runs in a phase with `fit_combiner = true`."""
+
+    trainable: ClassVar[bool] = False
+
+    examples: int = Field(default=5, gt=0, description="Few-shot training examples per task of the fitting phase that the search scores weights on.")
+    budget: int = Field(
+        default=40, gt=0, description="Loss evaluations the search may spend (CMA-ES stops after the generation that reaches it)."
+    )
+    population: int | None = Field(
+        default=None, ge=2, description="Candidates per CMA-ES generation (default: CMA-ES's own, 4 + 3 ln K for K adapters)."
+    )
+    penalty: float = Field(
+        default=0.05, ge=0, description="Weight of the L1 penalty, times the mean absolute adapter weight, added to the few-shot loss."
+    )
+    bound: float = Field(default=1.5, gt=0, description="Each weight is searched in [-bound, bound].")
+    sigma: float = Field(default=0.5, gt=0, description="CMA-ES's initial step size.")
+    init: float = Field(default=0.0, description="Every weight's starting value (0: the search starts from the bare backbone).")
+
+    @model_validator(mode="after")
+    def _init_in_bounds(self) -> LoraHubCombinerConfig:
+        if abs(self.init) > self.bound:
+            raise ValueError(f"init {self.init} lies outside [-bound, bound] = [{-self.bound}, {self.bound}]; pick an init within it")
+        return self
+
+
+class RetrievalCombinerConfig(CombinerConfig):
+    """Retrieval (LoraRetriever): each adapter is described by the mean embedding of a few of its task's inputs; a sample
+    goes to the adapters nearest its own embedding (top-k, softmax of cosines over a temperature). The descriptions
+    are computed in a phase with `fit_combiner = true`."""
+
+    trainable: ClassVar[bool] = False
+
+    source: RepresentationSource = Field(
+        default="frozen_pass",
+        description="The embedding of an input: its pooled representation from this source. Default `frozen_pass`, the "
+        "frozen backbone's mean last hidden state (a sentence embedding; one extra pass), as LoraRetriever embeds with a "
+        "separate encoder; `embeddings` costs nothing extra but tells inputs apart only by their words.",
+    )
+    examples: int = Field(default=16, gt=0, description="Training examples of each adapter's tasks whose mean embedding describes the adapter.")
+    top_k: int = Field(default=1, gt=0, description="Adapters each sample is routed to.")
+    temperature: float = Field(default=0.1, gt=0, description="Softmax temperature over the kept cosines, until a phase's schedule sets it.")
+
+
+class CatCombinerConfig(CombinerConfig):
+    """CAT (LoRA soups): learned scalar weights per site over the frozen adapters, the same for every input, trained on
+    the target task's data."""
+
+    init: float | None = Field(
+        default=None, description="Every weight's starting value (default 1/K for K adapters: the plain average of the adapters)."
+    )
+
+
+class PhatgooseCombinerConfig(CombinerConfig):
+    """PHATGOOSE: a gate vector per adapter and site, trained on the adapter's own task data with the adapter frozen (a
+    phase with `fit_combiner = true`); each token goes to the top_k adapters whose normalised gates align best with it."""
+
+    top_k: int = Field(default=2, gt=0, description="Adapters each token is routed to at each site.")
+    temperature: float = Field(
+        default=1.0, gt=0, description="Softmax temperature over the kept cosines, until a phase's schedule sets it."
+    )
+    gate_steps: int = Field(default=100, gt=0, description="Optimiser steps training each adapter's gates.")
+    gate_lr: float = Field(default=1e-2, gt=0, description="Learning rate of the gates' training (AdamW).")
+    examples: int | None = Field(
+        default=None, gt=0, description="Training examples of an adapter's tasks its gates train on (default: all of them)."
+    )
