@@ -40,3 +40,5 @@ def mtkit_register_components(register: Register) -> None:
     register("mtkit_combiners.arrow:ArrowCombiner", kind="combiner", name="arrow", config=ArrowCombinerConfig)
     register("mtkit_combiners.merge:MergeCombiner", kind="combiner", name="merge", config=MergeCombinerConfig)
     register("mtkit_combiners.lorahub:LoraHubCombiner", kind="combiner", name="lorahub", config=LoraHubCombinerConfig)
+    register("mtkit_combiners.retrieval:RetrievalCombiner", kind="combiner", name="retrieval", config=RetrievalCombinerConfig)
+    register("mtkit_combiners.cat:CatCombiner", kind="combiner", name="cat", config=CatCombinerConfig)
