@@ -67,12 +67,12 @@ def fit_combiner(trainer: Trainer, phase: PhaseSection, seed: int, global_step: 
     was_training = model.training
     model.requires_grad_(False)
     model.eval()
+    before = {n: p.detach().clone() for n, p in combiner.named_parameters()}
     try:
         summary = combiner.fit(data)
     finally:
         model.train(was_training)
-    named = [(f"combiner.{n}", p) for n, p in combiner.named_parameters()]
-    trainer._note_trained(named)
+    trainer.trained |= {f"combiner.{n}" for n, p in combiner.named_parameters() if not torch.equal(before[n], p.detach())}
     for p in model.parameters():
         p.grad = None
     model.requires_grad_(False)

@@ -42,3 +42,4 @@ def mtkit_register_components(register: Register) -> None:
     register("mtkit_combiners.lorahub:LoraHubCombiner", kind="combiner", name="lorahub", config=LoraHubCombinerConfig)
     register("mtkit_combiners.retrieval:RetrievalCombiner", kind="combiner", name="retrieval", config=RetrievalCombinerConfig)
     register("mtkit_combiners.cat:CatCombiner", kind="combiner", name="cat", config=CatCombinerConfig)
+    register("mtkit_combiners.phatgoose:PhatgooseCombiner", kind="combiner", name="phatgoose", config=PhatgooseCombinerConfig)
