@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from mtkit.api import lowrank, peft_format
     from mtkit.api.adapter import Adapter, Exportable, LoraFactors, LowRank, Mergeable
     from mtkit.api.combiner import Combiner, CombinerSetup, MergedLora, SiteAdapters
-    from mtkit.api.context import ForwardContext, masked_mean
+    from mtkit.api.context import FROZEN_TOKENS, ForwardContext, masked_mean
     from mtkit.api.fitting import FitData, FitsItself
     from mtkit.api.site_deltas import SiteDeltas
     from mtkit.api.interfaces import (
@@ -45,6 +45,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "ForwardContext": "mtkit.api.context",
+    "FROZEN_TOKENS": "mtkit.api.context",
     "masked_mean": "mtkit.api.context",
     **dict.fromkeys(["Adapter", "Exportable", "LoraFactors", "LowRank", "Mergeable"], "mtkit.api.adapter"),
     **dict.fromkeys(["Combiner", "CombinerSetup", "MergedLora", "SiteAdapters"], "mtkit.api.combiner"),

@@ -9,6 +9,7 @@ from .config import (
     CatCombinerConfig,
     FusionAttentionCombinerConfig,
     GatingCombinerConfig,
+    LayerGatesCombinerConfig,
     LoraHubCombinerConfig,
     MergeCombinerConfig,
     OracleCombinerConfig,
@@ -43,3 +44,4 @@ def mtkit_register_components(register: Register) -> None:
     register("mtkit_combiners.retrieval:RetrievalCombiner", kind="combiner", name="retrieval", config=RetrievalCombinerConfig)
     register("mtkit_combiners.cat:CatCombiner", kind="combiner", name="cat", config=CatCombinerConfig)
     register("mtkit_combiners.phatgoose:PhatgooseCombiner", kind="combiner", name="phatgoose", config=PhatgooseCombinerConfig)
+    register("mtkit_combiners.layer_gates:LayerGatesCombiner", kind="combiner", name="layer_gates", config=LayerGatesCombinerConfig)

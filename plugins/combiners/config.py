@@ -236,3 +236,32 @@ class PhatgooseCombinerConfig(CombinerConfig):
     examples: int | None = Field(
         default=None, gt=0, description="Training examples of an adapter's tasks its gates train on (default: all of them)."
     )
+
+
+class LayerGatesCombinerConfig(CombinerConfig):
+    """X-LoRA / MoLE: a small classifier over the frozen backbone's per-token hidden states gives each token weights over
+    the frozen adapters, per site (layer-wise) or shared by every site; dense, or top-k."""
+
+    per_site: bool = Field(
+        default=True,
+        description="One set of weights per adapted site (X-LoRA's layerwise_scalings; MoLE's per-layer gates); false: "
+        "one set per token shared by every site.",
+    )
+    num_layers: int = Field(default=1, ge=1, le=8, description="Linear layers of the classifier (X-LoRA's xlora_depth), ReLU between them.")
+    hidden_dim: int = Field(default=256, gt=0, description="Width of the classifier's hidden layers (X-LoRA's xlora_size; unused with one layer).")
+    dropout: float = Field(default=0.2, ge=0, lt=1, description="Dropout after each hidden layer of the classifier in training (X-LoRA's xlora_dropout_p).")
+    softmax: bool = Field(default=True, description="Softmax of the classifier's outputs over the adapters (X-LoRA's enable_softmax).")
+    temperature: float = Field(default=1.0, gt=0, description="Temperature of that softmax (X-LoRA's softmax_temperature), until a phase's schedule sets it.")
+    top_k: int | None = Field(
+        default=None, gt=0, description="Keep only each token's top_k adapters at each site (X-LoRA's top_k_lora); unset: every adapter (dense)."
+    )
+    softmax_top_k: bool = Field(
+        default=False, description="With top_k: a softmax over the kept weights (X-LoRA's enable_softmax_topk)."
+    )
+    scale: float = Field(default=1.0, description="Every adapter's output is multiplied by this (X-LoRA's global_scaling_weight).")
+
+    @model_validator(mode="after")
+    def _top_k_softmax(self) -> LayerGatesCombinerConfig:
+        if self.softmax_top_k and self.top_k is None:
+            raise ValueError("softmax_top_k applies to the kept top_k weights: set top_k as well, or remove softmax_top_k")
+        return self
