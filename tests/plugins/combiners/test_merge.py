@@ -191,8 +191,8 @@ def test_merge_run_exports_its_merge_as_a_peft_lora_and_deploys_at_the_bare_back
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("name", ["arrow", "merge"])
-def test_show_documents_every_field_of_arrow_and_merge(name: str, registry: Registry) -> None:
+@pytest.mark.parametrize("name", ["arrow", "merge", "lorahub", "retrieval", "cat", "phatgoose", "layer_gates"])
+def test_show_documents_every_field_of_the_library_combiners(name: str, registry: Registry) -> None:
     from tests.core.test_cli import mtkit
 
     result = mtkit("show", "combiner", name, env={"COLUMNS": "400"})
