@@ -7,6 +7,8 @@ combiner does with the deltas can be done with the K inner activations and the (
 - `gathered_mix`: sparse per-sample weights (a few adapters per sample out of a large library): each sample's
   adapters are gathered and applied with batched products, so the cost grows with the adapters a sample uses,
   not with the library;
+- `dispatched_mix`: sparse per-token weights (top-k per token): each adapter runs on the tokens that weight it, so
+  the cost grows with the adapters a token uses;
 - `project` (a linear map applied to every delta: fold it into U_k and c_k once), `dots` (per-token dot products
   q . delta_k) and `weighted_sum`, from inner activations: attention over deltas (fusion) without materialising
   them;
@@ -25,7 +27,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
-__all__ = ["LowRank", "block_sums", "deltas", "dots", "gathered_mix", "inner", "mix", "project", "rank_weights", "stack", "weighted_sum"]
+__all__ = [
+    "LowRank", "block_sums", "deltas", "dispatched_mix", "dots", "gathered_mix", "inner", "mix", "project", "rank_weights", "stack",
+    "weighted_sum",
+]
 
 
 @dataclass(frozen=True)
@@ -225,3 +230,37 @@ def gathered_mix(factors: LowRank, x: Tensor, y: Tensor, weights: Tensor, per_sa
         up_bias = torch.stack([factors.up_bias[c] for c in columns])[slot]  # (B, k, Dout)
         out = out + torch.einsum("bk,bko->bo", top_w.to(out.dtype), up_bias.to(out.dtype)).unsqueeze(1)
     return out
+
+
+def dispatched_mix(factors: LowRank, x: Tensor, y: Tensor, weights: Tensor, *, training: bool = False) -> Tensor:
+    """sum_k w_k delta_k for per-token weights (B, T, K) that are zero for most (token, adapter) pairs.
+
+    Each adapter some token weights runs on those tokens only (gathered rows, one product pair, added back), so the
+    work grows with the adapters a token uses, not with K. Equal to `mix` with the same weights; the gradient reaches
+    the adapters and the non-zero weights (a zero weight is taken as masked). -> (B, T, Dout)
+    """
+    z = _source(factors, x, y)
+    flat = z.reshape(-1, z.shape[-1])  # (B T, Din)
+    w = weights.reshape(-1, weights.shape[-1])  # (B T, K)
+    nonzero = w.detach().ne(0)
+    out: Tensor | None = None
+    for column in nonzero.any(0).nonzero().flatten().tolist():
+        rows = nonzero[:, column].nonzero().flatten()
+        zc = flat[rows]
+        p = factors.dropout[column] if factors.dropout is not None else 0.0
+        if training and p > 0:
+            zc = F.dropout(zc, p, True)
+        bias = None if factors.down_bias is None else factors.down_bias[column].to(zc.dtype)
+        h = F.linear(zc, factors.down[column].to(zc.dtype), bias)
+        if factors.activation is not None:
+            h = factors.activation(h)
+        delta = h @ factors.up[column].to(h.dtype)
+        if factors.up_bias is not None:
+            delta = delta + factors.up_bias[column].to(delta.dtype)
+        delta = delta * w[rows, column : column + 1].to(delta.dtype)
+        if out is None:
+            out = delta.new_zeros(flat.shape[0], delta.shape[-1])
+        out = out.index_add(0, rows, delta)
+    if out is None:
+        return y.new_zeros(y.shape)
+    return out.reshape(*z.shape[:-1], out.shape[-1])

@@ -43,14 +43,15 @@ class LayerGatesCombiner(Combiner):
         return {FROZEN_TOKENS}
 
     def begin(self, ctx: ForwardContext) -> None:
+        self._scalings, self._mask = None, ctx.attention_mask
         hidden = ctx.representation(FROZEN_TOKENS)
-        assert hidden is not None, "the model computes the frozen pass before the first site"
+        if hidden is None:
+            return  # adapters disabled: no site calls this forward
         logits = self.classifier(hidden.to(self.classifier[-1].weight.dtype))  # (B, T, S*K or K)
         scalings = logits.reshape(*logits.shape[:2], -1, self.k)
         if self.config.softmax:
             scalings = (scalings / self.temperature).softmax(-1)
         self._scalings = scalings
-        self._mask = ctx.attention_mask
 
     def site_weights(self, site: str, x: Tensor) -> Tensor:
         """(B, T, K) weights at `site`: its classifier outputs, top_k kept (and softmaxed) where the config says."""

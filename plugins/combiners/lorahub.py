@@ -35,7 +35,8 @@ class LoraHubCombiner(Combiner):
 
     def merged_lora(self, site: str, adapters: SiteAdapters) -> tuple[Tensor, Tensor] | None:
         """(A (R, Din), B (Dout, R)) of the composed LoRA at `site`: delta = B A x."""
-        factors = [lora_factors(a, site, self.adapter_names[c], self.name, "use LoRA adapters") for c, a in zip(adapters.columns, adapters.adapters, strict=True)]
+        members = zip(adapters.columns, adapters.adapters, strict=True)
+        factors = [lora_factors(a, site, self.adapter_names[c], self.name, "use LoRA adapters") for c, a in members]
         ranks = {a.shape[0] for a, _, _ in factors}
         if len(ranks) > 1:
             listed = ", ".join(f"{self.adapter_names[c]!r}: {a.shape[0]}" for c, (a, _, _) in zip(adapters.columns, factors, strict=True))
@@ -102,5 +103,5 @@ class LoraHubCombiner(Combiner):
         self.lorahub_weights.copy_(torch.as_tensor(best["weights"], dtype=self.lorahub_weights.dtype))
         weights = {name: round(float(w), 6) for name, w in zip(self.adapter_names, best["weights"], strict=True)}
         data.log({"loss": best["loss"], "objective": best["objective"], "evaluations": evaluations})
-        return {"weights": weights, "loss": best["loss"], "objective": best["objective"], "evaluations": evaluations, "examples": sum(
-            int(b["input_ids"].shape[0]) for _, b in pieces)}
+        examples = sum(int(b["input_ids"].shape[0]) for _, b in pieces)
+        return {"weights": weights, "loss": best["loss"], "objective": best["objective"], "evaluations": evaluations, "examples": examples}

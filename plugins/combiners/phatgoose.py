@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from mtkit import Combiner, CombinerSetup, FitData, ForwardContext, MtkitError, SiteAdapters, site_key
 
+from ._routing import softmax_top_k
 from .config import PhatgooseCombinerConfig
 
 
@@ -34,7 +35,8 @@ class PhatgooseCombiner(Combiner):
         self.temperature.fill_(config.temperature)
         # Small random gates until `fit` trains them (each from zero, as PHATGOOSE does), so an unfitted model routes
         # at random rather than tying every adapter.
-        self.gates = nn.ParameterDict({site_key(n): nn.Parameter(torch.randn(k, s.in_features) * 0.02) for n, s in setup.sites.items()})  # (K, Din)
+        gates = {site_key(name): nn.Parameter(torch.randn(k, site.in_features) * 0.02) for name, site in setup.sites.items()}
+        self.gates = nn.ParameterDict(gates)  # site -> (K, Din)
         self._training_column: int | None = None  # while `fit` trains this adapter's gates
 
     def gate_weights(self, site: str, x: Tensor, adapters: SiteAdapters) -> Tensor:
@@ -42,9 +44,7 @@ class PhatgooseCombiner(Combiner):
         gates = self.gates[site_key(site)]
         cosines = F.normalize(x, dim=-1) @ F.normalize(gates, dim=-1).to(x.dtype).T  # (B, T, K)
         cosines = cosines.masked_fill(~adapters.present(x.device), float("-inf"))
-        k = min(self.config.top_k, len(adapters.columns))
-        top, index = cosines.topk(k, dim=-1)
-        return torch.zeros_like(cosines).scatter(-1, index, (top / self.temperature.to(x.dtype)).softmax(-1))
+        return softmax_top_k(cosines, min(self.config.top_k, len(adapters.columns)), self.temperature.to(x.dtype))
 
     def combine(self, site: str, x: Tensor, y: Tensor, adapters: SiteAdapters, ctx: ForwardContext) -> Tensor:
         column = self._training_column

@@ -17,6 +17,7 @@ from torch import Tensor
 
 from mtkit import Combiner, CombinerSetup, FitData, ForwardContext, MtkitError
 
+from ._routing import softmax_top_k
 from .config import RetrievalCombinerConfig
 
 
@@ -64,9 +65,7 @@ class RetrievalCombiner(Combiner):
             described = torch.ones_like(described)  # before `fit`: every (zero) description ties
         cosines = F.normalize(representation.float(), dim=-1) @ self.descriptions.T  # (B, K)
         cosines = cosines.masked_fill(~described, float("-inf"))
-        k = min(self.config.top_k, int(described.sum()))
-        top, index = cosines.topk(k, dim=-1)
-        return torch.zeros_like(cosines).scatter(-1, index, (top / self.temperature).softmax(-1))
+        return softmax_top_k(cosines, min(self.config.top_k, int(described.sum())), self.temperature)
 
     def weights(self, site: str, x: Tensor, y: Tensor, ctx: ForwardContext) -> Tensor | None:
         if not self._take(ctx):
