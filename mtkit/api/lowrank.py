@@ -243,7 +243,8 @@ def dispatched_mix(factors: LowRank, x: Tensor, y: Tensor, weights: Tensor, *, t
     flat = z.reshape(-1, z.shape[-1])  # (B T, Din)
     w = weights.reshape(-1, weights.shape[-1])  # (B T, K)
     nonzero = w.detach().ne(0)
-    out: Tensor | None = None
+    pieces: list[Tensor] = []
+    positions: list[Tensor] = []
     for column in nonzero.any(0).nonzero().flatten().tolist():
         rows = nonzero[:, column].nonzero().flatten()
         zc = flat[rows]
@@ -257,10 +258,11 @@ def dispatched_mix(factors: LowRank, x: Tensor, y: Tensor, weights: Tensor, *, t
         delta = h @ factors.up[column].to(h.dtype)
         if factors.up_bias is not None:
             delta = delta + factors.up_bias[column].to(delta.dtype)
-        delta = delta * w[rows, column : column + 1].to(delta.dtype)
-        if out is None:
-            out = delta.new_zeros(flat.shape[0], delta.shape[-1])
-        out = out.index_add(0, rows, delta)
-    if out is None:
+        pieces.append(delta * w[rows, column : column + 1].to(delta.dtype))
+        positions.append(rows)
+    if not pieces:
         return y.new_zeros(y.shape)
+    # One scatter of every (token, adapter) delta: adding back adapter by adapter would copy the output each time.
+    deltas = torch.cat(pieces)
+    out = deltas.new_zeros(flat.shape[0], deltas.shape[-1]).index_add(0, torch.cat(positions), deltas)
     return out.reshape(*z.shape[:-1], out.shape[-1])

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from mtkit.api.fitting import FitData, FitsItself
 from mtkit.testing._common import check_config, check_state_dict_round_trip
 from mtkit.testing._tiny import SAMPLE_TEXTS, tiny_backbone
 
@@ -131,6 +130,8 @@ def check_combiner(cls: type, params: Mapping[str, Any]) -> None:
         losses, _ = model(batches)
     assert all(torch.isfinite(v) for v in losses.values())
 
+    from mtkit.api.fitting import FitsItself
+
     if isinstance(combiner, FitsItself):
         _check_fit(model, batches)
 
@@ -148,6 +149,8 @@ def _check_fit(model: Any, batches: list[tuple[str, dict[str, Any]]]) -> None:
     import json
 
     import torch
+
+    from mtkit.api.fitting import FitData
 
     by_task = dict(batches)
 
