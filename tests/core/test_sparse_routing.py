@@ -126,6 +126,23 @@ def test_dispatched_mix_of_per_token_weights_equals_dense_mix(
         torch.testing.assert_close(grad, dense_grads[name], atol=1e-5, rtol=1e-4, msg=lambda m, n=name: f"{n}: {m}")
 
 
+@pytest.mark.parametrize("skewed", [False, True])
+def test_dispatched_mix_groups_tokens_batched_or_one_adapter_at_a_time(skewed: bool) -> None:
+    """Tokens spread evenly over the adapters run batched; most tokens on one adapter run adapter by adapter; both exact."""
+    torch.manual_seed(0)
+    ranks = [2, 4, 3, 4, 2, 3]
+    factors = LowRank(
+        reads="input", down=[torch.randn(r, 8) for r in ranks], up=[torch.randn(r, 5) for r in ranks],
+        down_bias=[torch.randn(r) for r in ranks], up_bias=[torch.randn(5) for _ in ranks], activation=torch.tanh,
+    )
+    x = torch.randn(3, 10, 8)
+    logits = torch.randn(3, 10, len(ranks)) + (torch.tensor([6.0, 0, 0, 0, 0, 0]) if skewed else 0.0)
+    weights = top_k_weights(logits, 2)
+    counts = weights.ne(0).flatten(0, 1).sum(0)
+    assert (len(ranks) * int(counts.max()) > 2 * int(counts.sum())) == skewed  # which of the two ways runs
+    torch.testing.assert_close(lowrank.dispatched_mix(factors, x, x, weights), lowrank.mix(factors, x, x, weights, training=False))
+
+
 def test_gathered_mix_dropout_draws_a_mask_per_sample_and_adapter() -> None:
     """In training, each (sample, adapter) pair has its own dropout mask over z; on average it is the plain mix."""
     torch.manual_seed(0)
