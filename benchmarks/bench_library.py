@@ -8,7 +8,8 @@ router with top_k 1 and 2, the soft router (every adapter weighted), fusion_atte
 (`adapter_names=`) with the same distinct adapters as the oracle; each as x the bare backbone and x one unmerged
 LoRA. The router stands in for a trained one that spreads a batch over many adapters (see `spread_router`); the
 `used` column is how many distinct adapters the batch uses. Then fusion_attention over 3 bottleneck adapters
-(pfeiffer placement); training steps at N = 5 (oracle, router top-2, fusion_attention) against one LoRA's; the
+(pfeiffer placement); the combiners that reuse a frozen library (`--section reuse`: lorahub, retrieval, phatgoose,
+cat, layer_gates); training steps at N = 5 (oracle, router top-2, fusion_attention) against one LoRA's; the
 two exact ways to apply sparse per-sample weights at one site, which `mtkit.api.combiner.gathers` picks between; and
 each configuration's peak memory (the growth of the resident set in one forward pass or training step, measured
 in a separate process: see `benchmarks.common.track_freed_memory`).
@@ -143,6 +144,44 @@ def inference_cases(bench: Bench, sizes: list[int], batch: int, length: int) -> 
     adapters = {f"task{i}": dict(BOTTLENECK) for i in range(3)}
     fusion = bench.model(adapters, {"type": "fusion_attention"}, {f"task{i}": f"task{i}" for i in range(3)})
     cases[FUSION_BOTTLENECK] = Case(learned(fusion, ids, mask, torch.arange(batch) % 3), None, 3, adapter_bytes(fusion))
+    return cases
+
+
+def reuse_cases(bench: Bench, sizes: list[int], batch: int, length: int) -> dict[str, Case]:
+    """The combiners that reuse a frozen library, each with what its routine would have learned drawn at random so
+    that it spreads a batch over the library: lorahub (one composed LoRA, unmerged), retrieval top-1 (per sample, from
+    the input embeddings), phatgoose top-2 (per token and site), cat (dense per site), layer_gates dense and top-2
+    (per token and site, after a frozen pass)."""
+    torch.manual_seed(0)
+    ids = torch.randint(1000, bench.bare.model.config.vocab_size, (batch, length))
+    mask = torch.ones(batch, length, dtype=torch.long)
+    one = bench.model(library(1), {"type": "oracle"}, {"task0": "task0"})
+    zeros = torch.zeros(batch, dtype=torch.long)
+    cases = {
+        BARE: Case(lambda: bench.bare(ids, mask)),
+        ONE: Case(lambda: one.run_backbone(ids, mask, zeros), used=1, adapter_bytes=adapter_bytes(one)),
+    }
+    combiners = {
+        "lorahub (unmerged)": {"type": "lorahub"},
+        "retrieval top-1": {"type": "retrieval", "source": "embeddings", "top_k": 1},
+        "phatgoose top-2": {"type": "phatgoose", "top_k": 2},
+        "cat": {"type": "cat"},
+        "layer_gates dense": {"type": "layer_gates"},
+        "layer_gates top-2": {"type": "layer_gates", "top_k": 2},
+    }
+    for n in sizes:
+        tasks = oracle_tasks(n, batch)
+        task_ids = torch.arange(batch) % len(tasks)
+        for label, table in combiners.items():
+            model = bench.model(library(n), table, tasks)
+            with torch.no_grad():
+                if table["type"] == "lorahub":
+                    model.combiner.lorahub_weights.normal_(std=0.5)
+                if table["type"] == "retrieval":
+                    model.combiner.descriptions.copy_(torch.nn.functional.normalize(torch.randn_like(model.combiner.descriptions), dim=-1))
+                    model.combiner.described.fill_(True)
+            used = routed_adapters(model, ids, mask, task_ids, 1) if table["type"] == "retrieval" else n
+            cases[f"N={n} {label}"] = Case(learned(model, ids, mask, task_ids), n, used, adapter_bytes(model))
     return cases
 
 
@@ -288,7 +327,7 @@ def main() -> None:
     parser.add_argument("--length", type=int, default=128)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 gives steadier ratios on a shared machine)")
     parser.add_argument(
-        "--section", choices=["all", "inference", "training", "switch", "memory"], default="all", help="what to run (all: every section)"
+        "--section", choices=["all", "inference", "reuse", "training", "switch", "memory"], default="all", help="what to run (all: every section)"
     )
     parser.add_argument("--memory-out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -307,6 +346,12 @@ def main() -> None:
         with torch.inference_mode():
             times = interleaved({name: case.run for name, case in cases.items()}, args.repeats, args.warmup)
         print_inference(cases, times, None if memory is None else memory["inference"])
+        del cases
+    if args.section in ("all", "reuse"):
+        cases = reuse_cases(Bench(), args.size_list, args.batch, args.length)
+        with torch.inference_mode():
+            times = interleaved({name: case.run for name, case in cases.items()}, args.repeats, args.warmup)
+        print_inference(cases, times, None)
         del cases
     if args.section in ("all", "training"):
         steps = training_cases(Bench(), args.batch, args.length)

@@ -20,7 +20,8 @@ if TYPE_CHECKING:  # for type checkers: the same names as _LAZY_NAMES below
     from mtkit.api import lowrank, peft_format
     from mtkit.api.adapter import Adapter, Exportable, LoraFactors, LowRank, Mergeable
     from mtkit.api.combiner import Combiner, CombinerSetup, MergedLora, RoutesByTask, SiteAdapters
-    from mtkit.api.context import ForwardContext, masked_mean
+    from mtkit.api.context import FROZEN_TOKENS, ForwardContext, masked_mean
+    from mtkit.api.fitting import FitData, FitsItself
     from mtkit.api.interfaces import (
         TRUNCATED,
         Backbone,
@@ -46,7 +47,8 @@ __version__ = "0.1.0"
 _LAZY_NAMES: dict[str, tuple[str, ...]] = {
     "mtkit.api.adapter": ("Adapter", "Exportable", "LoraFactors", "LowRank", "Mergeable"),
     "mtkit.api.combiner": ("Combiner", "CombinerSetup", "MergedLora", "RoutesByTask", "SiteAdapters"),
-    "mtkit.api.context": ("ForwardContext", "masked_mean"),
+    "mtkit.api.context": ("FROZEN_TOKENS", "ForwardContext", "masked_mean"),
+    "mtkit.api.fitting": ("FitData", "FitsItself"),
     "mtkit.api.interfaces": (
         "TRUNCATED",
         "Backbone",

@@ -33,8 +33,8 @@ def test_compose_recipe_command_compares_every_composition_against_oracle(regist
     assert ("--reference", "oracle") in options
     names = [v.name for v in variants]
     assert names == [
-        "oracle", "router", "arrow", "fusion_attention", "weighted", "gating", "uniform",
-        "linear", "ties", "dare_linear", "dare_ties", "magnitude_prune", "svd", "shared_lora",
+        "oracle", "router", "arrow", "fusion_attention", "weighted", "gating", "uniform", "lorahub", "retrieval", "cat", "layer_gates",
+        "linear", "ties", "dare_linear", "dare_ties", "magnitude_prune", "svd", "shared_lora", "phatgoose",
     ]
     jobs = resolve_jobs(RECIPE, variants, [], None, registry)
     plan = make_plan(jobs, tmp_path)
@@ -44,10 +44,12 @@ def test_compose_recipe_command_compares_every_composition_against_oracle(regist
     forked = {spec.key.split("/")[0] for spec in plan.specs if spec.fork is not None}
     assert forked == set(names) - {"shared_lora"}
     by_name = {job.variant: job.recipe for job in jobs}
-    for name in ("oracle", "arrow", "uniform", "ties", "svd", "shared_lora"):
+    for name in ("oracle", "arrow", "uniform", "ties", "svd", "shared_lora", "lorahub", "retrieval", "phatgoose"):
         assert by_name[name]["phases"][1]["steps"] == 0  # nothing to train: the composition only evaluates
-    for name in ("router", "fusion_attention", "weighted", "gating"):
+    for name in ("router", "fusion_attention", "weighted", "gating", "cat", "layer_gates"):
         assert by_name[name]["phases"][1]["train"] == ["combiner"]
+    # Combiners with a routine of their own run it at the composing phase's start (the others skip it).
+    assert all(job.recipe["phases"][1]["fit_combiner"] for job in jobs if job.variant != "shared_lora")
     assert list(by_name["shared_lora"]["adapters"]) == ["shared"]
 
 

@@ -9,6 +9,7 @@
     interfaces    Backbone, Head, Scheduler, DatasetSource, Metric, Balancer
     adapter       the Adapter interface and its optional capabilities (merge, export)
     combiner      the Combiner interface: how the deltas of several adapters at one site become one
+    fitting       FitsItself: combiners with a training routine of their own, run by a recipe phase
     lowrank       the factored form of adapter families and the maths that composes them in inner space
     site_deltas   the deltas of a site's adapters, factored or materialised, as combiners receive them
     context       ForwardContext: facts about the batch (task ids, mask, representations)

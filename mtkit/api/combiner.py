@@ -113,11 +113,13 @@ class SiteAdapters:
         columns = [c for c, _ in chosen]
         adapters = [a for _, a in chosen]
         w = weights[..., columns]
-        if sparse and w.dim() == 2 and len(columns) >= GATHER_MIN_ADAPTERS:
-            per_sample = int(w.detach().ne(0).sum(-1).max())
-            factored = family.low_rank(adapters, self.site) if gathers(len(columns), per_sample) else None
+        if sparse and len(columns) >= GATHER_MIN_ADAPTERS:
+            per_row = int(w.detach().ne(0).sum(-1).max())  # adapters per sample (B, K) or per token (B, T, K)
+            factored = family.low_rank(adapters, self.site) if gathers(len(columns), per_row) else None
+            if factored is not None and w.dim() == 2:
+                return lowrank.gathered_mix(factored, x, y, w, per_row, training=adapters[0].training)
             if factored is not None:
-                return lowrank.gathered_mix(factored, x, y, w, per_sample, training=adapters[0].training)
+                return lowrank.dispatched_mix(factored, x, y, w, training=adapters[0].training)
         return family.mix(adapters, self.site, x, y, w, ctx)
 
     def stack(self, x: Tensor, y: Tensor, ctx: ForwardContext) -> Tensor:

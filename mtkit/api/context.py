@@ -8,7 +8,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["ForwardContext", "masked_mean"]
+__all__ = ["FROZEN_TOKENS", "ForwardContext", "masked_mean"]
+
+FROZEN_TOKENS = "frozen_tokens"
+"""The representation source that is the frozen backbone's last hidden state per token, (B, T, D), from a separate
+pass (what X-LoRA's classifier reads); a component asks for it in `representation_sources`."""
 
 
 def masked_mean(hidden: Tensor, mask: Tensor | None) -> Tensor:
@@ -36,7 +40,8 @@ class ForwardContext:
     num_adapters: int = 0
     representations: dict[str, Tensor] = field(default_factory=dict)
     """Pooled input representations by source (`embeddings`, `layer:N`, `frozen_pass`), each (B, D), filled by the
-    model as the pass reaches them, and only for the sources a running component reads."""
+    model as the pass reaches them, and only for the sources a running component reads; `frozen_tokens` is unpooled,
+    (B, T, D)."""
 
     def representation(self, source: str) -> Tensor | None:
         """The pooled input representation from `source`, or None if the pass has not reached it yet."""

@@ -7,6 +7,8 @@ combiner does with the deltas can be done with the K inner activations and the (
 - `gathered_mix`: sparse per-sample weights (a few adapters per sample out of a large library): each sample's
   adapters are gathered and applied with batched products, so the cost grows with the adapters a sample uses,
   not with the library;
+- `dispatched_mix`: sparse per-token weights (top-k per token): each adapter runs on the tokens that weight it, so
+  the cost grows with the adapters a token uses;
 - `project` (a linear map applied to every delta: fold it into U_k and c_k once), `dots` (per-token dot products
   q . delta_k) and `weighted_sum`, from inner activations: attention over deltas (fusion) without materialising
   them;
@@ -25,7 +27,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
-__all__ = ["LowRank", "block_sums", "dots", "gathered_mix", "inner", "mix", "project", "rank_weights", "stack", "stack_inner", "weighted_sum"]
+__all__ = [
+    "LowRank", "block_sums", "dispatched_mix", "dots", "gathered_mix", "inner", "mix", "project", "rank_weights", "stack",
+    "stack_inner", "weighted_sum",
+]
 
 
 @dataclass(frozen=True)
@@ -225,6 +230,71 @@ def gathered_mix(factors: LowRank, x: Tensor, y: Tensor, weights: Tensor, per_sa
         up_bias = torch.stack([factors.up_bias[c] for c in columns])[slot]  # (B, k, Dout)
         out = out + torch.einsum("bk,bko->bo", top_w.to(out.dtype), up_bias.to(out.dtype)).unsqueeze(1)
     return out
+
+
+def dispatched_mix(factors: LowRank, x: Tensor, y: Tensor, weights: Tensor, *, training: bool = False) -> Tensor:
+    """sum_k w_k delta_k for per-token weights (B, T, K) that are zero for most (token, adapter) pairs.
+
+    The (token, adapter) pairs with a non-zero weight are grouped by adapter and each adapter runs on its own tokens
+    only: all groups in two batched products when they are of similar sizes (zero-padded to the largest), else one
+    group after another (a few adapters taking most tokens would make the padding cost more than it saves). The work
+    grows with the adapters a token uses, not with K. Equal to `mix` with the same weights; the gradient reaches the
+    adapters and the non-zero weights (a zero weight is taken as masked). While training, each adapter draws its own
+    dropout mask over its tokens, as `mix` does.  -> (B, T, Dout)
+    """
+    z = _source(factors, x, y)
+    flat = z.reshape(-1, z.shape[-1])  # (B T, Din)
+    w = weights.reshape(-1, weights.shape[-1])  # (B T, K)
+    pairs = w.detach().ne(0).nonzero()  # (P, 2): token, adapter
+    if pairs.numel() == 0:
+        return y.new_zeros(y.shape)
+    pairs = pairs[pairs[:, 1].argsort(stable=True)]
+    rows, columns = pairs[:, 0], pairs[:, 1]
+    used, group, counts = columns.unique_consecutive(return_inverse=True, return_counts=True)
+    chosen = used.tolist()
+    if len(chosen) * int(counts.max()) <= 2 * len(rows):
+        deltas = _grouped_deltas(factors, flat, rows, group, counts, chosen, training)
+    else:
+        deltas = torch.cat([_adapter_delta(factors, c, flat[r], training) for c, r in zip(chosen, rows.split(counts.tolist()), strict=True)])
+    deltas = deltas * w[rows, columns].unsqueeze(-1).to(deltas.dtype)
+    out = deltas.new_zeros(flat.shape[0], deltas.shape[-1]).index_add(0, rows, deltas)  # one scatter back
+    return out.reshape(*z.shape[:-1], out.shape[-1])
+
+
+def _adapter_delta(factors: LowRank, column: int, z: Tensor, training: bool) -> Tensor:
+    """Adapter `column`'s delta for the rows z (N, Din).  -> (N, Dout)"""
+    p = factors.dropout[column] if factors.dropout is not None else 0.0
+    if training and p > 0:
+        z = F.dropout(z, p, True)
+    bias = None if factors.down_bias is None else factors.down_bias[column].to(z.dtype)
+    h = F.linear(z, factors.down[column].to(z.dtype), bias)
+    if factors.activation is not None:
+        h = factors.activation(h)
+    delta = h @ factors.up[column].to(h.dtype)
+    return delta if factors.up_bias is None else delta + factors.up_bias[column].to(delta.dtype)
+
+
+def _grouped_deltas(
+    factors: LowRank, flat: Tensor, rows: Tensor, group: Tensor, counts: Tensor, chosen: list[int], training: bool
+) -> Tensor:
+    """Every pair's delta, the adapters' token groups zero-padded to the largest and applied batched.  -> (P, Dout)"""
+    starts = torch.cumsum(counts, 0) - counts
+    slot = torch.arange(len(rows), device=rows.device) - starts[group]  # each pair's place in its adapter's group
+    rank = max(factors.ranks[c] for c in chosen)
+    grouped = flat.new_zeros(len(chosen), int(counts.max()), flat.shape[-1]).index_put((group, slot), flat[rows])  # (E, M, Din)
+    if training and factors.dropout is not None and any(factors.dropout[c] > 0 for c in chosen):
+        p = torch.tensor([factors.dropout[c] for c in chosen], dtype=grouped.dtype, device=grouped.device)[:, None, None]
+        grouped = grouped * (torch.rand(grouped.shape, device=grouped.device) >= p).to(grouped.dtype) / (1 - p)
+    h = torch.bmm(grouped, _padded([factors.down[c] for c in chosen], rank).to(grouped.dtype).transpose(1, 2))  # (E, M, R)
+    if factors.down_bias is not None:
+        biases = [F.pad(factors.down_bias[c], (0, rank - factors.down_bias[c].shape[0])) for c in chosen]
+        h = h + torch.stack(biases)[:, None, :].to(h.dtype)
+    if factors.activation is not None:
+        h = factors.activation(h)
+    deltas = torch.bmm(h, _padded([factors.up[c] for c in chosen], rank).to(h.dtype))[group, slot]  # (P, Dout)
+    if factors.up_bias is not None:
+        deltas = deltas + torch.stack([factors.up_bias[c] for c in chosen])[group].to(deltas.dtype)
+    return deltas
 
 
 deltas = stack_inner

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from mtkit.api.adapter import Adapter, Mergeable
 from mtkit.api.combiner import Combiner, MergedLora, RoutesByTask, SiteAdapters
-from mtkit.api.context import ForwardContext, masked_mean
+from mtkit.api.context import FROZEN_TOKENS, ForwardContext, masked_mean
 from mtkit.api.errors import MtkitError
 from mtkit.api.interfaces import Backbone, BackboneOutput, Head, HeadOutput
 
@@ -162,7 +162,7 @@ class MultiTaskModel(nn.Module):
         for source in sorted(self._needed):
             if source == "embeddings":
                 self.ctx.representations[source] = self._embedded(input_ids, attention_mask)
-            elif source == "frozen_pass" or source.startswith("frozen_layer:"):
+            elif source.startswith("frozen_"):  # frozen_pass, frozen_layer:N, frozen_tokens
                 self.ctx.representations[source] = self._frozen_representation(source, input_ids, attention_mask)
         combiner.start_forward(self.ctx)
         for adapter in self.adapters.values():
@@ -182,10 +182,12 @@ class MultiTaskModel(nn.Module):
     @torch.no_grad()
     def _frozen_representation(self, source: str, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
         """Mean-pooled hidden state of the frozen backbone (no adapters): its last layer (`frozen_pass`), or layer N,
-        stopping the pass there (`frozen_layer:N`)."""
+        stopping the pass there (`frozen_layer:N`); or its last layer unpooled, (B, T, D) (`frozen_tokens`)."""
         with self.adapters_disabled():
             if source == "frozen_pass":
                 return masked_mean(self.backbone(input_ids, attention_mask).hidden, attention_mask)
+            if source == FROZEN_TOKENS:
+                return self.backbone(input_ids, attention_mask).hidden
             captured: list[Tensor] = []
 
             def stop(module: nn.Module, args: Any, output: Any) -> None:

@@ -218,6 +218,12 @@ class PhaseSection(_Section):
         description="Show training inputs as random spans of varied length (classification-style inputs), so that a router "
         "cannot tell tasks apart by the length or shape of their inputs.",
     )
+    fit_combiner: bool = Field(
+        default=False,
+        description="Run the combiner's own training routine at the phase's start (combiners with one: lorahub's "
+        "gradient-free search, phatgoose's gates, retrieval's adapter descriptions; see `mtkit show combiner NAME`), "
+        "before any optimiser steps; what it learns is saved with the run's weights and its summary in report.md.",
+    )
     evaluate: bool = Field(default=True, description="Evaluate every task at the end of the phase.")
     eval_every: int | None = Field(
         default=None,

@@ -10,7 +10,10 @@ from mtkit.data.tasks import cut_warnings
 from mtkit.rundir.gradient_report import gradient_section
 from mtkit.rundir.layout import RunDir
 
-__all__ = ["plot_training_curves", "write_report"]
+__all__ = ["COMBINER_FIT", "plot_training_curves", "write_report"]
+
+COMBINER_FIT = "combiner_fit.json"
+"""What the combiner's own training routine found in each phase that ran it (`fit_combiner`), by phase name."""
 
 
 def _smoothed(values: list[float], weight: float = 0.9) -> list[float]:
@@ -101,6 +104,24 @@ def _validation_checks(run_dir: RunDir) -> list[str]:
     return lines
 
 
+def _combiner_fits(run_dir: RunDir) -> list[str]:
+    """Each `fit_combiner` phase's summary: scalars as a list, tables of values by name (e.g. the found weights)."""
+    if not (run_dir.path / COMBINER_FIT).is_file():
+        return []
+    lines: list[str] = []
+    for phase, summary in run_dir.read_json(COMBINER_FIT).items():
+        lines += ["", f"## Combiner routine in phase `{phase}` (`{summary.get('combiner')}`)", ""]
+        tables = {k: v for k, v in summary.items() if isinstance(v, Mapping)}
+        lines += [f"- {k}: {_cell(v)}" for k, v in summary.items() if k != "combiner" and k not in tables]
+        for key, values in tables.items():
+            lines += ["", f"| {key} | value |", "|---|---|", *(f"| {name} | {_cell(v)} |" for name, v in values.items())]
+    return lines
+
+
+def _cell(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
 def _max_length(recipe: Mapping[str, Any], task: str) -> int:
     task_length = recipe.get("tasks", {}).get(task, {}).get("max_length")
     return int(task_length or recipe.get("run", {}).get("max_length", 128))
@@ -132,6 +153,7 @@ def write_report(run_dir: RunDir, recipe: Mapping[str, Any], results: Mapping[st
         rows = {f"{task}/{probe}": scores for task, by_probe in by_task.items() for probe, scores in by_probe.items()}
         lines += ["", f"## Probes, end of run ({routing} routing)", ""] + _table(rows)
     lines += _validation_checks(run_dir)
+    lines += _combiner_fits(run_dir)
     lines += gradient_section(run_dir)
     lines += extra or []
     curves = plot_training_curves(run_dir)

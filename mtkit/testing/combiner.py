@@ -132,9 +132,45 @@ def check_combiner(cls: type, params: Mapping[str, Any]) -> None:
         losses, _ = model(batches)
     assert all(torch.isfinite(v) for v in losses.values())
 
+    from mtkit.api.fitting import FitsItself
+
+    if isinstance(combiner, FitsItself):
+        _check_fit(model, batches)
+
     def run(m: Any) -> Any:
         torch.manual_seed(0)  # combiners that draw at random (e.g. random routing) draw the same
         with m.use_combiner(COMBINER_PATH):
             return sum(m(batches)[0].values())
 
     check_state_dict_round_trip(lambda seed: _model(cls, config, seed=seed), run)
+
+
+def _check_fit(model: Any, batches: list[tuple[str, dict[str, Any]]]) -> None:
+    """A combiner with a routine (`mtkit.FitsItself`) fits on each task's batch (each adapter serves the task of its
+    name), returns a JSON summary, trains nothing outside itself, and routes afterwards."""
+    import json
+
+    import torch
+
+    from mtkit.api.fitting import FitData
+
+    by_task = dict(batches)
+
+    def loss(pieces: Any) -> Any:
+        with model.use_combiner(COMBINER_PATH):
+            return sum(model(list(pieces))[0].values())
+
+    data = FitData(
+        phase="fit", tasks=TASKS, adapter_tasks={name: (name,) for name in TASKS}, seed=0, device=torch.device("cpu"),
+        batch_size=2, batches=lambda task, limit: [(task, by_task[task])], loss=loss,
+    )
+    outside = {n: p.detach().clone() for n, p in model.named_parameters() if not n.startswith("combiner.")}
+    model.requires_grad_(False)
+    model.eval()
+    summary = model.combiner.fit(data)
+    json.dumps(summary)  # the run directory stores it as JSON
+    changed = [n for n, p in model.named_parameters() if n in outside and not torch.equal(outside[n], p.detach())]
+    assert not changed, f"fit() changed parameters outside the combiner: {changed[:4]}"
+    with torch.no_grad(), model.use_combiner(COMBINER_PATH):
+        losses, _ = model(batches)
+    assert all(torch.isfinite(v) for v in losses.values()), "the model's loss is not finite after fit()"

@@ -208,6 +208,10 @@ class Trainer:
         trainable = select_parameters(self.model, resolved.train, frozen=self.recipe.freeze)
         if phase.fresh_heads and first == 0:  # resumed mid-phase, the checkpoint holds the heads trained so far
             self._fresh_heads(index, phase)
+        if phase.fit_combiner and first == 0:  # resumed mid-phase, the checkpoint holds what the routine learned
+            from mtkit.train.fit import fit_combiner
+
+            fit_combiner(self, resolved, _seed(self.recipe.run.seed, index, 0, 2), global_step)
         if phase.steps > 0 and trainable:
             global_step = self._train_phase(index, phase, first, global_step, optimizer_files)
         if phase.evaluate:

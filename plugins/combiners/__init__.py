@@ -6,11 +6,16 @@ from mtkit import Register, hookimpl
 
 from .config import (
     ArrowCombinerConfig,
+    CatCombinerConfig,
     FusionAttentionCombinerConfig,
     GatingCombinerConfig,
+    LayerGatesCombinerConfig,
+    LoraHubCombinerConfig,
     MergeCombinerConfig,
     OracleCombinerConfig,
+    PhatgooseCombinerConfig,
     RandomCombinerConfig,
+    RetrievalCombinerConfig,
     RouterCombinerConfig,
     UniformCombinerConfig,
     WeightedCombinerConfig,
@@ -35,3 +40,8 @@ def mtkit_register_components(register: Register) -> None:
     register("mtkit_combiners.baselines:RandomCombiner", kind="combiner", name="random", config=RandomCombinerConfig)
     register("mtkit_combiners.arrow:ArrowCombiner", kind="combiner", name="arrow", config=ArrowCombinerConfig)
     register("mtkit_combiners.merge:MergeCombiner", kind="combiner", name="merge", config=MergeCombinerConfig)
+    register("mtkit_combiners.lorahub:LoraHubCombiner", kind="combiner", name="lorahub", config=LoraHubCombinerConfig)
+    register("mtkit_combiners.retrieval:RetrievalCombiner", kind="combiner", name="retrieval", config=RetrievalCombinerConfig)
+    register("mtkit_combiners.cat:CatCombiner", kind="combiner", name="cat", config=CatCombinerConfig)
+    register("mtkit_combiners.phatgoose:PhatgooseCombiner", kind="combiner", name="phatgoose", config=PhatgooseCombinerConfig)
+    register("mtkit_combiners.layer_gates:LayerGatesCombiner", kind="combiner", name="layer_gates", config=LayerGatesCombinerConfig)

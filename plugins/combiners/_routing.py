@@ -36,3 +36,9 @@ def keep_top_k(probs: Tensor, k: int) -> Tensor:
     mask = torch.zeros_like(probs).scatter(-1, index, 1.0)
     kept = probs * mask
     return kept / kept.sum(-1, keepdim=True).clamp_min(1e-12)
+
+
+def softmax_top_k(scores: Tensor, k: int, temperature: Tensor | float) -> Tensor:
+    """A softmax over each row's k largest scores, each divided by the temperature; zeros elsewhere."""
+    top, index = scores.topk(k, dim=-1)
+    return torch.zeros_like(scores).scatter(-1, index, (top / temperature).softmax(-1))

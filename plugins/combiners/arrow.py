@@ -15,8 +15,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from mtkit import Combiner, CombinerSetup, ForwardContext, LoraFactors, LowRank, MtkitError, SiteAdapters, lowrank
+from mtkit import Combiner, CombinerSetup, ForwardContext, LowRank, MtkitError, SiteAdapters, lowrank
 
+from ._library import lora_factors
+from ._routing import softmax_top_k
 from .config import ArrowCombinerConfig
 
 
@@ -72,9 +74,7 @@ class ArrowCombiner(Combiner):
         if state is None:
             return y
         scores = (x @ state.prototypes.to(x.dtype).T).abs()  # (B, T, K_experts)
-        k = min(self.config.top_k, len(state.columns))
-        top, index = scores.topk(k, dim=-1)
-        coefficients = torch.zeros_like(scores).scatter(-1, index, (top / self.temperature.to(x.dtype)).softmax(-1))
+        coefficients = softmax_top_k(scores, min(self.config.top_k, len(state.columns)), self.temperature.to(x.dtype))
         weights = x.new_zeros(*x.shape[:-1], self.num_adapters)  # (B, T, K)
         weights[..., state.columns] = coefficients
         self.record(weights, ctx)
@@ -114,12 +114,7 @@ class ArrowCombiner(Combiner):
 
 
 def _factors(adapter: object, site: str, name: str) -> tuple[Tensor, Tensor, float]:
-    if not isinstance(adapter, LoraFactors):
-        raise MtkitError(
-            f"combiner 'arrow' routes by LoRA weights, but adapter {name!r} ({getattr(adapter, 'name', type(adapter).__name__)}) "
-            "has no LoRA factors; use LoRA adapters, or another combiner"
-        )
-    return adapter.lora_factors(site)
+    return lora_factors(adapter, site, name, "arrow", "use LoRA adapters, or another combiner")
 
 
 def _gen_know_sub(

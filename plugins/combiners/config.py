@@ -173,3 +173,107 @@ class MergeCombinerConfig(CombinerConfig):
         if self.method not in PRUNING_METHODS and self.density is not None:
             raise ValueError(f"density applies to pruning methods ({', '.join(sorted(PRUNING_METHODS))}), not to {self.method!r}; remove it")
         return self
+
+
+class LoraHubCombinerConfig(CombinerConfig):
+    """LoraHub: one weight per LoRA found by gradient-free search (CMA-ES) on a few examples; the composed LoRA's A and B
+    are the weighted sums of the LoRAs' A and B. The search runs in a phase with `fit_combiner = true`."""
+
+    trainable: ClassVar[bool] = False
+
+    examples: int = Field(default=5, gt=0, description="Few-shot training examples per task of the fitting phase that the search scores weights on.")
+    budget: int = Field(
+        default=40, gt=0, description="Loss evaluations the search may spend (CMA-ES stops after the generation that reaches it)."
+    )
+    population: int | None = Field(
+        default=None, ge=2, description="Candidates per CMA-ES generation (default: CMA-ES's own, 4 + 3 ln K for K adapters)."
+    )
+    penalty: float = Field(
+        default=0.05, ge=0, description="Weight of the L1 penalty, times the mean absolute adapter weight, added to the few-shot loss."
+    )
+    bound: float = Field(default=1.5, gt=0, description="Each weight is searched in [-bound, bound].")
+    sigma: float = Field(default=0.5, gt=0, description="CMA-ES's initial step size.")
+    init: float = Field(default=0.0, description="Every weight's starting value (0: the search starts from the bare backbone).")
+
+    @model_validator(mode="after")
+    def _init_in_bounds(self) -> LoraHubCombinerConfig:
+        if abs(self.init) > self.bound:
+            raise ValueError(f"init {self.init} lies outside [-bound, bound] = [{-self.bound}, {self.bound}]; pick an init within it")
+        return self
+
+
+class RetrievalCombinerConfig(CombinerConfig):
+    """Retrieval (LoraRetriever): each adapter is described by the mean embedding of a few of its task's inputs; a sample
+    goes to the adapters nearest its own embedding (top-k, softmax of cosines over a temperature). The descriptions
+    are computed in a phase with `fit_combiner = true`."""
+
+    has_temperature: ClassVar[bool] = True
+
+    trainable: ClassVar[bool] = False
+
+    source: RepresentationSource = Field(
+        default="frozen_pass",
+        description="The embedding of an input: its pooled representation from this source. Default `frozen_pass`, the "
+        "frozen backbone's mean last hidden state (a sentence embedding; one extra pass), as LoraRetriever embeds with a "
+        "separate encoder; `embeddings` costs nothing extra but tells inputs apart only by their words.",
+    )
+    examples: int = Field(default=16, gt=0, description="Training examples of each adapter's tasks whose mean embedding describes the adapter.")
+    top_k: int = Field(default=1, gt=0, description="Adapters each sample is routed to.")
+    temperature: float = Field(default=0.1, gt=0, description="Softmax temperature over the kept cosines, until a phase's schedule sets it.")
+
+
+class CatCombinerConfig(CombinerConfig):
+    """CAT (LoRA soups): learned scalar weights per site over the frozen adapters, the same for every input, trained on
+    the target task's data."""
+
+    init: float | None = Field(
+        default=None, description="Every weight's starting value (default 1/K for K adapters: the plain average of the adapters)."
+    )
+
+
+class PhatgooseCombinerConfig(CombinerConfig):
+    """PHATGOOSE: a gate vector per adapter and site, trained on the adapter's own task data with the adapter frozen (a
+    phase with `fit_combiner = true`); each token goes to the top_k adapters whose normalised gates align best with it."""
+
+    has_temperature: ClassVar[bool] = True
+
+    top_k: int = Field(default=2, gt=0, description="Adapters each token is routed to at each site.")
+    temperature: float = Field(
+        default=1.0, gt=0, description="Softmax temperature over the kept cosines, until a phase's schedule sets it."
+    )
+    gate_steps: int = Field(default=100, gt=0, description="Optimiser steps training each adapter's gates.")
+    gate_lr: float = Field(default=1e-2, gt=0, description="Learning rate of the gates' training (AdamW).")
+    examples: int | None = Field(
+        default=None, gt=0, description="Training examples of an adapter's tasks its gates train on (default: all of them)."
+    )
+
+
+class LayerGatesCombinerConfig(CombinerConfig):
+    """X-LoRA / MoLE: a small classifier over the frozen backbone's per-token hidden states gives each token weights over
+    the frozen adapters, per site (layer-wise) or shared by every site; dense, or top-k."""
+
+    has_temperature: ClassVar[bool] = True
+
+    per_site: bool = Field(
+        default=True,
+        description="One set of weights per adapted site (X-LoRA's layerwise_scalings; MoLE's per-layer gates); false: "
+        "one set per token shared by every site.",
+    )
+    num_layers: int = Field(default=1, ge=1, le=8, description="Linear layers of the classifier (X-LoRA's xlora_depth), ReLU between them.")
+    hidden_dim: int = Field(default=256, gt=0, description="Width of the classifier's hidden layers (X-LoRA's xlora_size; unused with one layer).")
+    dropout: float = Field(default=0.2, ge=0, lt=1, description="Dropout after each hidden layer of the classifier in training (X-LoRA's xlora_dropout_p).")
+    softmax: bool = Field(default=True, description="Softmax of the classifier's outputs over the adapters (X-LoRA's enable_softmax).")
+    temperature: float = Field(default=1.0, gt=0, description="Temperature of that softmax (X-LoRA's softmax_temperature), until a phase's schedule sets it.")
+    top_k: int | None = Field(
+        default=None, gt=0, description="Keep only each token's top_k adapters at each site (X-LoRA's top_k_lora); unset: every adapter (dense)."
+    )
+    softmax_top_k: bool = Field(
+        default=False, description="With top_k: a softmax over the kept weights (X-LoRA's enable_softmax_topk)."
+    )
+    scale: float = Field(default=1.0, description="Every adapter's output is multiplied by this (X-LoRA's global_scaling_weight).")
+
+    @model_validator(mode="after")
+    def _top_k_softmax(self) -> LayerGatesCombinerConfig:
+        if self.softmax_top_k and self.top_k is None:
+            raise ValueError("softmax_top_k applies to the kept top_k weights: set top_k as well, or remove softmax_top_k")
+        return self

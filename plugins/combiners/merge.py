@@ -11,8 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mtkit import Combiner, CombinerSetup, ForwardContext, LoraFactors, MtkitError, SiteAdapters, component_seed, seeded
+from mtkit import Combiner, CombinerSetup, ForwardContext, MtkitError, SiteAdapters, component_seed, seeded
 
+from ._library import lora_factors
 from ._merging import Factors, merge_loras
 from .config import MergeCombinerConfig
 
@@ -85,10 +86,5 @@ class MergeCombiner(Combiner):
         return y + F.linear(F.linear(x, a.to(x.dtype)), b.to(x.dtype))
 
 
-def _factors(adapter: object, site: str, name: str) -> Factors:
-    if not isinstance(adapter, LoraFactors):
-        raise MtkitError(
-            f"combiner 'merge' merges LoRA weights, but adapter {name!r} ({getattr(adapter, 'name', type(adapter).__name__)}) "
-            "has no LoRA factors; list only LoRA adapters in combiner.adapters"
-        )
-    return adapter.lora_factors(site)
+def _factors(adapter: object, site: str, name: str) -> tuple[Tensor, Tensor, float]:
+    return lora_factors(adapter, site, name, "merge", "list only LoRA adapters in combiner.adapters")

@@ -63,24 +63,27 @@ def site_of(model: MultiTaskModel) -> SiteAdapters:
 
 
 def apply_and_grads(
-    model: MultiTaskModel, site: SiteAdapters, routing: str, *, dense: bool, monkeypatch: pytest.MonkeyPatch, batch: int = 6
+    model: MultiTaskModel, site: SiteAdapters, routing: str, *, dense: bool, monkeypatch: pytest.MonkeyPatch, batch: int = 6,
+    per_token: bool = False,
 ) -> tuple[Tensor, dict[str, Tensor], int]:
-    """y + the routed deltas at one site, the gradients of a loss on it, and how many times the gathered path ran."""
+    """y + the routed deltas at one site, the gradients of a loss on it, and how many times the sparse path (gathered
+    per sample, or dispatched per token with `per_token`) ran."""
     torch.manual_seed(0)
     shape = model.backbone.sites()[site.site]
     x = torch.randn(batch, 5, shape.in_features, requires_grad=True)
     y = torch.randn(batch, 5, shape.out_features, requires_grad=True)
-    logits = torch.randn(batch, LIBRARY, requires_grad=True)
+    logits = torch.randn(batch, *((5,) if per_token else ()), LIBRARY, requires_grad=True)
     make, k = ROUTINGS[routing]
     weights = make(logits, k)
     calls = [0]
-    real = lowrank.gathered_mix
+    path = "dispatched_mix" if per_token else "gathered_mix"
+    real = getattr(lowrank, path)
 
     def counted(*args: Any, **kwargs: Any) -> Tensor:
         calls[0] += 1
         return real(*args, **kwargs)
 
-    monkeypatch.setattr("mtkit.api.lowrank.gathered_mix", counted)
+    monkeypatch.setattr(f"mtkit.api.lowrank.{path}", counted)
     monkeypatch.setattr("mtkit.api.combiner.gathers", (lambda used, per_sample: False) if dense else gathers)
     model.zero_grad(set_to_none=True)
     out = site.apply(x, y, weights, ForwardContext(num_adapters=LIBRARY), sparse=True)
@@ -105,6 +108,39 @@ def test_gathered_mix_equals_dense_mix(
     assert any(n.startswith("adapters.") for n in grads)
     for name, grad in grads.items():
         torch.testing.assert_close(grad, dense_grads[name], atol=1e-5, rtol=1e-4, msg=lambda m, n=name: f"{n}: {m}")
+
+
+@pytest.mark.parametrize("family", ["lora", "bottleneck"])
+@pytest.mark.parametrize("routing", ["top1", "top2", "signed_top2"])
+def test_dispatched_mix_of_per_token_weights_equals_dense_mix(
+    tiny_recipe: dict[str, Any], registry: Registry, monkeypatch: pytest.MonkeyPatch, family: str, routing: str
+) -> None:
+    model = library(tiny_recipe, registry, family, equal_ranks=False)
+    site = site_of(model)
+    sparse, grads, dispatched = apply_and_grads(model, site, routing, dense=False, monkeypatch=monkeypatch, per_token=True)
+    dense, dense_grads, none = apply_and_grads(model, site, routing, dense=True, monkeypatch=monkeypatch, per_token=True)
+    assert dispatched == 1 and none == 0  # the automatic switch dispatched here, and the reference did not
+    torch.testing.assert_close(sparse, dense, atol=1e-5, rtol=1e-5)
+    assert grads.keys() == dense_grads.keys()
+    for name, grad in grads.items():
+        torch.testing.assert_close(grad, dense_grads[name], atol=1e-5, rtol=1e-4, msg=lambda m, n=name: f"{n}: {m}")
+
+
+@pytest.mark.parametrize("skewed", [False, True])
+def test_dispatched_mix_groups_tokens_batched_or_one_adapter_at_a_time(skewed: bool) -> None:
+    """Tokens spread evenly over the adapters run batched; most tokens on one adapter run adapter by adapter; both exact."""
+    torch.manual_seed(0)
+    ranks = [2, 4, 3, 4, 2, 3]
+    factors = LowRank(
+        reads="input", down=[torch.randn(r, 8) for r in ranks], up=[torch.randn(r, 5) for r in ranks],
+        down_bias=[torch.randn(r) for r in ranks], up_bias=[torch.randn(5) for _ in ranks], activation=torch.tanh,
+    )
+    x = torch.randn(3, 10, 8)
+    logits = torch.randn(3, 10, len(ranks)) + (torch.tensor([6.0, 0, 0, 0, 0, 0]) if skewed else 0.0)
+    weights = top_k_weights(logits, 2)
+    counts = weights.ne(0).flatten(0, 1).sum(0)
+    assert (len(ranks) * int(counts.max()) > 2 * int(counts.sum())) == skewed  # which of the two ways runs
+    torch.testing.assert_close(lowrank.dispatched_mix(factors, x, x, weights), lowrank.mix(factors, x, x, weights, training=False))
 
 
 def test_gathered_mix_dropout_draws_a_mask_per_sample_and_adapter() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import weakref
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import pytest
@@ -70,3 +71,26 @@ def single_thread() -> Any:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def reference_hidden(model: MultiTaskModel, ids: torch.Tensor, mask: torch.Tensor, weights: Callable[[str, torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """The last hidden states computed by hand: the bare backbone with, at each LoRA site, y + sum_k w_k s_k B_k A_k x
+    for `weights(site, x)` (B, K) or (B, T, K) over the model's adapters (each a LoRA attached at every site)."""
+    adapters = list(model.adapters.values())
+
+    def hook(site: str, module: torch.nn.Module, args: tuple[torch.Tensor, ...], y: torch.Tensor) -> torch.Tensor:
+        x = args[0]
+        w = weights(site, x)
+        w = w[:, None, :] if w.dim() == 2 else w
+        for k, adapter in enumerate(adapters):
+            a, b, scale = adapter.lora_factors(site)
+            y = y + w[..., k : k + 1] * scale * (x @ a.T @ b.T)
+        return y
+
+    handles = [model.backbone.get_submodule(site).register_forward_hook(partial(hook, site)) for site in model.site_adapters()]
+    try:
+        with model.adapters_disabled():
+            return model.backbone(ids, mask).hidden
+    finally:
+        for handle in handles:
+            handle.remove()

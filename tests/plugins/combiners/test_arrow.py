@@ -107,5 +107,5 @@ def test_arrow_rejects_unknown_general_adapters_and_non_lora_adapters(build: Bui
     tiny_recipe["adapters"]["topic"] = {"type": "bottleneck", "placement": "custom", "target_modules": ["query", "value"]}
     tiny_recipe["combiner"] = {"type": "arrow"}
     model = build_model(resolve(tiny_recipe, registry, "test"), dict(TASKS)).eval()
-    with pytest.raises(MtkitError, match=r"combiner 'arrow' routes by LoRA weights, but adapter 'topic' \(bottleneck\) has no LoRA factors"):
+    with pytest.raises(MtkitError, match=r"combiner 'arrow' reads LoRA weights, but adapter 'topic' \(bottleneck\) has no LoRA factors"):
         mtkit_hidden(model)

@@ -75,6 +75,20 @@ def test_merge_outputs_equal_peft_add_weighted_adapter(
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("method", ["linear", "svd", "ties"])
+def test_merge_task_negation_equals_peft_with_a_negative_weight(method: str, library: dict[str, Path], registry: Registry) -> None:
+    """Task negation: one LoRA subtracted (weight -1), and one subtracted from another, as PEFT >= 0.18 allows."""
+    options = {"density": 0.5} if method == "ties" else {}
+    negated = {"t1": -1.0}
+    theirs = peft_hidden(_peft_merge({"t1": library["t1"]}, method, negated, **options))
+    ours = mtkit_hidden(library_model(registry, library["t0"].parent, {"type": "merge", "method": method, "adapters": ["t1"], "weight": -1.0, **options}))
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
+    pair = {"t0": 1.0, "t1": -0.5}
+    theirs = peft_hidden(_peft_merge({n: library[n] for n in pair}, method, pair, **options))
+    ours = mtkit_hidden(library_model(registry, library["t0"].parent, {"type": "merge", "method": method, "adapters": list(pair), "weights": pair, **options}))
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
+
+
 def test_merge_dare_is_seeded_per_site(build: Builder) -> None:
     tasks = torch.tensor([0, 1, 0, 1])
     with torch.no_grad():
@@ -177,8 +191,8 @@ def test_merge_run_exports_its_merge_as_a_peft_lora_and_deploys_at_the_bare_back
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("name", ["arrow", "merge"])
-def test_show_documents_every_field_of_arrow_and_merge(name: str, registry: Registry) -> None:
+@pytest.mark.parametrize("name", ["arrow", "merge", "lorahub", "retrieval", "cat", "phatgoose", "layer_gates"])
+def test_show_documents_every_field_of_the_library_combiners(name: str, registry: Registry) -> None:
     from tests.core.test_cli import mtkit
 
     result = mtkit("show", "combiner", name, env={"COLUMNS": "400"})
