@@ -1,4 +1,4 @@
-"""Evaluation of every task on its held-out split, under a routing mode."""
+"""Evaluation of every task on its held-out split, under a routing mode (or `base`: the backbone with no adapter)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,12 @@ from mtkit.data.tasks import TaskData
 from mtkit.api.errors import MtkitError
 from mtkit.api.interfaces import Metric
 from mtkit.model.multitask import MultiTaskModel
+from mtkit.rundir.intervals import scores_and_intervals, task_seed
 
-__all__ = ["TaskEvaluation", "evaluate", "evaluate_examples", "move"]
+__all__ = ["BASE", "TaskEvaluation", "evaluate", "evaluate_examples", "move"]
+
+BASE = "base"
+"""The routing name of the reference evaluation without any adapter (the backbone alone, same prompts and metrics)."""
 
 
 @dataclass
@@ -25,6 +29,7 @@ class TaskEvaluation:
     references: list[Any]
     routing: Tensor | None = None  # (N, K) per-sample adapter weights under learned routing
     extras: dict[str, Any] = field(default_factory=dict)
+    intervals: dict[str, list[float]] = field(default_factory=dict)  # score -> bootstrap [low, high] (see intervals.py)
 
 
 def move(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
@@ -47,11 +52,14 @@ def evaluate_examples(
     device: torch.device,
     shard: tuple[int, int] = (0, 1),
     gather: Gather | None = None,
+    resamples: int = 0,
+    run_seed: int = 0,
 ) -> TaskEvaluation:
-    """Predict encoded `examples` of `task` under `routing` and score them with the task's metrics.
+    """Predict encoded `examples` of `task` under `routing` (`base`: no adapter) and score them with the task's metrics.
 
     With `shard` = (process index, processes) each process predicts one contiguous share and `gather` joins the
-    shares in order, so every example is predicted exactly once (no padding of the last batch).
+    shares in order, so every example is predicted exactly once (no padding of the last batch). With `resamples`,
+    each score gets a bootstrap 95% interval over the examples, resampled by a seed from `run_seed` and the task.
     """
     if shard[1] > 1:
         examples = examples.shard(num_shards=shard[1], index=shard[0], contiguous=True)
@@ -64,7 +72,9 @@ def evaluate_examples(
     references: list[Any] = []
     try:
         # Routing is what learned routing decides; under oracle routing the task ids decide it.
-        with model.routing(routing), model.recording_routing() if routing == "learned" else nullcontext([]) as log:
+        bare = model.adapters_disabled() if routing == BASE else nullcontext()
+        record = model.recording_routing() if routing == "learned" else nullcontext([])
+        with bare, model.routing("oracle" if routing == BASE else routing), record as log:
             for start in range(0, len(examples), batch_size):
                 features = examples[start : start + batch_size]
                 batch = move(head.collate(features, tokenizer), device)
@@ -77,10 +87,8 @@ def evaluate_examples(
         predictions, references = gather(predictions), gather(references)
         shares = [w for w in gather([weights]) if w is not None]
         weights = torch.cat(shares) if shares else None
-    scores: dict[str, float] = {}
-    for metric in metrics:
-        scores.update(metric.compute(predictions, references))
-    return TaskEvaluation(scores, predictions, references, weights)
+    scores, intervals = scores_and_intervals(metrics, predictions, references, resamples=resamples, seed=task_seed(run_seed, task))
+    return TaskEvaluation(scores, predictions, references, weights, intervals=intervals)
 
 
 def evaluate(
@@ -95,9 +103,11 @@ def evaluate(
     split: Literal["test", "validation"] = "test",
     shard: tuple[int, int] = (0, 1),
     gather: Gather | None = None,
+    resamples: int = 0,
+    run_seed: int = 0,
 ) -> dict[str, TaskEvaluation]:
     """Predict every example of each task's held-out (or validation) split and score it with the task's metrics
-    (`shard`, `gather`: see evaluate_examples)."""
+    (`shard`, `gather`, `resamples`, `run_seed`: see evaluate_examples)."""
     results: dict[str, TaskEvaluation] = {}
     for name, data in tasks.items():
         if only is not None and name not in only:
@@ -106,6 +116,7 @@ def evaluate(
         if examples is None:
             raise MtkitError(f"task {name!r} has no validation split; set tasks.{name}.dataset.validation_size in the recipe")
         results[name] = evaluate_examples(
-            model, name, examples, metrics[name], routing=routing, batch_size=batch_size, device=device, shard=shard, gather=gather
+            model, name, examples, metrics[name], routing=routing, batch_size=batch_size, device=device, shard=shard, gather=gather,
+            resamples=resamples, run_seed=run_seed,
         )
     return results

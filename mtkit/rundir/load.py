@@ -97,8 +97,8 @@ def evaluate_run(
     unknown = sorted(set(tasks or []) - set(recipe.tasks))
     if unknown:
         raise MtkitError(f"--task {', '.join(unknown)}: not a task of this run (tasks: {', '.join(recipe.tasks)})")
-    if routing not in (None, "oracle", "learned"):
-        raise MtkitError(f"--routing {routing!r}: use oracle or learned")
+    if routing not in (None, "oracle", "learned", "base"):
+        raise MtkitError(f"--routing {routing!r}: use oracle, learned or base (the backbone without adapters)")
     if split not in ("test", "validation"):
         raise MtkitError(f"--split {split!r}: use test or validation")
     chosen = list(tasks) if tasks else list(recipe.tasks)
