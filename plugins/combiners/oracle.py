@@ -17,6 +17,12 @@ class OracleCombiner(Combiner):
 
     name = "oracle"
     config_class = OracleCombinerConfig
+    _weights: Tensor | None = None  # this forward's one-hot rows, made at its first site (every decoding step reuses them)
+
+    def begin(self, ctx: ForwardContext) -> None:
+        self._weights = None
 
     def weights(self, site: str, x: Tensor, y: Tensor, ctx: ForwardContext) -> Tensor | None:
-        return ctx.own_adapter_weights().to(x.device)
+        if self._weights is None or self._weights.device != x.device:
+            self._weights = ctx.own_adapter_weights().to(x.device)
+        return self._weights
