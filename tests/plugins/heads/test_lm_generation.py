@@ -137,3 +137,32 @@ def test_generate_with_layer_source_keeps_the_prompts_sites(registry: Registry) 
         cached = model.generate(ids, mask, task_ids, **options)
         recomputed = model.generate(ids, mask, task_ids, use_cache=False, **options)
     assert torch.equal(cached, recomputed)
+
+
+def test_evaluate_base_scores_the_backbone_without_adapters(registry: Registry) -> None:
+    """`base` routing predicts what the model predicts once its LoRAs are zeroed, and scores it with the same metrics
+    and an interval over the examples."""
+    import datasets
+    from mtkit_metrics.config import RougeMetricConfig
+    from mtkit_metrics.text import RougeMetric
+
+    from mtkit.rundir.evaluate import evaluate_examples
+
+    model = _model(registry)
+    texts = [text for _, text in PROMPTS]
+    encoded = model.heads["news"].encode({"text": texts, "target": ["a headline"] * 4}, model.backbone.tokenizer, 48)
+    examples = datasets.Dataset.from_dict(encoded)
+    metrics = [RougeMetric(RougeMetricConfig())]
+
+    def run(routing: str) -> Any:
+        return evaluate_examples(model, "news", examples, metrics, routing=routing, batch_size=3, device=torch.device("cpu"), resamples=50)
+
+    base, oracle = run("base"), run("oracle")
+    assert base.predictions != oracle.predictions
+    assert set(base.intervals) == set(base.scores) == {"rouge1", "rouge2", "rougeL"}
+    with torch.no_grad():
+        for adapter in model.adapters.values():
+            for name, param in adapter.named_parameters():
+                if "lora_b" in name:
+                    param.zero_()
+    assert run("oracle").predictions == base.predictions
