@@ -5,7 +5,7 @@
 Each one also runs alone with its own options: `python -m benchmarks.bench_adapters --help`,
 `python -m benchmarks.bench_combiners --help`, `python -m benchmarks.bench_library --help`,
 `python -m benchmarks.bench_balancers --help`, `python -m benchmarks.bench_router_sources --help`,
-`python -m benchmarks.bench_serve --help`.
+`python -m benchmarks.bench_serve --help`, `python -m benchmarks.bench_generation --help`.
 """
 
 from __future__ import annotations
@@ -21,13 +21,14 @@ BENCHMARKS = {
     "balancers": "each balancer's training step on one shared LoRA against the static loss sum",
     "router_sources": "a DYNAMO training step with each router input source against the `embeddings` source",
     "serve": "`mtkit serve` under load on localhost: dynamic batching against batch-size-1 serving (trains a short run once)",
+    "generation": "SmolLM2 generation (1 LoRA; 5 LoRAs in a mixed batch) and a LoRA training step against PEFT's",
 }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
-        description="Run mtkit's benchmarks on the packaged MiniLM, each in its own process, with its default options.",
+        description="Run mtkit's benchmarks on the packaged MiniLM and SmolLM2, each in its own process, with its defaults.",
         epilog="benchmarks: " + "; ".join(f"{name}: {what}" for name, what in BENCHMARKS.items()),
     )
     parser.add_argument("names", nargs="*", metavar="NAME", help=f"benchmarks to run (default: all of {', '.join(BENCHMARKS)})")

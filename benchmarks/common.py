@@ -106,10 +106,16 @@ def training_step(
 
 
 def interleaved(
-    cases: Mapping[str, Callable[[], object]], repeats: int, warmup: int, progress: bool = True, collect: bool = True
+    cases: Mapping[str, Callable[[], object]],
+    repeats: int,
+    warmup: int,
+    progress: bool = True,
+    collect: bool = True,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> dict[str, list[float]]:
     """Seconds per call of each case, `repeats` rounds that each time every case once in a rotating order (after a
-    garbage collection, with `collect`, so that no collection lands inside a timed call)."""
+    garbage collection, with `collect`, so that no collection lands inside a timed call). `clock`: wall time, or
+    `time.process_time` (this process's CPU time, which other processes on a shared machine disturb far less)."""
     names = list(cases)
     if collect:
         gc.collect()
@@ -122,11 +128,11 @@ def interleaved(
         for name in names[r % len(names) :] + names[: r % len(names)]:
             if collect:
                 gc.collect()
-            tic = time.perf_counter()
+            tic = clock()
             cases[name]()
             if torch.cuda.is_available():
                 torch.cuda.synchronize()  # a GPU call returns before its kernels finish
-            times[name].append(time.perf_counter() - tic)
+            times[name].append(clock() - tic)
         if progress:
             print(f"  round {r + 1}/{repeats}", end="\r", flush=True)
     if collect:

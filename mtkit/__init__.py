@@ -33,9 +33,11 @@ if TYPE_CHECKING:  # for type checkers: the same names as _LAZY_NAMES below
         HfModelBackbone,
         Metric,
         ModelAccess,
+        Resampler,
         Scheduler,
         TaskInfo,
         TaskLosses,
+        mean_resampler,
         pad_batch,
     )
     from mtkit.api.seeding import component_seed, seeded
@@ -60,9 +62,11 @@ _LAZY_NAMES: dict[str, tuple[str, ...]] = {
         "HfModelBackbone",
         "Metric",
         "ModelAccess",
+        "Resampler",
         "Scheduler",
         "TaskInfo",
         "TaskLosses",
+        "mean_resampler",
         "pad_batch",
     ),
     "mtkit.api.seeding": ("component_seed", "seeded"),

@@ -31,3 +31,17 @@ def test_bench_library_switch_table_states_the_rule_it_measures(capsys: pytest.C
     for row in rows:
         used, k = int(row[0]), int(row[1])
         assert row[-1] == ("gather" if gathers(used, k) else "dense")
+
+
+def test_bench_generation_pairs_generate_the_same_tokens_as_peft() -> None:
+    """The generation benchmark's mtkit and PEFT cases (here on the tiny random Llama) compute the same thing."""
+    from benchmarks.bench_generation import cases
+
+    from tests.conftest import TINY_LLAMA
+
+    backbone = {**TINY_LLAMA, "config_overrides": {**TINY_LLAMA["config_overrides"], "initializer_range": 0.2}}
+    runs, checks = cases(batch=5, new_tokens=4, rank=2, train_length=12, backbone=backbone)
+    assert checks == ["mtkit, 1 lora: same tokens as PEFT", "mtkit, 5 loras mixed: same tokens as PEFT"]
+    assert len(runs) == 6
+    for run in runs.values():
+        run()

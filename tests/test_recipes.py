@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,8 +27,10 @@ def few_step_overrides(path: Path, registry: Registry, tmp: Path) -> list[str]:
     """Overrides that shrink a recipe to a few steps on a few examples, keeping everything else."""
     recipe = load_recipe(path, registry=registry).recipe
     overrides = [f'run.output_dir="{tmp / path.stem}"', "run.checkpoint_every=0", "run.batch_size=4", "run.eval_batch_size=8"]
-    for name in recipe.tasks:
+    for name, task in recipe.tasks.items():
         overrides += [f"tasks.{name}.dataset.max_train_examples=16", f"tasks.{name}.dataset.max_eval_examples=6"]
+        if task.head.type == "lm":  # generation is most of a few-step run's time
+            overrides.append(f"tasks.{name}.head.max_new_tokens={min(task.head.params.get('max_new_tokens', 8), 8)}")
     overrides += [f"phases.{i}.steps={min(phase.steps, 2)}" for i, phase in enumerate(recipe.phases)]
     return [*overrides, "run.inference_cost=false"]  # its forward passes would cost more than the two steps
 
@@ -44,3 +47,24 @@ def test_recipe_runs_a_few_steps(path: Path, registry: Registry, tmp_path: Path)
     recipe = load_recipe(path, registry=registry).recipe
     assert set(results) == {p.name for p in recipe.phases if p.evaluate}
     assert (run_dir.path / "report.md").is_file() and (run_dir.path / "model.safetensors").is_file()
+    if any(task.head.type == "lm" for task in recipe.tasks.values()):
+        _check_generative_run(run_dir.path, recipe)
+
+
+def _check_generative_run(run: Path, recipe: Any) -> None:
+    """A generative run scores the backbone alone (`base`) beside its routing, with an interval for every score, and
+    keeps prompt, output and reference of every scored generation."""
+    import json
+
+    last = recipe.phases[-1].name
+    results = json.loads((run / "results.json").read_text())[last]
+    intervals = json.loads((run / "intervals.json").read_text())
+    assert intervals["resamples"] == recipe.run.bootstrap_resamples and intervals["seed"] == recipe.run.seed
+    for routing, by_task in results.items():
+        for task, scores in by_task.items():
+            bounds = intervals["intervals"][last][routing][task]
+            assert set(bounds) == set(scores) and all(low <= high for low, high in bounds.values())
+            folder = run / "predictions" / last / ("" if routing == recipe.phases[-1].routing else routing)
+            rows = [json.loads(line) for line in (folder / f"{task}.jsonl").read_text().splitlines()]
+            assert len(rows) == 6 and all({"prompt", "prediction", "reference"} <= set(row) for row in rows)
+    assert "base" in results and "| task | metric | base |" in (run / "report.md").read_text()

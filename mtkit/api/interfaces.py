@@ -7,7 +7,7 @@ mtkit/api/combiner.py, mtkit/api/lowrank.py); mtkit/api/kinds.py holds the table
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
 
@@ -32,9 +32,11 @@ __all__ = [
     "HfModelBackbone",
     "Metric",
     "ModelAccess",
+    "Resampler",
     "Scheduler",
     "TaskInfo",
     "TaskLosses",
+    "mean_resampler",
     "pad_batch",
 ]
 
@@ -240,6 +242,30 @@ class Metric(ABC):
     @abstractmethod
     def compute(self, predictions: Sequence[Any], references: Sequence[Any]) -> dict[str, float]:
         """Scores by name (the metric's name, or name_suffix for several)."""
+
+    def resampler(self, predictions: Sequence[Any], references: Sequence[Any]) -> Resampler | None:
+        """Scores of any resample of the examples, from per-example statistics computed once (bootstrap intervals).
+
+        Called with every index once it must give `compute`'s scores, which it then stands in for, so costly
+        metrics (pass@k runs programs) score each example once. Metrics that are means over examples return
+        `mean_resampler(...)`; corpus metrics can sum per-sentence statistics (as sacrebleu's own bootstrap does).
+        None (the default): `compute` is called again on each resample.
+        """
+        return None
+
+
+Resampler = Callable[[Sequence[int]], dict[str, float]]
+"""Scores of the resample of the examples at the given indices (repeats allowed)."""
+
+
+def mean_resampler(per_example: Mapping[str, Sequence[float]]) -> Resampler:
+    """The resampler of scores that are means of per-example values (`per_example`: score name -> one value per example)."""
+    values = {name: list(v) for name, v in per_example.items()}
+
+    def scores(index: Sequence[int]) -> dict[str, float]:
+        return {name: sum(v[i] for i in index) / len(index) if index else 0.0 for name, v in values.items()}
+
+    return scores
 
 
 @dataclass(frozen=True)

@@ -190,9 +190,11 @@ class _Progress:
     def notice(self, message: str) -> None:
         err.print(f"[yellow]note:[/] {message}", highlight=False, soft_wrap=True)
 
-    def evaluated(self, phase: str, routing: str, scores: Mapping[str, Mapping[str, float]]) -> None:
+    def evaluated(
+        self, phase: str, routing: str, scores: Mapping[str, Mapping[str, float]], intervals: Mapping[str, Mapping[str, list[float]]]
+    ) -> None:
         self.progress.stop()
-        err.print(score_table(scores, f"{phase} ({routing} routing)"))
+        err.print(score_table(scores, f"{phase} ({routing} routing)", intervals=intervals))
 
     def probes_evaluated(self, routing: str, scores: Mapping[str, Mapping[str, Mapping[str, float]]]) -> None:
         self.progress.stop()
@@ -200,16 +202,66 @@ class _Progress:
         err.print(score_table(rows, f"probes ({routing} routing)", first="task/probe"))
 
 
-def score_table(scores: Mapping[str, Mapping[str, float]], title: str | None = None, first: str = "task") -> Table:
-    """One row per task (or probe), one column per score."""
+def score_table(
+    scores: Mapping[str, Mapping[str, float]],
+    title: str | None = None,
+    first: str = "task",
+    intervals: Mapping[str, Mapping[str, list[float]]] | None = None,
+) -> Table:
+    """One row per task (or probe) and metric, so any mix of metrics fits 80 columns; with `intervals`, a column of
+    bootstrap 95% intervals."""
+    from mtkit.rundir.tables import format_interval, format_score, score_rows
+
     table = Table(title=title, header_style="bold")
-    metrics = sorted({m for s in scores.values() for m in s})
-    table.add_column(first)
-    for m in metrics:
-        table.add_column(m, justify="right")
-    for task, values in scores.items():
-        table.add_row(task, *(f"{values[m]:.4f}" if m in values else "" for m in metrics))
+    table.add_column(first, overflow="fold")
+    table.add_column("metric", overflow="fold")
+    table.add_column("score", justify="right")
+    shown = any(intervals.values()) if intervals else False
+    if shown:
+        table.add_column("95% interval", justify="right")
+    previous = None
+    for task, metric in score_rows({"score": scores}):
+        cells = [task if task != previous else "", metric, format_score(scores[task][metric])]
+        table.add_row(*cells, *([format_interval((intervals or {}).get(task, {}).get(metric))] if shown else []))
+        previous = task
     return table
+
+
+def comparison_table(by_routing: Mapping[str, Mapping[str, Mapping[str, float]]], intervals: Mapping[str, Any], title: str) -> Table:
+    """One phase's evaluations side by side (base, oracle, learned); each cell the score over its 95% interval."""
+    from mtkit.rundir.tables import comparison_columns, format_interval, format_score, score_rows
+
+    table = Table(title=title, header_style="bold")
+    table.add_column("task", overflow="fold")
+    table.add_column("metric", overflow="fold")
+    columns = comparison_columns(by_routing)
+    for routing in columns:
+        table.add_column(routing, justify="right")
+    previous = None
+    for task, metric in score_rows(by_routing):
+        cells = []
+        for routing in columns:
+            value = by_routing[routing].get(task, {}).get(metric)
+            bounds = intervals.get(routing, {}).get(task, {}).get(metric)
+            cells.append("" if value is None else "\n".join(filter(None, [format_score(value), format_interval(bounds)])))
+        table.add_row(task if task != previous else "", metric, *cells)
+        previous = task
+    return table
+
+
+def _comparison_summary(run_dir: Path) -> None:
+    """The last phase's evaluations side by side, when it has several (base, oracle, learned)."""
+    from mtkit.rundir.intervals import FILE as INTERVALS_FILE
+
+    results = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
+    if not results:
+        return
+    phase, by_routing = list(results.items())[-1]
+    if len(by_routing) < 2:
+        return
+    file = run_dir / INTERVALS_FILE
+    intervals = json.loads(file.read_text(encoding="utf-8"))["intervals"].get(phase, {}) if file.is_file() else {}
+    err.print(comparison_table(by_routing, intervals, f"{phase}: scores with bootstrap 95% intervals"))
 
 
 def _routing_summary(run_dir: Path) -> None:
@@ -240,6 +292,7 @@ def run(
 
     _quiet()  # rich shows the progress that matters
     run_dir = guarded(lambda: run_recipe(recipe, set_ or [], resume=resume, overwrite=overwrite, callbacks=_Progress()))
+    _comparison_summary(run_dir.path)
     _routing_summary(run_dir.path)
     out.print(f"run directory: {run_dir.path}  (report: {run_dir.path / 'report.md'})", highlight=False)
 
@@ -352,7 +405,7 @@ def ablation_notes(comparison: Comparison) -> list[str]:
 def eval_(
     run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")],
     task: Annotated[list[str] | None, typer.Option(help="Only these tasks (repeatable).")] = None,
-    routing: Annotated[str | None, typer.Option(help="oracle or learned (default: the last phase's).")] = None,
+    routing: Annotated[str | None, typer.Option(help="oracle, learned or base (the backbone without adapters); default: the last phase's.")] = None,
     split: Annotated[str, typer.Option(help="test (the held-out split) or validation (needs the datasets' validation_size).")] = "test",
     probe: Annotated[str | None, typer.Option(help="Score this probe of every task that declares it (tasks.X.probes.NAME) instead.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,

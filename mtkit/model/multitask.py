@@ -228,6 +228,17 @@ class MultiTaskModel(nn.Module):
             start += size
         return losses, outputs
 
+    def generate(self, input_ids: Tensor, attention_mask: Tensor, task_ids: Tensor, **kwargs: Any) -> Tensor:
+        """New tokens for left-padded prompts of any mix of tasks (`task_ids` (B,)), batched with the KV cache.
+
+        Routing is decided once from the prompts and kept for every generated token; each row stops at its own
+        stop strings or `max_new_tokens` (finished rows are padded).
+        """
+        self._begin(input_ids, attention_mask, task_ids)
+        tokens = self.backbone.generate(input_ids, attention_mask, **kwargs)
+        self._last_combiner.finish_forward()
+        return tokens
+
     @property
     def aux_losses(self) -> dict[str, Tensor]:
         """The auxiliary losses the last forward pass added: its combiner's, and its adapters' (summed by name)."""
@@ -376,12 +387,7 @@ class TaskView:
         return self.model.run_backbone(batch["input_ids"], batch["attention_mask"], self._task_ids(batch))
 
     def generate(self, batch: Mapping[str, Any], **kwargs: Any) -> Tensor:
-        # Routing is decided once from the prompt and reused for every generated token.
-        model = self.model
-        model._begin(batch["input_ids"], batch["attention_mask"], self._task_ids(batch))
-        tokens = model.backbone.generate(batch["input_ids"], batch["attention_mask"], **kwargs)
-        model._last_combiner.finish_forward()
-        return tokens
+        return self.model.generate(batch["input_ids"], batch["attention_mask"], self._task_ids(batch), **kwargs)
 
 
 class _StopPass(Exception):

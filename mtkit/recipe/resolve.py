@@ -25,7 +25,7 @@ from mtkit.recipe.library import expand_libraries
 from mtkit.recipe.overrides import apply_overrides
 from mtkit.api.registry import ComponentEntry, Registry
 from mtkit.recipe.file import read_recipe_file
-from mtkit.recipe.schema import LEARNED_ROUTING, ORACLE_ROUTING, ComponentTable, PhaseSection, Recipe, TemperatureSchedule, component_tables
+from mtkit.recipe.schema import BASE_ROUTING, LEARNED_ROUTING, ORACLE_ROUTING, ComponentTable, PhaseSection, Recipe, TemperatureSchedule, component_tables
 from mtkit.recipe.selectors import Selector, heads_only, parse_selectors
 
 ORACLE_PATH = "oracle"
@@ -35,12 +35,21 @@ COMBINER_PATH = "combiner"
 
 
 def routing_path(label: str) -> str:
-    """The path of the combiner that runs under a routing label (`oracle` or `learned`, as phases and results name it)."""
+    """The path of the combiner that runs under a phase's routing label (`oracle` or `learned`)."""
     if label not in (ORACLE_ROUTING, LEARNED_ROUTING):
         raise MtkitError(f"--routing {label!r}: use {ORACLE_ROUTING} or {LEARNED_ROUTING}")
     return ORACLE_PATH if label == ORACLE_ROUTING else COMBINER_PATH
 
-__all__ = ["COMBINER_PATH", "ORACLE_PATH", "Node", "ResolvedPhase", "ResolvedRecipe", "load_recipe", "resolve", "routing_path"]
+
+def evaluation_path(label: str) -> str | None:
+    """The combiner an evaluation labelled `label` runs: a phase's routing label, or `base` (None: no adapter)."""
+    if label == BASE_ROUTING:
+        return None
+    if label not in (ORACLE_ROUTING, LEARNED_ROUTING):
+        raise MtkitError(f"--routing {label!r}: use {ORACLE_ROUTING}, {LEARNED_ROUTING} or {BASE_ROUTING}")
+    return routing_path(label)
+
+__all__ = ["COMBINER_PATH", "ORACLE_PATH", "Node", "ResolvedPhase", "ResolvedRecipe", "evaluation_path", "load_recipe", "resolve", "routing_path"]
 
 
 @dataclass(frozen=True)

@@ -11,12 +11,13 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from mtkit.recipe import defaults
 from mtkit.recipe.selectors import SELECTOR_HELP, heads_only, selected_tasks, selector_problems
 
 __all__ = [
+    "BASE_ROUTING",
     "LEARNED_ROUTING",
     "ORACLE_ROUTING",
     "ROUTINGS",
@@ -40,6 +41,9 @@ ORACLE_ROUTING = "oracle"
 LEARNED_ROUTING = "learned"
 """`phases.N.routing` (and the label of its results) when the recipe's combiner decides."""
 ROUTINGS = (ORACLE_ROUTING, LEARNED_ROUTING)
+BASE_ROUTING = "base"
+"""The label of the reference evaluation without any adapter (the backbone alone, same prompts and metrics): never a
+phase's routing, scored after a generative run and by `mtkit eval --routing base`."""
 
 TABLES: tuple[tuple[str, str], ...] = (
     ("backbone", "backbone"),
@@ -89,6 +93,10 @@ class RunSection(_Section):
     max_length: int = Field(default=128, gt=0, description="Token limit per example (a task may override it).")
     checkpoint_every: int = Field(default=100, ge=0, description="Steps between checkpoints; 0 = at phase ends only.")
     log_every: int = Field(default=10, gt=0, description="Steps between metric log lines.")
+    bootstrap_resamples: int = Field(
+        default=1000, ge=0, description="Resamples of the held-out examples for each score's bootstrap 95% interval "
+        "(intervals.json); drawn from the run seed; 0: no intervals."
+    )
     threads: int | None = Field(default=None, gt=0, description="CPU threads for torch (default: torch's choice).")
     inference_cost: bool = Field(
         default=True,
@@ -138,6 +146,16 @@ class TaskSection(_Section):
         description="Extra evaluation sets by name, scored with the task's metrics and, under learned routing, routing "
         "accuracy against the task's own adapter (at the end of the run, and by `mtkit eval --probe NAME`).",
     )
+
+    @field_validator("metrics")
+    @classmethod
+    def _some_metric(cls, metrics: list[Any]) -> list[Any]:
+        if not metrics:
+            raise ValueError(
+                "an empty list scores nothing; name at least one metric (e.g. metrics = [\"accuracy\"]; "
+                "see 'mtkit list-components --kind metric') or leave the key out for the default"
+            )
+        return metrics
 
 
 class ViewSection(_Section):

@@ -10,7 +10,7 @@ from typing import Any
 from mtkit.api.combiner import RoutesByTask
 from mtkit.api.errors import MtkitError
 from mtkit.api.registry import Registry, load_registry
-from mtkit.recipe.resolve import ResolvedRecipe, resolve, routing_path
+from mtkit.recipe.resolve import ResolvedRecipe, evaluation_path, resolve, routing_path
 from mtkit.recipe.schema import Recipe
 from mtkit.rundir.checkpoint import check_state_matches, load_tensors
 from mtkit.rundir.layout import RunDir
@@ -93,7 +93,7 @@ def evaluate_run(
     unknown = sorted(set(tasks or []) - set(recipe.tasks))
     if unknown:
         raise MtkitError(f"--task {', '.join(unknown)}: not a task of this run (tasks: {', '.join(recipe.tasks)})")
-    combiner = routing_path(routing) if routing is not None else loaded_run.resolved.phases[-1].combiner.path
+    combiner = evaluation_path(routing) if routing is not None else loaded_run.resolved.phases[-1].combiner.path
     if split not in ("test", "validation"):
         raise MtkitError(f"--split {split!r}: use test or validation")
     chosen = list(tasks) if tasks else list(recipe.tasks)

@@ -8,9 +8,11 @@ from typing import Any
 from mtkit.recipe import defaults
 from mtkit.data.tasks import cut_warnings
 from mtkit.rundir.gradient_report import gradient_section
+from mtkit.rundir.intervals import FILE as INTERVALS_FILE
 from mtkit.rundir.layout import RunDir
+from mtkit.rundir.tables import comparison_columns, format_interval, format_score, score_rows
 
-__all__ = ["COMBINER_FIT", "plot_training_curves", "write_report"]
+__all__ = ["COMBINER_FIT", "comparison_table", "plot_training_curves", "write_report"]
 
 COMBINER_FIT = "combiner_fit.json"
 """What the combiner's own training routine found in each phase that ran it (`fit_combiner`), by phase name."""
@@ -52,11 +54,13 @@ def plot_training_curves(run_dir: RunDir) -> str | None:
         score_ax.plot([r["global_step"] for r in checks], [r["score"] for r in checks], "o-", color="black", label="validation (mean)")
     for task, routing in dict.fromkeys((r["task"], r.get("routing")) for r in evals):
         values = [
-            (r["global_step"], next(v for k, v in r.items() if k not in _LOG_KEYS))
+            (r["global_step"], first)
             for r in evals
             if r["task"] == task and r.get("routing") == routing
+            and (first := next((v for k, v in r.items() if k not in _LOG_KEYS), None)) is not None
         ]
-        score_ax.plot(*zip(*values, strict=True), "s--", label=f"{task}, held-out ({routing})")
+        if values:
+            score_ax.plot(*zip(*values, strict=True), "s--", label=f"{task}, held-out ({routing})")
     score_ax.set_xlabel("step")
     score_ax.set_ylabel("score (first metric)")
     if checks or evals:
@@ -72,11 +76,28 @@ def plot_training_curves(run_dir: RunDir) -> str | None:
 _LOG_KEYS = {"time", "event", "phase", "routing", "task", "global_step", "step", "probe"}
 
 
-def _table(scores: Mapping[str, Mapping[str, float]]) -> list[str]:
-    metrics = sorted({m for s in scores.values() for m in s})
-    lines = ["| task | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 1) + "|"]
-    for task, values in scores.items():
-        lines.append(f"| {task} | " + " | ".join(f"{values[m]:.4f}" if m in values else "" for m in metrics) + " |")
+def _table(scores: Mapping[str, Mapping[str, float]], intervals: Mapping[str, Mapping[str, list[float]]] | None = None) -> list[str]:
+    """One row per task and metric: the score and, where computed, its bootstrap 95% interval."""
+    lines = ["| task | metric | score | 95% interval |", "|---|---|---|---|"]
+    for task, metric in score_rows({"score": scores}):
+        if metric in scores[task]:
+            bounds = (intervals or {}).get(task, {}).get(metric)
+            lines.append(f"| {task} | {metric} | {format_score(scores[task][metric])} | {format_interval(bounds)} |")
+    return lines
+
+
+def comparison_table(by_routing: Mapping[str, Mapping[str, Mapping[str, float]]], intervals: Mapping[str, Any]) -> list[str]:
+    """One phase's evaluations side by side (base, oracle, learned): one row per task and metric, each cell the
+    score and its bootstrap 95% interval."""
+    columns = comparison_columns(by_routing)
+    lines = ["| task | metric | " + " | ".join(columns) + " |", "|---" * (len(columns) + 2) + "|"]
+    for task, metric in score_rows(by_routing):
+        cells = []
+        for routing in columns:
+            value = by_routing[routing].get(task, {}).get(metric)
+            bounds = intervals.get(routing, {}).get(task, {}).get(metric)
+            cells.append("" if value is None else f"{format_score(value)} {format_interval(bounds)}".strip())
+        lines.append(f"| {task} | {metric} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -145,9 +166,14 @@ def write_report(run_dir: RunDir, recipe: Mapping[str, Any], results: Mapping[st
         lines.append(f"| {task} | " + " | ".join(str(cells.get(c, "")) for c in columns) + " |")
     warnings = [w for task, info in data["tasks"].items() for w in cut_warnings(task, info, _max_length(recipe, task))]
     lines += ["", *(f"Warning: {w}." for w in warnings)] if warnings else []
+    intervals = run_dir.read_json(INTERVALS_FILE)["intervals"] if (run_dir.path / INTERVALS_FILE).is_file() else {}
     for phase, by_routing in results.items():
+        if len(by_routing) > 1:
+            lines += ["", f"## Phase `{phase}`: {', '.join(comparison_columns(by_routing))} (95% bootstrap intervals)", ""]
+            lines += comparison_table(by_routing, intervals.get(phase, {}))
+            continue
         for routing, scores in by_routing.items():
-            lines += ["", f"## Phase `{phase}` ({routing} routing)", ""] + _table(scores)
+            lines += ["", f"## Phase `{phase}` ({routing} routing)", ""] + _table(scores, intervals.get(phase, {}).get(routing))
     probes = run_dir.read_json("probes.json") if (run_dir.path / "probes.json").is_file() else {}
     for routing, by_task in probes.items():
         rows = {f"{task}/{probe}": scores for task, by_probe in by_task.items() for probe, scores in by_probe.items()}

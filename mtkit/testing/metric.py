@@ -1,4 +1,5 @@
-"""Contract checks for metrics: perfect predictions score the maximum, deterministically, as floats."""
+"""Contract checks for metrics: perfect predictions score the maximum, deterministically, as floats; a resampler
+(bootstrap intervals) scores every resample as `compute` scores it."""
 
 from __future__ import annotations
 
@@ -41,3 +42,22 @@ def check_metric(
         assert type(value) is float and math.isfinite(value), f"score {key!r} = {value!r}"
         assert value <= maximum + 1e-9, f"imperfect predictions score {key}={value}, above the maximum {maximum}"
     assert any(v < maximum - 1e-9 for v in imperfect.values()), "wrong predictions score the maximum too"
+    _check_resampler(metric, wrong, refs)
+
+
+def _check_resampler(metric: Any, predictions: list[Any], references: list[Any]) -> None:
+    """With every index once a resampler gives `compute`'s scores, and a resample's scores are `compute`'s on it."""
+    resampler = metric.resampler(predictions, references)
+    if resampler is None:
+        return
+    n = len(predictions)
+    whole, scores = resampler(range(n)), metric.compute(predictions, references)
+    assert set(whole) == set(scores) and all(math.isclose(whole[k], scores[k], rel_tol=1e-9, abs_tol=1e-12) for k in scores), (
+        f"resampler(all indices) gives {whole}, compute() {scores}"
+    )
+    index = [0, 0, *range(2, n)] if n > 2 else [0] * n
+    resampled = metric.compute([predictions[i] for i in index], [references[i] for i in index])
+    got = resampler(index)
+    assert all(math.isclose(got[k], resampled[k], rel_tol=1e-9, abs_tol=1e-12) for k in resampled), (
+        f"resampler({index}) gives {got}, compute() on that resample {resampled}"
+    )

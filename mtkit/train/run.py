@@ -91,6 +91,10 @@ def run_recipe(
             return run_dir
         save_tensors(run_dir.path / "model.safetensors", trainer.model_state())
         run_dir.write_json("results.json", results)
+        from mtkit.rundir.intervals import FILE as INTERVALS_FILE
+        from mtkit.rundir.intervals import describe
+
+        run_dir.write_json(INTERVALS_FILE, {**describe(recipe.run.bootstrap_resamples, recipe.run.seed), "intervals": trainer.intervals})
         if trainer.probe_results:
             run_dir.write_json("probes.json", trainer.probe_results)
         total = sum(p.numel() for p in built.model.parameters())

@@ -30,8 +30,8 @@ from mtkit.train.keep_best import FILE as BEST_FILE
 from mtkit.train.keep_best import MEAN, BestWeights, group_scores, parameters_by_task
 from mtkit.model.param_groups import select_parameters
 from mtkit.rundir.predictions import prediction_rows, write_predictions
-from mtkit.recipe.resolve import routing_path
-from mtkit.recipe.schema import ORACLE_ROUTING, PhaseSection
+from mtkit.recipe.resolve import evaluation_path, routing_path
+from mtkit.recipe.schema import BASE_ROUTING, ORACLE_ROUTING, PhaseSection
 from mtkit.rundir.layout import RunDir
 from mtkit.data.views import sentence_end_ids, span_views
 
@@ -43,7 +43,9 @@ class Callbacks(Protocol):
 
     def step_done(self, step: int, logs: Mapping[str, float]) -> None: ...
 
-    def evaluated(self, phase: str, routing: str, scores: Mapping[str, Mapping[str, float]]) -> None: ...
+    def evaluated(
+        self, phase: str, routing: str, scores: Mapping[str, Mapping[str, float]], intervals: Mapping[str, Mapping[str, list[float]]]
+    ) -> None: ...
 
     def probes_evaluated(self, routing: str, scores: Mapping[str, Mapping[str, Mapping[str, float]]]) -> None: ...
 
@@ -55,7 +57,9 @@ class _Silent:
     def step_done(self, step: int, logs: Mapping[str, float]) -> None:
         pass
 
-    def evaluated(self, phase: str, routing: str, scores: Mapping[str, Mapping[str, float]]) -> None:
+    def evaluated(
+        self, phase: str, routing: str, scores: Mapping[str, Mapping[str, float]], intervals: Mapping[str, Mapping[str, list[float]]]
+    ) -> None:
         pass
 
     def probes_evaluated(self, routing: str, scores: Mapping[str, Mapping[str, Mapping[str, float]]]) -> None:
@@ -118,6 +122,7 @@ class Trainer:
         self.phase_steps = self._resolve_steps()
         self.saved_keys = self._saved_keys()
         self.results: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
+        self.intervals: dict[str, dict[str, dict[str, dict[str, list[float]]]]] = {}  # like results: [low, high] per score
         self.trained: set[str] = set()
         self.final: dict[str, TaskEvaluation] = {}
         self.probe_results: dict[str, dict[str, dict[str, dict[str, float]]]] = {}  # routing -> task -> probe -> scores
@@ -180,6 +185,7 @@ class Trainer:
                 balancing.load_balancer_state(self.balancers, tensors, state["balancers"], str(folder))
             start_phase, start_step = state["phase"], state["step"]
             self.results = state["results"]
+            self.intervals = state.get("intervals", {})
             self.trained = set(state.get("trained", []))
             self._resumed_best = state.get("best")
             optimizer_files = folder if start_step > 0 else None
@@ -459,7 +465,10 @@ class Trainer:
     def _checkpoint(self, global_step: int, optimizer: Any, phase: int, step: int, best: BestWeights | None = None) -> None:
         if not self.main:
             return
-        state = {"phase": phase, "step": step, "global_step": global_step, "results": self.results, "trained": sorted(self.trained)}
+        state = {
+            "phase": phase, "step": step, "global_step": global_step, "results": self.results, "intervals": self.intervals,
+            "trained": sorted(self.trained),
+        }
         extra = {}
         if best is not None:
             state["best"] = best.kept()
@@ -487,33 +496,42 @@ class Trainer:
 
         return {"shard": (acc.process_index, acc.num_processes), "gather": gather_object}
 
-    def _evaluate(self, phase: str, routing: str, global_step: int, *, save: bool = True) -> dict[str, TaskEvaluation]:
+    def _evaluate(self, phase: str, routing: str, global_step: int, *, comparison: bool = False) -> dict[str, TaskEvaluation]:
+        """Score every task's held-out split under `routing`; a comparison's predictions go to predictions/<phase>/<routing>/."""
         run = self.recipe.run
         evaluations = evaluate(
-            self.model, self.built.tasks, self.built.metrics, combiner=routing_path(routing), batch_size=run.eval_batch_size,
-            device=self.accelerator.device, **self._sharding,
+            self.model, self.built.tasks, self.built.metrics, combiner=evaluation_path(routing), batch_size=run.eval_batch_size,
+            device=self.accelerator.device, resamples=run.bootstrap_resamples, run_seed=run.seed, **self._sharding,
         )
-        if save and self.main:
+        if self.main:
+            folder = self.run_dir.path / "predictions" / phase / (routing if comparison else "")
             for task, evaluation in evaluations.items():
                 labels = self.built.task_infos[task].label_names
-                rows = prediction_rows(self.built.tasks[task].eval, evaluation, labels, self.model.adapter_names)
-                write_predictions(self.run_dir.path / "predictions" / phase, task, rows)
+                examples = self.built.tasks[task].eval
+                rows = prediction_rows(examples, evaluation, labels, self.model.adapter_names, self.model.backbone.tokenizer)
+                write_predictions(folder, task, rows)
         scores = {task: e.scores for task, e in evaluations.items()}
         self.results.setdefault(phase, {})[routing] = scores
+        self.intervals.setdefault(phase, {})[routing] = {task: e.intervals for task, e in evaluations.items()}
         for task, values in scores.items():
             self._log({"event": "eval", "phase": phase, "routing": routing, "task": task, "global_step": global_step, **values}, global_step)
-        self.callbacks.evaluated(phase, routing, scores)
+        self.callbacks.evaluated(phase, routing, scores, self.intervals[phase][routing])
         return evaluations
 
     def _final_evaluation(self) -> None:
-        """When the last phase runs the recipe's combiner, also score oracle routing so the two can be compared."""
+        """When the last phase runs the recipe's combiner, also score oracle routing so the two can be compared; on a
+        generative backbone, also the backbone alone (`base`: no adapter, same prompts and metrics)."""
         last = self.built.resolved.phases[-1]
         total = sum(p.steps for p in self.recipe.phases)
         if not self.final:
             self.final = self._evaluate(last.name, last.label, total)
-        compare = not last.routes_by_task and bool(self.model.adapter_names)
-        if compare and ORACLE_ROUTING not in self.results.get(last.name, {}):
-            self._evaluate(last.name, ORACLE_ROUTING, total, save=False)  # for the comparison; the predictions are the phase's own
+        has_adapters = bool(self.model.adapter_names)
+        done = self.results.get(last.name, {})
+        compare = not last.routes_by_task and has_adapters
+        if compare and ORACLE_ROUTING not in done:
+            self._evaluate(last.name, ORACLE_ROUTING, total, comparison=True)
+        if self.model.backbone.generative and has_adapters and BASE_ROUTING not in done:
+            self._evaluate(last.name, BASE_ROUTING, total, comparison=True)
         self._evaluate_probes(last.name, last.label, total, compare)
 
     def _evaluate_probes(self, phase: str, routing: str, global_step: int, compare: bool) -> None:
@@ -532,7 +550,8 @@ class Trainer:
                     if mode == routing:
                         self.probe_final[f"{task}/{name}"] = evaluation
                         if self.main:
-                            rows = prediction_rows(examples, evaluation, self.built.task_infos[task].label_names, self.model.adapter_names)
+                            labels = self.built.task_infos[task].label_names
+                            rows = prediction_rows(examples, evaluation, labels, self.model.adapter_names, self.model.backbone.tokenizer)
                             write_predictions(self.run_dir.path / "predictions" / phase, f"{task}.{name}", rows)
             if mode in self.probe_results:
                 self.callbacks.probes_evaluated(mode, self.probe_results[mode])

@@ -64,6 +64,7 @@ class HyperLoraAdapter(Adapter):
                 nn.init.zeros_(gen.weight)  # B = 0: the adapted model equals the base at init
         self._generated: dict[str, tuple[Tensor, Tensor]] = {}  # this forward's matrices by site (cleared in begin)
         self._projected: Tensor | None = None
+        self._before: set[str] = set()  # sites the pass reached before a `layer:N` context existed
 
     def representation_sources(self) -> set[str]:
         return {self.config.source}
@@ -72,6 +73,7 @@ class HyperLoraAdapter(Adapter):
         # Every site's matrices before the pass when the context is ready (activation checkpointing then recomputes
         # none of the hypernetwork); a `layer:N` context generates them at the sites after layer N.
         self._generated = {}
+        self._before = set()
         self._projected = None
         if ctx.representation(self.config.source) is not None:
             for site in self.site_names:
@@ -86,8 +88,10 @@ class HyperLoraAdapter(Adapter):
         if cached is not None:
             return cached
         context = ctx.representation(self.config.source)
-        if context is None:
-            return None  # layer:N before layer N: nothing to apply yet
+        if context is None or site in self._before:
+            # layer:N before layer N: nothing to apply, also to the tokens a KV-cached `generate` adds later
+            self._before.add(site)
+            return None
         if self._projected is None:
             self._projected = self.hyper_context(context.to(self.hyper_context.weight.dtype))  # (B, H)
         projected = self._projected

@@ -28,6 +28,10 @@ class OracleCombiner(Combiner):
         super().__init__(config, setup=setup)
         self.register_buffer("task_columns", torch.empty(0, dtype=torch.long), persistent=False)
         self.route_tasks({task: setup.task_adapters.get(task) for task in self.task_names})
+        self._weights: Tensor | None = None  # this forward's one-hot rows, made at its first site (decoding steps reuse them)
+
+    def begin(self, ctx: ForwardContext) -> None:
+        self._weights = None
 
     def route_tasks(self, task_adapters: Mapping[str, str | None]) -> None:
         columns = [self.adapter_names.index(a) if a is not None else -1 for a in (task_adapters.get(t) for t in self.task_names)]
@@ -37,7 +41,9 @@ class OracleCombiner(Combiner):
         return {t: self.adapter_names[c] if c >= 0 else None for t, c in zip(self.task_names, self.task_columns.tolist(), strict=True)}
 
     def weights(self, site: str, x: Tensor, y: Tensor, ctx: ForwardContext) -> Tensor | None:
-        assert ctx.task_ids is not None, "the model always passes each sample's task id"
-        columns = self.task_columns.to(ctx.task_ids.device)[ctx.task_ids]
-        k = max(self.num_adapters, 1)
-        return (F.one_hot(columns.clamp_min(0), k).to(torch.float32) * (columns >= 0).unsqueeze(-1)).to(x.device)
+        if self._weights is None or self._weights.device != x.device:  # once per forward (and generate call)
+            assert ctx.task_ids is not None, "the model always passes each sample's task id"
+            columns = self.task_columns.to(ctx.task_ids.device)[ctx.task_ids]
+            k = max(self.num_adapters, 1)
+            self._weights = (F.one_hot(columns.clamp_min(0), k).to(torch.float32) * (columns >= 0).unsqueeze(-1)).to(x.device)
+        return self._weights

@@ -92,6 +92,7 @@ class RouterCombiner(Combiner):
         self.mlp = nn.Sequential(*layers)
         self._weights: Tensor | None = None  # this forward's routing, decided once and used at every site
         self._probs: Tensor | None = None
+        self._before: set[str] = set()  # sites the pass reached before a `layer:N` representation existed
 
     def representation_sources(self) -> set[str]:
         return {self.config.source}
@@ -100,6 +101,7 @@ class RouterCombiner(Combiner):
         # Decided before the pass when the source is ready (embeddings, frozen passes), so activation checkpointing
         # recomputes nothing of it; a `layer:N` source is decided at the first site after layer N.
         self._weights = self._probs = None
+        self._before = set()
         representation = ctx.representation(self.config.source)
         if representation is not None:
             self._decide(representation, ctx)
@@ -134,10 +136,13 @@ class RouterCombiner(Combiner):
                 self.add_aux_loss("task_supervision", task_supervision_loss(probs, ctx.own_adapter_weights().to(probs.device)))
 
     def weights(self, site: str, x: Tensor, y: Tensor, ctx: ForwardContext) -> Tensor | None:
+        if site in self._before:
+            return None  # generating with a KV cache: new tokens see what the prompt saw at this site
         if self._weights is None:
             representation = ctx.representation(self.config.source)
             if representation is None:
-                return None  # a site before layer N of a `layer:N` source: no adapter applies there
+                self._before.add(site)  # a site before layer N of a `layer:N` source: no adapter applies there
+                return None
             self._decide(representation, ctx)
         return self._weights
 

@@ -139,24 +139,29 @@ class LmHead(Head):
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
         return HeadOutput(loss=loss, logits=output.logits)
 
-    def predict(self, model: ModelAccess, batch: Mapping[str, Any]) -> list[Any]:
+    def generation_options(self) -> dict[str, Any]:
+        """The keyword arguments of the backbone's `generate` for this task (what `predict` passes)."""
         config, tokenizer = self.config, self.tokenizer
-        n = config.num_samples
-        ids, mask = batch["prompt_input_ids"], batch["prompt_attention_mask"]
-        if n > 1:  # one row per sample, so routing (set once per generate call) sees every row
-            ids, mask = ids.repeat_interleave(n, 0), mask.repeat_interleave(n, 0)
-        kwargs: dict[str, Any] = {
+        options: dict[str, Any] = {
             "max_new_tokens": config.max_new_tokens,
             "do_sample": config.do_sample,
             "eos_token_id": tokenizer.eos_token_id,
         }
         if config.do_sample:
-            kwargs.update(temperature=config.temperature, top_p=config.top_p)
+            options.update(temperature=config.temperature, top_p=config.top_p)
         else:  # the checkpoint's generation_config may ask for sampling; greedy means greedy
-            kwargs.update(temperature=None, top_p=None, top_k=None)
-        if config.stop:  # finished rows stop early; clean() cuts the stop string itself
-            kwargs.update(stop_strings=list(config.stop), tokenizer=tokenizer)
-        new = model.generate({"input_ids": ids, "attention_mask": mask}, **kwargs)
+            options.update(temperature=None, top_p=None, top_k=None)
+        if config.stop:  # each row stops at its own stop string; clean() cuts the string itself
+            options.update(stop_strings=list(config.stop), tokenizer=tokenizer)
+        return options
+
+    def predict(self, model: ModelAccess, batch: Mapping[str, Any]) -> list[Any]:
+        tokenizer = self.tokenizer
+        n = self.config.num_samples
+        ids, mask = batch["prompt_input_ids"], batch["prompt_attention_mask"]
+        if n > 1:  # one row per sample, so routing (set once per generate call) sees every row
+            ids, mask = ids.repeat_interleave(n, 0), mask.repeat_interleave(n, 0)
+        new = model.generate({"input_ids": ids, "attention_mask": mask}, **self.generation_options())
         texts = [self.clean(t) for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
         if n == 1:
             return texts

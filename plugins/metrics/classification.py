@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from mtkit import Metric
+from mtkit import Metric, Resampler, mean_resampler
 
 from .config import AccuracyMetricConfig, MacroF1MetricConfig
 
@@ -17,9 +17,11 @@ class AccuracyMetric(Metric):
     config_class = AccuracyMetricConfig
 
     def compute(self, predictions: Sequence[Any], references: Sequence[Any]) -> dict[str, float]:
+        return self.resampler(predictions, references)(range(len(predictions)))
+
+    def resampler(self, predictions: Sequence[Any], references: Sequence[Any]) -> Resampler:
         assert len(predictions) == len(references)
-        correct = sum(p == r for p, r in zip(predictions, references, strict=True))
-        return {"accuracy": correct / len(references) if references else 0.0}
+        return mean_resampler({"accuracy": [float(p == r) for p, r in zip(predictions, references, strict=True)]})
 
 
 class MacroF1Metric(Metric):

@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from mtkit import Metric, MtkitError
+from mtkit import Metric, MtkitError, Resampler, mean_resampler
 
 from .config import PassAtKMetricConfig
 
@@ -160,8 +160,12 @@ class PassAtKMetric(Metric):
         return grouped
 
     def compute(self, predictions: Sequence[Any], references: Sequence[Any]) -> dict[str, float]:
+        return self.resampler(predictions, references)(range(len(predictions)))
+
+    def resampler(self, predictions: Sequence[Any], references: Sequence[Any]) -> Resampler:
+        """Means of each problem's pass@k estimate (the programs run once; intervals resample the estimates)."""
         grouped = self.outcomes(predictions, references)
-        scores: dict[str, float] = {}
+        scores: dict[str, list[float]] = {}
         for k in self.config.k:
             values = []
             for outcomes in grouped:
@@ -171,5 +175,5 @@ class PassAtKMetric(Metric):
                         f"pass_at_k: k={k} needs at least {k} samples per problem, got {n}; set head.num_samples >= {k}"
                     )
                 values.append(pass_at_k(n, sum(o.passed for o in outcomes), k))
-            scores[f"pass_at_{k}"] = sum(values) / len(values) if values else 0.0
-        return scores
+            scores[f"pass_at_{k}"] = values
+        return mean_resampler(scores)

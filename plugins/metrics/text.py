@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from mtkit import Metric
+from mtkit import Metric, Resampler, mean_resampler
 
 from .config import BleuMetricConfig, ChrfMetricConfig, ExactMatchMetricConfig, RougeMetricConfig, TokenF1MetricConfig
 
@@ -53,9 +53,11 @@ class ExactMatchMetric(Metric):
     config_class = ExactMatchMetricConfig
 
     def compute(self, predictions: Sequence[Any], references: Sequence[Any]) -> dict[str, float]:
+        return self.resampler(predictions, references)(range(len(predictions)))
+
+    def resampler(self, predictions: Sequence[Any], references: Sequence[Any]) -> Resampler:
         preds, refs = texts(predictions, references)
-        hits = sum(normalize_answer(p) == normalize_answer(r) for p, r in zip(preds, refs, strict=True))
-        return {"exact_match": hits / len(refs) if refs else 0.0}
+        return mean_resampler({"exact_match": [float(normalize_answer(p) == normalize_answer(r)) for p, r in zip(preds, refs, strict=True)]})
 
 
 class TokenF1Metric(Metric):
@@ -65,9 +67,24 @@ class TokenF1Metric(Metric):
     config_class = TokenF1MetricConfig
 
     def compute(self, predictions: Sequence[Any], references: Sequence[Any]) -> dict[str, float]:
+        return self.resampler(predictions, references)(range(len(predictions)))
+
+    def resampler(self, predictions: Sequence[Any], references: Sequence[Any]) -> Resampler:
         preds, refs = texts(predictions, references)
-        scores = [token_f1(p, r) for p, r in zip(preds, refs, strict=True)]
-        return {"token_f1": sum(scores) / len(scores) if scores else 0.0}
+        return mean_resampler({"token_f1": [token_f1(p, r) for p, r in zip(preds, refs, strict=True)]})
+
+
+def sacrebleu_resampler(metric: Any, name: str, preds: list[str], refs: list[str]) -> Resampler:
+    """Scores of resamples from sacrebleu's per-sentence statistics, summed and scored as sacrebleu's `corpus_score`
+    (and its own bootstrap) do, so every resample's score is sacrebleu's."""
+    import numpy as np
+
+    stats = np.asarray(metric._extract_corpus_statistics(preds, [refs]), dtype=np.float64)  # (N, S)
+
+    def scores(index: Sequence[int]) -> dict[str, float]:
+        return {name: float(metric._compute_score_from_stats(list(stats[list(index)].sum(0))).score)}
+
+    return scores
 
 
 class BleuMetric(Metric):
@@ -78,13 +95,19 @@ class BleuMetric(Metric):
     config: BleuMetricConfig
 
     def compute(self, predictions: Sequence[Any], references: Sequence[Any]) -> dict[str, float]:
+        preds, refs = texts(predictions, references)
+        return {"bleu": float(self._bleu().corpus_score(preds, [refs]).score)}
+
+    def resampler(self, predictions: Sequence[Any], references: Sequence[Any]) -> Resampler:
+        return sacrebleu_resampler(self._bleu(), "bleu", *texts(predictions, references))
+
+    def _bleu(self) -> Any:
         from sacrebleu.metrics import BLEU
 
-        preds, refs = texts(predictions, references)
         options: dict[str, Any] = {"lowercase": self.config.lowercase}
         if self.config.tokenize is not None:
             options["tokenize"] = self.config.tokenize
-        return {"bleu": float(BLEU(**options).corpus_score(preds, [refs]).score)}
+        return BLEU(**options)
 
 
 class ChrfMetric(Metric):
@@ -95,10 +118,16 @@ class ChrfMetric(Metric):
     config: ChrfMetricConfig
 
     def compute(self, predictions: Sequence[Any], references: Sequence[Any]) -> dict[str, float]:
+        preds, refs = texts(predictions, references)
+        return {"chrf": float(self._chrf().corpus_score(preds, [refs]).score)}
+
+    def resampler(self, predictions: Sequence[Any], references: Sequence[Any]) -> Resampler:
+        return sacrebleu_resampler(self._chrf(), "chrf", *texts(predictions, references))
+
+    def _chrf(self) -> Any:
         from sacrebleu.metrics import CHRF
 
-        preds, refs = texts(predictions, references)
-        return {"chrf": float(CHRF(word_order=self.config.word_order).corpus_score(preds, [refs]).score)}
+        return CHRF(word_order=self.config.word_order)
 
 
 class RougeMetric(Metric):
@@ -109,13 +138,15 @@ class RougeMetric(Metric):
     config: RougeMetricConfig
 
     def compute(self, predictions: Sequence[Any], references: Sequence[Any]) -> dict[str, float]:
+        return self.resampler(predictions, references)(range(len(predictions)))
+
+    def resampler(self, predictions: Sequence[Any], references: Sequence[Any]) -> Resampler:
         from rouge_score import rouge_scorer
 
         preds, refs = texts(predictions, references)
         scorer = rouge_scorer.RougeScorer(list(self.config.rouge_types), use_stemmer=self.config.use_stemmer)
-        totals = dict.fromkeys(self.config.rouge_types, 0.0)
+        scores: dict[str, list[float]] = {kind: [] for kind in self.config.rouge_types}
         for p, r in zip(preds, refs, strict=True):
             for kind, score in scorer.score(r, p).items():  # score(target, prediction)
-                totals[kind] += score.fmeasure
-        n = max(len(refs), 1)
-        return {kind: total / n for kind, total in totals.items()}
+                scores[kind].append(score.fmeasure)
+        return mean_resampler(scores)

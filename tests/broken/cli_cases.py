@@ -107,7 +107,7 @@ CASES: dict[str, Build] = {
     "run-resume-other-recipe": _resume_other_recipe,
     "run-set-without-equals": _plain(lambda t: ["run", str(_recipe_path(t)), "--set", "run.seed"], lambda t: [str(_recipe_path(t)), "must look like key.path=value"]),
     "validate-missing-recipe": _plain(lambda t: ["validate", str(t / "nope.toml")], lambda t: [str(t / "nope.toml"), "no such recipe file"]),
-    "eval-bad-routing": _finished(lambda r, t: ["eval", str(r), "--routing", "psychic"], lambda r, t: ["--routing 'psychic'", "oracle or learned"]),
+    "eval-bad-routing": _finished(lambda r, t: ["eval", str(r), "--routing", "psychic"], lambda r, t: ["--routing 'psychic'", "use oracle, learned or base"]),
     "eval-bad-split": _finished(lambda r, t: ["eval", str(r), "--split", "train"], lambda r, t: ["--split 'train'", "test or validation"]),
     "eval-unknown-task": _finished(lambda r, t: ["eval", str(r), "--task", "nope"], lambda r, t: ["--task nope", "tasks: reviews"]),
     "eval-missing-run": _plain(lambda t: ["eval", str(t / "nope")], lambda t: [str(t / "nope"), "not a run directory (no such folder)"]),

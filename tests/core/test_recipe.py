@@ -172,3 +172,10 @@ def test_recipe_bounds_and_patterns_are_checked_in_validation(tiny_recipe: dict[
     text = "\n".join(info.value.problems)
     assert "r.toml: run.seed: input should be less than or equal to 4294967295" in text
     assert "r.toml: adapters.topic.target_modules: pattern 're:query([' is not a valid regular expression" in text
+
+
+def test_recipe_empty_metrics_list_is_rejected_naming_the_key(tiny_recipe: dict[str, Any], registry: Registry) -> None:
+    tiny_recipe["tasks"]["topic"]["metrics"] = []
+    with pytest.raises(RecipeError) as info:
+        resolve(tiny_recipe, registry, "tiny.toml")
+    assert "tiny.toml: tasks.topic.metrics: an empty list scores nothing" in str(info.value)

@@ -78,7 +78,7 @@ class _CrashAt:
         if self.current == self.phase and step == self.step:
             raise _Crash
 
-    def evaluated(self, phase: str, routing: str, scores: Mapping[str, Mapping[str, float]]) -> None:
+    def evaluated(self, phase: str, routing: str, scores: Mapping[str, Mapping[str, float]], intervals: object) -> None:
         pass
 
 
