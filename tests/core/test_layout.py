@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,10 @@ def test_layout_every_core_module_sits_in_a_layer() -> None:
     assert loose == [], f"modules outside the layer packages: {loose}"
     packages = sorted(p.name for p in ROOT.iterdir() if (p / "__init__.py").is_file())
     assert set(packages) <= set(LAYERS), f"unknown layer packages: {sorted(set(packages) - set(LAYERS))}"
+    # A package the wheel leaves out imports in an editable checkout but not once installed.
+    listed = set(tomllib.loads((ROOT.parent / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]["packages"])
+    found = {".".join(p.relative_to(ROOT.parent).parts[:-1]) for p in ROOT.rglob("__init__.py")}
+    assert found <= listed, f"packages missing from pyproject.toml's [tool.setuptools] packages: {sorted(found - listed)}"
 
 
 @pytest.mark.parametrize("path", sorted(ROOT.rglob("*.py")), ids=lambda p: str(p.relative_to(ROOT)))
