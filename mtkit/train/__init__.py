@@ -1,3 +1,3 @@
-"""Training: the trainer, the balancing engine, keep-best, and run_recipe (the whole run). Imports every layer
-below it (api, recipe, data, model, rundir).
+"""Training: the trainer, the balancing engine, keep-best, combiners' own training routines (fit), and run_recipe
+(the whole run). Imports every layer below it (api, recipe, data, model, rundir).
 """
