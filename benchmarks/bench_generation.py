@@ -87,7 +87,7 @@ def peft_copy(model: MultiTaskModel) -> Any:
             adapter = model.adapters[name]
             for site in adapter.site_names:
                 module = peft_model.base_model.model.get_submodule(site.removeprefix("model."))
-                a, b = adapter.weights(site)
+                a, b = adapter.matrices(site)
                 module.lora_A[name].weight.copy_(a)
                 module.lora_B[name].weight.copy_(b)
     return peft_model.eval()

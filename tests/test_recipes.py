@@ -30,7 +30,7 @@ def few_step_overrides(path: Path, registry: Registry, tmp: Path) -> list[str]:
     for name, task in recipe.tasks.items():
         overrides += [f"tasks.{name}.dataset.max_train_examples=16", f"tasks.{name}.dataset.max_eval_examples=6"]
         if task.head.type == "lm":  # generation is most of a few-step run's time
-            overrides.append(f"tasks.{name}.head.max_new_tokens={min(task.head.params.get('max_new_tokens', 8), 8)}")
+            overrides.append(f"tasks.{name}.head.max_new_tokens={min((task.head.model_extra or {}).get('max_new_tokens', 8), 8)}")
     overrides += [f"phases.{i}.steps={min(phase.steps, 2)}" for i, phase in enumerate(recipe.phases)]
     return [*overrides, "run.inference_cost=false"]  # its forward passes would cost more than the two steps
 

@@ -253,7 +253,10 @@ def _comparison_summary(run_dir: Path) -> None:
     """The last phase's evaluations side by side, when it has several (base, oracle, learned)."""
     from mtkit.rundir.intervals import FILE as INTERVALS_FILE
 
-    results = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
+    file = run_dir / "results.json"
+    if not file.is_file():  # a process of a multi-process run other than the main one, which writes it
+        return
+    results = json.loads(file.read_text(encoding="utf-8"))
     if not results:
         return
     phase, by_routing = list(results.items())[-1]

@@ -42,7 +42,7 @@ def test_recipe_reports_all_problems_with_key_paths(tiny_recipe: dict[str, Any],
     assert "bad.toml: run.nmae: unknown key; did you mean 'name'?" in text
     assert "bad.toml: run.batch_size: input should be a valid integer" in text
     assert "bad.toml: adapters.sentiment.rank: input should be greater than 0 (got -4)" in text
-    assert "bad.toml: combiner.type 'routr' is not a registered combiner (known: arrow, fusion_attention, gating, merge, oracle, random, router, uniform, weighted)" in text
+    assert "bad.toml: combiner.type 'routr' is not a registered combiner (known: arrow, cat, fusion_attention, gating, layer_gates, lorahub, merge, oracle, phatgoose, random, retrieval, router, uniform, weighted)" in text
 
 
 def test_recipe_unknown_key_inside_component_lists_allowed_fields(tiny_recipe: dict[str, Any], registry: Registry) -> None:
