@@ -28,11 +28,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch
 
 from mtkit import load_registry
-from mtkit.train.balancing import Balancing, parameter_owners, split_parameters
 from mtkit.model.build import build_component, build_run
-from mtkit.rundir.evaluate import move
 from mtkit.model.param_groups import select_parameters
 from mtkit.recipe.resolve import Node, load_recipe
+from mtkit.rundir.evaluate import move
+from mtkit.train.balancing import Balancing, parameter_owners, split_parameters
 
 RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "shared_lora_balancing.toml"
 BALANCERS = ["static", "uncertainty", "dwa", "gradnorm", "pcgrad", "cagrad", "imtl_g", "nash_mtl", "aligned_mtl", "upgrad", "mgda"]

@@ -26,8 +26,7 @@ from torch import nn
 from mtkit import Backbone, Registry, TaskInfo, load_registry
 from mtkit.model.build import build_model
 from mtkit.model.multitask import MultiTaskModel
-from mtkit.recipe.resolve import resolve
-from mtkit.recipe.resolve import routing_path
+from mtkit.recipe.resolve import resolve, routing_path
 
 BACKBONE = {"type": "hf_encoder", "model": "all-MiniLM-L6-v2"}
 LORA = {"type": "lora", "rank": 8, "alpha": 16, "target_modules": ["query", "value"], "init": "random"}

@@ -9,7 +9,15 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from mtkit.api.config import KINDS, AdapterConfig, BalancerConfig, CombinerConfig, ComponentConfig, DatasetConfig, RepresentationSource
+from mtkit.api.config import (
+    KINDS,
+    AdapterConfig,
+    BalancerConfig,
+    CombinerConfig,
+    ComponentConfig,
+    DatasetConfig,
+    RepresentationSource,
+)
 from mtkit.api.errors import MtkitError, PluginError, RecipeError, UnknownComponentError
 from mtkit.api.hookspecs import Register, hookimpl, hookspec
 from mtkit.api.plugins import PLUGIN_API_VERSION

@@ -36,7 +36,6 @@ def test_bench_library_switch_table_states_the_rule_it_measures(capsys: pytest.C
 def test_bench_generation_pairs_generate_the_same_tokens_as_peft() -> None:
     """The generation benchmark's mtkit and PEFT cases (here on the tiny random Llama) compute the same thing."""
     from benchmarks.bench_generation import cases
-
     from tests.conftest import TINY_LLAMA
 
     backbone = {**TINY_LLAMA, "config_overrides": {**TINY_LLAMA["config_overrides"], "initializer_range": 0.2}}

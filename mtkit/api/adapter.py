@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, ClassVar, Literal, Protocol, runtime_checkable
 import torch
 from torch import Tensor, nn
 
+from mtkit.api import lowrank
 from mtkit.api.config import AdapterConfig
 from mtkit.api.context import ForwardContext
 from mtkit.api.lowrank import LowRank
-from mtkit.api import lowrank
 from mtkit.api.sites import Site, site_key
 
 if TYPE_CHECKING:

@@ -26,7 +26,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-
 __all__ = [
     "LowRank", "block_sums", "dispatched_mix", "dots", "gathered_mix", "inner", "mix", "project", "rank_weights", "stack",
     "stack_inner", "weighted_sum",

@@ -74,8 +74,8 @@ def list_components(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """List registered components with their plugin, and plugins that failed to load."""
-    from mtkit.recipe.catalog import listing
     from mtkit.api.config import KINDS
+    from mtkit.recipe.catalog import listing
 
     if kind is not None and kind not in KINDS:
         fail(f"--kind {kind!r} is not a component kind (known: {', '.join(sorted(KINDS))})")

@@ -8,9 +8,9 @@ from collections.abc import Sequence
 
 import datasets
 
-from mtkit.data.tasks import _split
 from mtkit.api.errors import MtkitError
 from mtkit.api.interfaces import DatasetSource
+from mtkit.data.tasks import _split
 from mtkit.recipe.schema import ProbeSection
 
 __all__ = ["first_sentence", "held_out", "transformed"]

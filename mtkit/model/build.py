@@ -11,15 +11,15 @@ import datasets
 
 from mtkit.api.adapter import Adapter
 from mtkit.api.combiner import Combiner, CombinerSetup
-from mtkit.data.tasks import TaskData, check_rows, encode_examples, prepare_task_data
 from mtkit.api.errors import MtkitError, RecipeError
 from mtkit.api.interfaces import Backbone, DatasetSource, Head, Metric, Scheduler, TaskInfo
-from mtkit.model.multitask import MultiTaskModel, layer_index
-from mtkit.model.peft_import import import_peft_parts
-from mtkit.recipe.schema import Recipe
-from mtkit.recipe.resolve import Node, ResolvedPhase, ResolvedRecipe
 from mtkit.api.seeding import component_seed, seeded
 from mtkit.api.sites import select_sites
+from mtkit.data.tasks import TaskData, check_rows, encode_examples, prepare_task_data
+from mtkit.model.multitask import MultiTaskModel, layer_index
+from mtkit.model.peft_import import import_peft_parts
+from mtkit.recipe.resolve import Node, ResolvedPhase, ResolvedRecipe
+from mtkit.recipe.schema import Recipe
 
 __all__ = [
     "BuiltRun",

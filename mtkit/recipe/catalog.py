@@ -12,8 +12,8 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from mtkit.recipe.schema import TABLES, Recipe
 from mtkit.api.registry import ComponentEntry, Registry
+from mtkit.recipe.schema import TABLES, Recipe
 
 __all__ = ["component_fields", "listing", "model_fields", "recipe_schema"]
 

@@ -9,10 +9,19 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from mtkit.recipe.catalog import model_fields
 from mtkit.api.config import KINDS
-from mtkit.recipe.schema import TABLES, PhaseSection, ProbeSection, Recipe, RunSection, TaskSection, TemperatureSchedule, ViewSection
 from mtkit.api.registry import Registry
+from mtkit.recipe.catalog import model_fields
+from mtkit.recipe.schema import (
+    TABLES,
+    PhaseSection,
+    ProbeSection,
+    Recipe,
+    RunSection,
+    TaskSection,
+    TemperatureSchedule,
+    ViewSection,
+)
 
 __all__ = ["component_table", "recipe_reference"]
 

@@ -18,14 +18,23 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from mtkit.recipe import defaults
 from mtkit.api.config import ComponentConfig
 from mtkit.api.errors import MtkitError, RecipeError, UnknownComponentError
+from mtkit.api.registry import ComponentEntry, Registry
+from mtkit.recipe import defaults
+from mtkit.recipe.file import read_recipe_file
 from mtkit.recipe.library import expand_libraries
 from mtkit.recipe.overrides import apply_overrides
-from mtkit.api.registry import ComponentEntry, Registry
-from mtkit.recipe.file import read_recipe_file
-from mtkit.recipe.schema import BASE_ROUTING, LEARNED_ROUTING, ORACLE_ROUTING, ComponentTable, PhaseSection, Recipe, TemperatureSchedule, component_tables
+from mtkit.recipe.schema import (
+    BASE_ROUTING,
+    LEARNED_ROUTING,
+    ORACLE_ROUTING,
+    ComponentTable,
+    PhaseSection,
+    Recipe,
+    TemperatureSchedule,
+    component_tables,
+)
 from mtkit.recipe.selectors import Selector, heads_only, parse_selectors
 
 ORACLE_PATH = "oracle"

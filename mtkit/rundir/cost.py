@@ -21,8 +21,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from mtkit.data.tasks import TaskData
 from mtkit.api.errors import MtkitError
+from mtkit.data.tasks import TaskData
 from mtkit.model.multitask import MultiTaskModel
 
 __all__ = ["FILE", "measure_inference"]

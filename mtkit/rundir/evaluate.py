@@ -11,10 +11,10 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from mtkit.data.tasks import TaskData
 from mtkit.api.combiner import RoutesByTask
 from mtkit.api.errors import MtkitError
 from mtkit.api.interfaces import Metric
+from mtkit.data.tasks import TaskData
 from mtkit.model.multitask import MultiTaskModel
 from mtkit.rundir.intervals import scores_and_intervals, task_seed
 

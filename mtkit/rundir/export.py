@@ -19,8 +19,8 @@ from typing import Any
 
 from mtkit.api.errors import MtkitError
 from mtkit.api.registry import Registry
-from mtkit.rundir.manifest import manifest_digest
 from mtkit.recipe.resolve import COMBINER_PATH
+from mtkit.rundir.manifest import manifest_digest
 
 __all__ = ["FORMATS", "export_run"]
 

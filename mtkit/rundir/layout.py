@@ -10,8 +10,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from mtkit.rundir.checkpoint import write_json_atomic
 from mtkit.api.errors import MtkitError
+from mtkit.rundir.checkpoint import write_json_atomic
 from mtkit.rundir.lock import LOCK_FILE
 from mtkit.rundir.manifest import MANIFEST
 

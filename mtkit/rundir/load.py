@@ -37,8 +37,8 @@ def load_run(path: str | Path, registry: Registry | None = None, *, verify: bool
     the run's files are first checked against its manifest (mtkit.rundir.manifest). Either way a damaged or mismatched file
     is an MtkitError naming it and what it does not match.
     """
-    from mtkit.model.build import build_model
     from mtkit.api.interfaces import TaskInfo
+    from mtkit.model.build import build_model
 
     registry = registry or load_registry()
     run_dir = RunDir.open(Path(path))

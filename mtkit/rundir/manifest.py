@@ -12,8 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mtkit.rundir.checkpoint import write_json_atomic
 from mtkit.api.errors import MtkitError
+from mtkit.rundir.checkpoint import write_json_atomic
 
 __all__ = ["MANIFEST", "RUN_FILES", "manifest_digest", "verify_manifest", "write_manifest"]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from mtkit.recipe import defaults
 from mtkit.data.tasks import cut_warnings
+from mtkit.recipe import defaults
 from mtkit.rundir.gradient_report import gradient_section
 from mtkit.rundir.intervals import FILE as INTERVALS_FILE
 from mtkit.rundir.layout import RunDir

@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mtkit.recipe.schema import ORACLE_ROUTING
 from mtkit.sweep.job import RECORD, Outcome
 from mtkit.sweep.plan import Plan
 from mtkit.sweep.stats import Paired, Summary, paired_difference, summarize
-from mtkit.recipe.schema import ORACLE_ROUTING
 
 __all__ = ["Comparison", "RunRow", "VariantRow", "compare", "run_cost", "run_scores"]
 

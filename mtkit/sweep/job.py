@@ -18,10 +18,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mtkit.train.balancing import FILE as BALANCERS
-from mtkit.rundir.checkpoint import load_latest, load_tensors, save_checkpoint, write_json_atomic
 from mtkit.api.errors import MtkitError
+from mtkit.rundir.checkpoint import load_latest, load_tensors, save_checkpoint, write_json_atomic
 from mtkit.sweep.plan import Fork, JobSpec
+from mtkit.train.balancing import FILE as BALANCERS
 
 __all__ = ["RECORD", "Outcome", "execute", "is_finished", "prepare_fork", "same_recipe"]
 

@@ -20,8 +20,8 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from mtkit.rundir.checkpoint import load_latest, write_json_atomic
 from mtkit.api.errors import MtkitError
+from mtkit.rundir.checkpoint import load_latest, write_json_atomic
 from mtkit.rundir.manifest import MANIFEST, write_manifest
 from mtkit.sweep.executors import Execution, Executor
 from mtkit.sweep.job import Outcome, execute

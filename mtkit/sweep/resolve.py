@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from mtkit.api.errors import MtkitError, RecipeError, UnknownComponentError
-from mtkit.recipe.overrides import apply_overrides
-from mtkit.recipe.schema import component_tables, runs_recipe_combiner
-from mtkit.recipe.file import read_recipe_file
 from mtkit.api.registry import Registry
+from mtkit.recipe.file import read_recipe_file
+from mtkit.recipe.overrides import apply_overrides
 from mtkit.recipe.resolve import resolve
+from mtkit.recipe.schema import component_tables, runs_recipe_combiner
 from mtkit.sweep.variants import Variant
 
 __all__ = ["Job", "drop_unaccepted_keys", "drop_untrainable_combiner", "resolve_jobs"]

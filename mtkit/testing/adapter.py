@@ -25,9 +25,9 @@ from torch import Tensor
 from mtkit.api.adapter import Adapter, Mergeable
 from mtkit.api.context import ForwardContext
 from mtkit.api.interfaces import Backbone, TaskInfo
-from mtkit.model.multitask import MultiTaskModel
 from mtkit.api.registry import Registry, load_registry
 from mtkit.api.sites import select_sites
+from mtkit.model.multitask import MultiTaskModel
 
 __all__ = ["ADAPTER_CHECKS", "AdapterHarness", "check_adapter"]
 
@@ -75,9 +75,9 @@ class AdapterHarness:
 
     def model(self, adapter: Adapter) -> MultiTaskModel:
         """The backbone with `adapter` attached (routing: every sample uses it)."""
+        from mtkit.api.combiner import CombinerSetup
         from mtkit.recipe import defaults
         from mtkit.recipe.resolve import ORACLE_PATH
-        from mtkit.api.combiner import CombinerSetup
 
         combiner_cls = self.registry.component_class("combiner", defaults.ORACLE_COMBINER)
         setup = CombinerSetup(

@@ -18,12 +18,12 @@ def _model(cls: type, config: Any, seed: int = 0) -> Any:
     """Tiny BERT + two random-initialised LoRAs (non-zero deltas, so routing matters) + the combiner."""
     import torch
 
-    from mtkit.recipe import defaults
     from mtkit.api.combiner import CombinerSetup
     from mtkit.api.interfaces import TaskInfo
-    from mtkit.model.multitask import MultiTaskModel
     from mtkit.api.registry import load_registry
     from mtkit.api.sites import select_sites
+    from mtkit.model.multitask import MultiTaskModel
+    from mtkit.recipe import defaults
 
     registry = load_registry()
     backbone = tiny_backbone("bert", seed=seed)

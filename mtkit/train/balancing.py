@@ -19,10 +19,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from mtkit.recipe import defaults
-from mtkit.model.build import build_component
 from mtkit.api.errors import MtkitError
 from mtkit.api.interfaces import Balancer, TaskLosses
+from mtkit.model.build import build_component
+from mtkit.recipe import defaults
 from mtkit.recipe.resolve import ResolvedRecipe
 
 __all__ = [

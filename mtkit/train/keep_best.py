@@ -18,9 +18,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from mtkit.train.balancing import parameter_owners
-from mtkit.rundir.checkpoint import load_tensors
 from mtkit.api.errors import MtkitError
+from mtkit.rundir.checkpoint import load_tensors
+from mtkit.train.balancing import parameter_owners
 
 __all__ = ["BestWeights", "group_scores", "parameters_by_task", "primary_score"]
 

@@ -18,22 +18,22 @@ import torch
 from accelerate import Accelerator
 from torch import Tensor
 
-from mtkit.train import balancing
-from mtkit.rundir import checkpoint as ckpt
-from mtkit.train.balancing import Balancing, task_loss
-from mtkit.model.build import BuiltRun, build_head, build_scheduler
-from mtkit.data.tasks import BatchPlan, micro_batches, plan_batches
 from mtkit.api.errors import MtkitError
-from mtkit.rundir.evaluate import TaskEvaluation, evaluate, evaluate_examples, move
 from mtkit.api.interfaces import Balancer
-from mtkit.train.keep_best import FILE as BEST_FILE
-from mtkit.train.keep_best import MEAN, BestWeights, group_scores, parameters_by_task
+from mtkit.data.tasks import BatchPlan, micro_batches, plan_batches
+from mtkit.data.views import sentence_end_ids, span_views
+from mtkit.model.build import BuiltRun, build_head, build_scheduler
 from mtkit.model.param_groups import select_parameters
-from mtkit.rundir.predictions import prediction_rows, write_predictions
 from mtkit.recipe.resolve import evaluation_path, routing_path
 from mtkit.recipe.schema import BASE_ROUTING, ORACLE_ROUTING, PhaseSection
+from mtkit.rundir import checkpoint as ckpt
+from mtkit.rundir.evaluate import TaskEvaluation, evaluate, evaluate_examples, move
 from mtkit.rundir.layout import RunDir
-from mtkit.data.views import sentence_end_ids, span_views
+from mtkit.rundir.predictions import prediction_rows, write_predictions
+from mtkit.train import balancing
+from mtkit.train.balancing import Balancing, task_loss
+from mtkit.train.keep_best import FILE as BEST_FILE
+from mtkit.train.keep_best import MEAN, BestWeights, group_scores, parameters_by_task
 
 __all__ = ["Callbacks", "Trainer", "lr_lambda", "task_loss"]
 

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from mtkit import Register, hookimpl
 
-from .config import BottleneckAdapterConfig, HydraLoraAdapterConfig, HyperLoraAdapterConfig, LoraAdapterConfig, MixLoraAdapterConfig
+from .config import (
+    BottleneckAdapterConfig,
+    HydraLoraAdapterConfig,
+    HyperLoraAdapterConfig,
+    LoraAdapterConfig,
+    MixLoraAdapterConfig,
+)
 
 MTKIT_PLUGIN_API = 2
 

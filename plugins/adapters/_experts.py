@@ -9,10 +9,9 @@ per token whatever N is and however the tokens spread over the experts (experts 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-
-import math
 
 import torch
 import torch.nn.functional as F

@@ -14,11 +14,17 @@ from pathlib import Path
 from typing import Any
 
 import datasets
-
 from mtkit import DatasetSource, MtkitError
 
 from ._files import check_csv_columns, check_json_files, explain, innermost, locate, resolve
-from .config import CsvDatasetConfig, FileDatasetConfig, HfDatasetConfig, JsonDatasetConfig, MappedDatasetConfig, ParquetDatasetConfig
+from .config import (
+    CsvDatasetConfig,
+    FileDatasetConfig,
+    HfDatasetConfig,
+    JsonDatasetConfig,
+    MappedDatasetConfig,
+    ParquetDatasetConfig,
+)
 
 RowLocator = Callable[[str, int], "str | None"]
 """(split, 0-based row) -> where that row sits in its file (`reviews.csv line 5`), or None."""

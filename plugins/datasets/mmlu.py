@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import datasets
-
 from mtkit import DatasetSource, MtkitError, package_dir
 
 from .config import MMLU_GROUPS, MmluDatasetConfig

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datasets
-
 from mtkit import DatasetSource, package_dir
 
 from .config import BbcNewsDatasetConfig, RottenTomatoesDatasetConfig

@@ -9,7 +9,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mtkit import TRUNCATED, Backbone, BackboneOutput, Head, HeadOutput, HfModelBackbone, ModelAccess, MtkitError, TaskInfo, peft_format
+from mtkit import (
+    TRUNCATED,
+    Backbone,
+    BackboneOutput,
+    Head,
+    HeadOutput,
+    HfModelBackbone,
+    ModelAccess,
+    MtkitError,
+    TaskInfo,
+    peft_format,
+)
 
 from ._labels import argmax_predictions, label_references, resolve_num_labels
 from ._peft import linear_tensors, load_linear, load_tensor

@@ -13,11 +13,10 @@ import torch
 from safetensors.torch import load_file
 
 from mtkit import MtkitError, RecipeError, Registry, TaskInfo
-from mtkit.train.balancing import Balancing, StepOutcome, check_setup, gradient_diagnostics, parameter_owners, split_parameters
 from mtkit.model.build import build_model
+from mtkit.recipe.resolve import resolve, routing_path
 from mtkit.rundir.checkpoint import load_latest
-from mtkit.recipe.resolve import resolve
-from mtkit.recipe.resolve import routing_path
+from mtkit.train.balancing import Balancing, StepOutcome, check_setup, gradient_diagnostics, parameter_owners, split_parameters
 from mtkit.train.run import run_recipe
 from tests.conftest import write_toml
 from tests.plugins.balancers.toy import Toy, balanced_step, balancer

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mtkit.model.build import in_recipe
 from mtkit.api.errors import MtkitError, PluginError, RecipeError
+from mtkit.model.build import in_recipe
 
 
 def test_in_recipe_prefixes_file_and_key_path_and_keeps_the_error_class() -> None:

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from mtkit.data.probes import first_sentence
+from mtkit.data.views import span_views
 from mtkit.recipe.schema import ViewSection
 from mtkit.train.run import run_recipe
-from mtkit.data.views import span_views
 from tests.conftest import write_toml
 from tests.core.test_cli import mtkit
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from mtkit import RecipeError, Registry
-from mtkit.recipe.resolve import load_recipe
 from mtkit.recipe.file import read_recipe_file
+from mtkit.recipe.resolve import load_recipe
 from tests.conftest import ROOT
 
 QUICKSTART = (ROOT / "recipes" / "quickstart.toml").read_text(encoding="utf-8")

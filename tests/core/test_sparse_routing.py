@@ -11,8 +11,8 @@ import torch
 from torch import Tensor
 
 from mtkit import ForwardContext, LowRank, Registry, SiteAdapters, TaskInfo, lowrank
-from mtkit.model.build import build_model
 from mtkit.api.combiner import GATHER_MIN_ADAPTERS, gathers
+from mtkit.model.build import build_model
 from mtkit.model.multitask import MultiTaskModel
 from mtkit.recipe.resolve import resolve
 

@@ -17,9 +17,9 @@ from mtkit_schedulers.config import ProportionalSchedulerConfig, RoundRobinSched
 from mtkit_schedulers.schedulers import ProportionalScheduler, RoundRobinScheduler
 from safetensors.torch import load_file
 
-from mtkit.rundir.checkpoint import load_latest, save_checkpoint
 from mtkit.data.tasks import plan_batches
 from mtkit.recipe.schema import PhaseSection
+from mtkit.rundir.checkpoint import load_latest, save_checkpoint
 from mtkit.train.run import run_recipe
 from mtkit.train.trainer import lr_lambda
 from tests.conftest import ROOT, kill_and_resume, write_toml

@@ -14,8 +14,7 @@ import torch
 from mtkit import Registry, TaskInfo
 from mtkit.model.build import build_model
 from mtkit.model.multitask import MultiTaskModel
-from mtkit.recipe.resolve import resolve
-from mtkit.recipe.resolve import routing_path
+from mtkit.recipe.resolve import resolve, routing_path
 
 TEXTS = ["a gripping, funny film", "shares fell sharply on monday", "dull and far too long", "the minister resigned"]
 

@@ -18,9 +18,8 @@ from peft import LoraConfig, get_peft_model
 from mtkit import Registry, TaskInfo
 from mtkit.model.build import build_model
 from mtkit.model.multitask import MultiTaskModel
-from mtkit.recipe.resolve import resolve
+from mtkit.recipe.resolve import resolve, routing_path
 from mtkit.testing import TINY_BERT, tiny_backbone
-from mtkit.recipe.resolve import routing_path
 
 TEXTS = ["a gripping, funny film", "shares fell sharply on monday after the report", "dull", "the minister resigned"]
 TASKS = {"sentiment": TaskInfo("sentiment", 0, ("rotten", "fresh")), "topic": TaskInfo("topic", 1, tuple("abcde"))}

@@ -8,11 +8,11 @@ from typing import Any
 
 import datasets
 import pytest
+from mtkit_datasets.config import CsvDatasetConfig, JsonDatasetConfig, ParquetDatasetConfig
+from mtkit_datasets.generic import CsvDataset, JsonDataset, ParquetDataset
 from pydantic import ValidationError
 
 from mtkit import MtkitError
-from mtkit_datasets.config import CsvDatasetConfig, JsonDatasetConfig, ParquetDatasetConfig
-from mtkit_datasets.generic import CsvDataset, JsonDataset, ParquetDataset
 
 HEADER = "text,label\n"
 ROWS = "".join(f"review {i},{'pos' if i % 2 else 'neg'}\n" for i in range(8))

@@ -12,8 +12,7 @@ import torch
 from mtkit import Registry, TaskInfo
 from mtkit.model.build import build_model
 from mtkit.model.multitask import MultiTaskModel
-from mtkit.recipe.resolve import resolve
-from mtkit.recipe.resolve import evaluation_path, routing_path
+from mtkit.recipe.resolve import evaluation_path, resolve, routing_path
 from tests.conftest import TINY_LLAMA
 
 PROMPTS = [
