@@ -24,12 +24,13 @@ from mtkit.data.tasks import BatchPlan, micro_batches, plan_batches
 from mtkit.data.views import sentence_end_ids, span_views
 from mtkit.model.build import BuiltRun, build_head, build_scheduler
 from mtkit.model.param_groups import select_parameters
-from mtkit.recipe.resolve import evaluation_path, routing_path
+from mtkit.recipe.resolve import ResolvedPhase, evaluation_path, routing_path
 from mtkit.recipe.schema import BASE_ROUTING, ORACLE_ROUTING, PhaseSection
 from mtkit.rundir import checkpoint as ckpt
 from mtkit.rundir.evaluate import TaskEvaluation, evaluate, evaluate_examples, move
 from mtkit.rundir.layout import RunDir
 from mtkit.rundir.predictions import prediction_rows, write_predictions
+from mtkit.rundir.report import COMBINER_FIT
 from mtkit.train import balancing
 from mtkit.train.balancing import Balancing, task_loss
 from mtkit.train.keep_best import FILE as BEST_FILE
@@ -215,9 +216,7 @@ class Trainer:
         if phase.fresh_heads and first == 0:  # resumed mid-phase, the checkpoint holds the heads trained so far
             self._fresh_heads(index, phase)
         if phase.fit_combiner and first == 0:  # resumed mid-phase, the checkpoint holds what the routine learned
-            from mtkit.train.fit import fit_combiner
-
-            fit_combiner(self, resolved, _seed(self.recipe.run.seed, index, 0, 2), global_step)
+            self._fit_combiner(resolved, global_step)
         if phase.steps > 0 and trainable:
             global_step = self._train_phase(index, phase, first, global_step, optimizer_files)
         if phase.evaluate:
@@ -226,6 +225,29 @@ class Trainer:
                 self.final = evaluations
         self._checkpoint(global_step, None, index + 1, 0)
         return global_step
+
+    def _fit_combiner(self, phase: ResolvedPhase, global_step: int) -> None:
+        """The combiner's own training routine (`fit_combiner`), its summary logged and kept in combiner_fit.json."""
+        from mtkit.train.fit import fit_combiner
+
+        def log(record: dict[str, Any]) -> None:
+            self._log({"event": "combiner_fit", "phase": phase.name, **record}, global_step)
+
+        outcome = fit_combiner(
+            self.model, self.built.tasks, phase, self.recipe.phase_tasks(phase.section),
+            seed=_seed(self.recipe.run.seed, phase.index, 0, 2), device=self.accelerator.device,
+            batch_size=phase.section.batch_size or self.recipe.run.batch_size, log=log,
+        )
+        if outcome.summary is None:
+            log({"skipped": f"combiner {outcome.combiner!r} has no training routine"})
+            return
+        self.trained |= outcome.changed
+        if self.main:
+            path = self.run_dir.path / COMBINER_FIT
+            fits: dict[str, Any] = self.run_dir.read_json(COMBINER_FIT) if path.is_file() else {}
+            fits[phase.name] = {"combiner": outcome.combiner, **outcome.summary}
+            self.run_dir.write_json(COMBINER_FIT, fits)
+        log({"done": True})
 
     def _train_phase(self, index: int, phase: PhaseSection, first: int, global_step: int, optimizer_files: Any) -> int:
         run = self._start_phase(index, phase, first, optimizer_files)
