@@ -37,6 +37,18 @@ from mtkit.recipe.schema import (
 )
 from mtkit.recipe.selectors import Selector, heads_only, parse_selectors
 
+__all__ = [
+    "COMBINER_PATH",
+    "ORACLE_PATH",
+    "Node",
+    "ResolvedPhase",
+    "ResolvedRecipe",
+    "evaluation_path",
+    "load_recipe",
+    "resolve",
+    "routing_path",
+]
+
 ORACLE_PATH = "oracle"
 """Where the model holds the built-in oracle combiner (beside the recipe's, at `combiner`)."""
 COMBINER_PATH = "combiner"
@@ -57,8 +69,6 @@ def evaluation_path(label: str) -> str | None:
     if label not in (ORACLE_ROUTING, LEARNED_ROUTING):
         raise MtkitError(f"--routing {label!r}: use {ORACLE_ROUTING}, {LEARNED_ROUTING} or {BASE_ROUTING}")
     return routing_path(label)
-
-__all__ = ["COMBINER_PATH", "ORACLE_PATH", "Node", "ResolvedPhase", "ResolvedRecipe", "evaluation_path", "load_recipe", "resolve", "routing_path"]
 
 
 @dataclass(frozen=True)
@@ -135,7 +145,6 @@ class ResolvedRecipe:
     def combiners(self) -> dict[str, Node]:
         """The combiners the model holds, by path: the recipe's and the oracle."""
         return {path: self.nodes[path] for path in (COMBINER_PATH, ORACLE_PATH)}
-
 
     def backbone(self) -> Node:
         return self.nodes["backbone"]
