@@ -45,6 +45,10 @@ class FitData:
     loss: Callable[[Sequence[TaskBatch]], Tensor]
     """`loss(batches)`: the summed task losses of one forward pass of the model over `batches` under learned routing
     (this combiner at the sites), in evaluation mode (no dropout); gradients flow unless the caller turns them off."""
+    forward_texts: Callable[[Sequence[str]], None]
+    """`forward_texts(inputs)`: backbone passes (no heads) over raw input texts, tokenised as the run tokenises its
+    inputs, in batches of `batch_size`, under learned routing (this combiner at the sites): for routines that read
+    the representations of inputs given as text, e.g. example files."""
     log: Callable[[Mapping[str, Any]], None] = field(default=lambda record: None)
     """Write a record to the run's metrics log (e.g. the routine's progress)."""
 

@@ -153,6 +153,7 @@ def _check_fit(model: Any, batches: list[tuple[str, dict[str, Any]]]) -> None:
     import torch
 
     from mtkit.api.fitting import FitData
+    from mtkit.train.fit import forward_texts
 
     by_task = dict(batches)
 
@@ -163,6 +164,7 @@ def _check_fit(model: Any, batches: list[tuple[str, dict[str, Any]]]) -> None:
     data = FitData(
         phase="fit", tasks=TASKS, adapter_tasks={name: (name,) for name in TASKS}, seed=0, device=torch.device("cpu"),
         batch_size=2, batches=lambda task, limit: [(task, by_task[task])], loss=loss,
+        forward_texts=lambda texts: forward_texts(model, texts, batch_size=2, max_length=32, device=torch.device("cpu")),
     )
     outside = {n: p.detach().clone() for n, p in model.named_parameters() if not n.startswith("combiner.")}
     model.requires_grad_(False)

@@ -19,7 +19,7 @@ from mtkit.model.multitask import MultiTaskModel
 from mtkit.recipe.resolve import COMBINER_PATH, ResolvedPhase
 from mtkit.rundir.evaluate import move
 
-__all__ = ["FitOutcome", "fit_combiner"]
+__all__ = ["FitOutcome", "fit_combiner", "forward_texts"]
 
 
 @dataclass
@@ -40,6 +40,7 @@ def fit_combiner(
     seed: int,
     device: torch.device,
     batch_size: int,
+    max_length: int,
     log: Callable[[dict[str, Any]], None],
 ) -> FitOutcome:
     """Run the recipe's combiner's routine for `phase` with the training data of `tasks` (a combiner without one does
@@ -76,6 +77,7 @@ def fit_combiner(
         batch_size=batch_size,
         batches=batches,
         loss=loss,
+        forward_texts=lambda texts: forward_texts(model, texts, batch_size=batch_size, max_length=max_length, device=device),
         log=log,
     )
     # The routine turns on gradients for what it trains; nothing else may collect gradients a later phase would apply.
@@ -92,3 +94,14 @@ def fit_combiner(
         p.grad = None
     model.requires_grad_(False)
     return FitOutcome(name, summary, changed)
+
+
+def forward_texts(model: MultiTaskModel, texts: Sequence[str], *, batch_size: int, max_length: int, device: torch.device) -> None:
+    """Backbone passes over raw input texts (tokenised with the backbone's tokenizer, cut at `max_length`) under the
+    recipe's combiner, `batch_size` at a time: what a routine that reads representations of texts runs."""
+    tokenizer = model.backbone.tokenizer
+    with model.use_combiner(COMBINER_PATH):
+        for start in range(0, len(texts), batch_size):
+            encoded = tokenizer(list(texts[start : start + batch_size]), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+            ids, mask = encoded["input_ids"].to(device), encoded["attention_mask"].to(device)
+            model.run_backbone(ids, mask, torch.zeros(ids.shape[0], dtype=torch.long, device=device))

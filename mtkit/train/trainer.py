@@ -236,7 +236,7 @@ class Trainer:
         outcome = fit_combiner(
             self.model, self.built.tasks, phase, self.recipe.phase_tasks(phase.section),
             seed=_seed(self.recipe.run.seed, phase.index, 0, 2), device=self.accelerator.device,
-            batch_size=phase.section.batch_size or self.recipe.run.batch_size, log=log,
+            batch_size=phase.section.batch_size or self.recipe.run.batch_size, max_length=self.recipe.run.max_length, log=log,
         )
         if outcome.summary is None:
             log({"skipped": f"combiner {outcome.combiner!r} has no training routine"})

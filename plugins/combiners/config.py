@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar, Literal, get_args
 
 from pydantic import Field, model_validator
@@ -218,8 +219,35 @@ class RetrievalCombinerConfig(CombinerConfig):
         "separate encoder; `embeddings` costs nothing extra but tells inputs apart only by their words.",
     )
     examples: int = Field(default=16, gt=0, description="Training examples of each adapter's tasks whose mean embedding describes the adapter.")
+    example_files: dict[str, str] = Field(
+        default_factory=dict,
+        description="Adapter name -> a UTF-8 text file of example inputs, one per line (blank lines skipped; relative paths "
+        "start at the working directory): the adapter is described by all of them instead of its tasks' training inputs. "
+        "A library imported without tasks is described this way.",
+    )
     top_k: int = Field(default=1, gt=0, description="Adapters each sample is routed to.")
     temperature: float = Field(default=0.1, gt=0, description="Softmax temperature over the kept cosines, until a phase's schedule sets it.")
+
+    @model_validator(mode="after")
+    def _files_have_inputs(self) -> RetrievalCombinerConfig:
+        for adapter, path in self.example_files.items():
+            example_inputs(path, f"example_files.{adapter}")
+        return self
+
+
+def example_inputs(path: str, key: str) -> list[str]:
+    """The non-blank lines of an example file, or a ValueError naming `key` and the fix."""
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise ValueError(f"{key}: {path!r} is not a file (relative paths start at the working directory {Path.cwd()}); give a text file with one example input per line")
+    try:
+        lines = [line.strip() for line in file.read_text(encoding="utf-8-sig").splitlines()]
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{key}: {path!r} is not UTF-8 text (byte {error.start}); save it as UTF-8, one example input per line") from None
+    inputs = [line for line in lines if line]
+    if not inputs:
+        raise ValueError(f"{key}: {path!r} has no example input; write one input per line")
+    return inputs
 
 
 class CatCombinerConfig(CombinerConfig):

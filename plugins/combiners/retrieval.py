@@ -1,6 +1,7 @@
 """`retrieval`: zero-shot routing by content (LoraRetriever, Zhao et al. 2024).
 
-Each adapter is described by the mean embedding of a few of its own tasks' training inputs, computed in a phase with
+Each adapter is described by the mean embedding of a few of its own tasks' training inputs, or of the example inputs
+in a file given for it (`example_files`: a library imported without tasks), computed in a phase with
 `fit_combiner = true` and kept in a buffer that checkpoints carry. A sample's embedding (its pooled representation
 from `source`) scores each described adapter by cosine; the sample goes to the top_k, weighted by a softmax of
 their cosines over the temperature. The routing is decided once per forward pass and used at every site; top-k
@@ -18,7 +19,7 @@ from torch import Tensor
 from mtkit import Combiner, CombinerSetup, FitData, ForwardContext, MtkitError
 
 from ._routing import softmax_top_k
-from .config import RetrievalCombinerConfig
+from .config import RetrievalCombinerConfig, example_inputs
 
 
 class RetrievalCombiner(Combiner):
@@ -30,6 +31,12 @@ class RetrievalCombiner(Combiner):
 
     def __init__(self, config: RetrievalCombinerConfig, *, setup: CombinerSetup) -> None:
         super().__init__(config, setup=setup)
+        unknown = sorted(set(config.example_files) - set(setup.adapter_names))
+        if unknown:
+            raise MtkitError(
+                f"combiner.example_files: {', '.join(map(repr, unknown))} is not an adapter of this recipe "
+                f"(adapters: {', '.join(setup.adapter_names) or 'none'}); key each file by the adapter it describes"
+            )
         k = max(1, self.num_adapters)
         self.temperature.fill_(config.temperature)
         self.register_buffer("descriptions", torch.zeros(k, setup.hidden_size))  # (K, D) unit mean embeddings
@@ -74,16 +81,24 @@ class RetrievalCombiner(Combiner):
 
     @torch.no_grad()
     def fit(self, data: FitData) -> dict[str, Any]:
-        """Describe each adapter by the mean unit embedding of up to `examples` training inputs of each of its tasks."""
+        """Describe each adapter by the mean unit embedding of the inputs in its example file, else of up to `examples`
+        training inputs of each of its tasks."""
         means: dict[int, Tensor] = {}
         embedded: dict[int, Tensor] = {}
         for column, name in enumerate(self.adapter_names):
-            pieces = [piece for task in data.adapter_tasks.get(name, ()) for piece in data.batches(task, self.config.examples)]
-            if not pieces:
+            path = self.config.example_files.get(name)
+            pieces = [] if path else [p for task in data.adapter_tasks.get(name, ()) for p in data.batches(task, self.config.examples)]
+            if not path and not pieces:
                 continue
             self._collected = []
             try:
-                data.loss(pieces)
+                if path:
+                    try:
+                        data.forward_texts(example_inputs(path, f"combiner.example_files.{name}"))
+                    except ValueError as error:  # the file changed since the recipe was checked
+                        raise MtkitError(str(error)) from None
+                else:
+                    data.loss(pieces)
                 embedded[column] = torch.cat(self._collected)
             finally:
                 self._collected = None
@@ -91,7 +106,8 @@ class RetrievalCombiner(Combiner):
         if not means:
             raise MtkitError(
                 f"combiner 'retrieval': no adapter serves a task with training examples, so none can be described by its inputs; "
-                f"route tasks to the library's adapters (tasks.TASK.adapter) before phase {data.phase!r}"
+                f"route tasks to the library's adapters (tasks.TASK.adapter) before phase {data.phase!r}, or give "
+                f"example inputs per adapter (combiner.example_files)"
             )
         self.descriptions.zero_()
         self.described.zero_()
@@ -106,6 +122,7 @@ class RetrievalCombiner(Combiner):
         undescribed = [n for c, n in enumerate(self.adapter_names) if c not in means]
         return {
             "examples": {self.adapter_names[c]: int(e.shape[0]) for c, e in embedded.items()},
+            **({"example_files": dict(self.config.example_files)} if self.config.example_files else {}),
             "own_examples_routed_home": accuracy,
             **({"undescribed": ", ".join(undescribed)} if undescribed else {}),
         }

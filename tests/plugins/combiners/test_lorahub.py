@@ -25,6 +25,7 @@ def _fit_data(model: Any, loss: Any, seed: int = 0) -> FitData:
     return FitData(
         phase="search", tasks=("sentiment",), adapter_tasks={}, seed=seed, device=torch.device("cpu"), batch_size=4,
         batches=lambda task, limit: [("sentiment", {"input_ids": ids, "attention_mask": mask})], loss=lambda pieces: loss(),
+        forward_texts=texts_unread,
     )
 
 
@@ -106,3 +107,7 @@ def test_lorahub_search_runs_as_a_phase_and_saves_its_weights(tiny_recipe: dict[
     assert "## Combiner routine in phase `search` (`lorahub`)" in report and "| sentiment |" in report
     reloaded = load_run(tmp_path / "run").model.combiner
     assert reloaded.lorahub_weights.tolist() == pytest.approx(saved.tolist())
+
+
+def texts_unread(texts: object) -> None:
+    raise AssertionError("this routine reads its adapters' task data, never raw texts")

@@ -89,6 +89,7 @@ def test_phatgoose_fit_trains_each_adapters_gates_on_its_own_task(build: Builder
     data = FitData(
         phase="gates", tasks=("a", "b"), adapter_tasks={"sentiment": ("a",), "topic": ("b",), "extra0": ()}, seed=0,
         device=torch.device("cpu"), batch_size=4, batches=lambda task, limit: [(task, {})], loss=loss,
+        forward_texts=texts_unread,
     )
     summary = combiner.fit(data)
     assert seen == [0] * 15 + [1] * 15  # each adapter with a task trains alone, in turn
@@ -105,6 +106,11 @@ def test_phatgoose_needs_an_adapter_with_task_data(build: Builder) -> None:
     data = FitData(
         phase="gates", tasks=(), adapter_tasks={}, seed=0, device=torch.device("cpu"), batch_size=4,
         batches=lambda task, limit: [], loss=lambda pieces: torch.zeros(()),
+        forward_texts=texts_unread,
     )
     with pytest.raises(MtkitError, match="no adapter serves a task with training examples"):
         model.combiner.fit(data)
+
+
+def texts_unread(texts: object) -> None:
+    raise AssertionError("this routine reads its adapters' task data, never raw texts")

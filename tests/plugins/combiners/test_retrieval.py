@@ -4,13 +4,15 @@ routes home; weights against a hand-written reference."""
 from __future__ import annotations
 
 import random
+from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from mtkit import FitData, MtkitError
+from mtkit import FitData, MtkitError, load_registry
+from mtkit.train.fit import forward_texts
 
 from .conftest import Builder, encode, hidden, recorded, reference_hidden
 
@@ -41,6 +43,7 @@ def _fit_data(model: Any, examples: dict[str, list[str]]) -> FitData:
     return FitData(
         phase="describe", tasks=tuple(examples), adapter_tasks={name: (name,) for name in examples}, seed=0,
         device=torch.device("cpu"), batch_size=8, batches=batches, loss=loss,
+        forward_texts=lambda texts: forward_texts(model, texts, batch_size=8, max_length=64, device=torch.device("cpu")),
     )
 
 
@@ -89,3 +92,57 @@ def test_retrieval_needs_an_adapter_with_task_data(build: Builder) -> None:
     data = _fit_data(model, {})
     with pytest.raises(MtkitError, match="no adapter serves a task with training examples"):
         model.combiner.fit(data)
+
+
+def _probes_route_home(model: Any) -> None:
+    probes = [(column, text) for column, words in enumerate(WORDS.values()) for text in _texts(words, 5, seed=100 + column)]
+    with torch.no_grad():
+        hidden(model, torch.zeros(len(probes), dtype=torch.long), texts=[t for _, t in probes])
+    assert recorded(model)[0].argmax(-1).tolist() == [c for c, _ in probes]
+
+
+def test_retrieval_describes_adapters_from_example_files(build: Builder, tmp_path: Path) -> None:
+    """A library without tasks: each adapter described by the inputs in its file (blank lines skipped); a probe set
+    built from the same words routes home; an adapter with a file ignores its task data."""
+    files = {}
+    for i, (name, words) in enumerate(WORDS.items()):
+        files[name] = tmp_path / f"{name}.txt"
+        files[name].write_text("\n\n".join(_texts(words, 6, seed=i)) + "\n", encoding="utf-8")
+    model = build({"type": "retrieval", "source": "embeddings", "top_k": 1, "example_files": {n: str(f) for n, f in files.items()}}, adapters=3)
+    wrong = {name: _texts(WORDS["topic"], 8, seed=50) for name in WORDS}  # task data that would describe every adapter alike
+    summary = model.combiner.fit(_fit_data(model, wrong))
+    assert summary["examples"] == {"sentiment": 6, "topic": 6, "extra0": 6}
+    assert summary["example_files"] == {n: str(f) for n, f in files.items()}
+    _probes_route_home(model)
+
+
+def test_retrieval_mixes_example_files_and_task_data(build: Builder, tmp_path: Path) -> None:
+    path = tmp_path / "extra0.txt"
+    path.write_text("\n".join(_texts(WORDS["extra0"], 8, seed=2)), encoding="utf-8")
+    model = build({"type": "retrieval", "source": "embeddings", "top_k": 1, "examples": 8, "example_files": {"extra0": str(path)}}, adapters=3)
+    examples = {name: _texts(words, 8, seed=i) for i, (name, words) in enumerate(WORDS.items()) if name != "extra0"}
+    summary = model.combiner.fit(_fit_data(model, examples))
+    assert summary["examples"] == {"sentiment": 8, "topic": 8, "extra0": 8}
+    _probes_route_home(model)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(None, "is not a file"), ("\n  \n", "has no example input"), (b"caf\xe9\n", "is not UTF-8 text")],
+)
+def test_retrieval_example_file_problems_name_the_key(tmp_path: Path, content: str | bytes | None, message: str) -> None:
+    path = tmp_path / "examples.txt"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        path.write_text(content, encoding="utf-8")
+    config_class = load_registry().component_class("combiner", "retrieval").config_class
+    with pytest.raises(ValueError, match=rf"example_files\.topic: .*{message}"):
+        config_class.model_validate({"example_files": {"topic": str(path)}})
+
+
+def test_retrieval_example_file_for_an_unknown_adapter_is_refused(build: Builder, tmp_path: Path) -> None:
+    path = tmp_path / "examples.txt"
+    path.write_text("a goal in the last minute\n", encoding="utf-8")
+    with pytest.raises(MtkitError, match=r"combiner.example_files: 'sports' is not an adapter of this recipe \(adapters: sentiment, topic\)"):
+        build({"type": "retrieval", "example_files": {"sports": str(path)}})
