@@ -18,7 +18,6 @@ combiner does with the deltas can be done with the K inner activations and the (
 from __future__ import annotations
 
 import dataclasses
-import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -236,13 +235,11 @@ def dispatched_mix(factors: LowRank, x: Tensor, y: Tensor, weights: Tensor, *, t
     """sum_k w_k delta_k for per-token weights (B, T, K) that are zero for most (token, adapter) pairs.
 
     The (token, adapter) pairs with a non-zero weight are grouped by adapter and each adapter runs on its own tokens
-    only. Groups of similar size share one pair of batched products: a group of n tokens goes to the bucket of the
-    next power of two >= n and is zero-padded to it, so padding at most doubles the rows computed, however the tokens
-    spread over the adapters, and the number of products grows with the distinct bucket sizes (at most log2 of the
-    tokens), not with the adapters used. The work grows with the adapters a token uses, not with K. Equal to `mix`
-    with the same weights; the gradient reaches the adapters and the non-zero weights (a zero weight is taken as
-    masked). While training, each adapter draws its own dropout mask over its tokens, as `mix` does.
-    -> (B, T, Dout)
+    only: all groups in two batched products when they are of similar sizes (zero-padded to the largest), else one
+    group after another (a few adapters taking most tokens would make the padding cost more than it saves). The work
+    grows with the adapters a token uses, not with K. Equal to `mix` with the same weights; the gradient reaches the
+    adapters and the non-zero weights (a zero weight is taken as masked). While training, each adapter draws its own
+    dropout mask over its tokens, as `mix` does.  -> (B, T, Dout)
     """
     z = _source(factors, x, y)
     flat = z.reshape(-1, z.shape[-1])  # (B T, Din)
@@ -250,42 +247,44 @@ def dispatched_mix(factors: LowRank, x: Tensor, y: Tensor, weights: Tensor, *, t
     pairs = w.detach().ne(0).nonzero()  # (P, 2): token, adapter
     if pairs.numel() == 0:
         return y.new_zeros(y.shape)
-    used, group, counts = pairs[:, 1].unique(return_inverse=True, return_counts=True)
-    buckets = torch.ceil(torch.log2(counts.to(torch.float32))).to(torch.long)  # each group's bucket: 2**b rows
-    # Groups ordered by bucket, then adapter; pairs by group: every bucket's pairs are one contiguous slice.
-    by_bucket = (buckets * len(used) + torch.arange(len(used), device=used.device)).argsort()
-    place = torch.empty_like(by_bucket).index_copy_(0, by_bucket, torch.arange(len(used), device=used.device))
-    group = place[group]
-    order = group.argsort(stable=True)
-    rows, group, columns = pairs[order, 0], group[order], pairs[order, 1]
-    counts, buckets = counts[by_bucket], buckets[by_bucket]
-    slot = torch.arange(len(rows), device=rows.device) - (torch.cumsum(counts, 0) - counts)[group]  # place in its group
-    chosen, sizes, bucket_of = used[by_bucket].tolist(), counts.tolist(), buckets.tolist()
-    inputs, pieces, first_group, first_pair = flat[rows], [], 0, 0
-    for b, members in itertools.groupby(range(len(chosen)), key=bucket_of.__getitem__):
-        groups = list(members)
-        pairs_here = sum(sizes[g] for g in groups)
-        span = slice(first_pair, first_pair + pairs_here)
-        pieces.append(_bucket_deltas(factors, inputs[span], group[span] - first_group, slot[span], [chosen[g] for g in groups], 2**b, training))
-        first_group, first_pair = first_group + len(groups), first_pair + pairs_here
-    deltas = torch.cat(pieces) if len(pieces) > 1 else pieces[0]  # (P, Dout) in the pairs' order
+    pairs = pairs[pairs[:, 1].argsort(stable=True)]
+    rows, columns = pairs[:, 0], pairs[:, 1]
+    used, group, counts = columns.unique_consecutive(return_inverse=True, return_counts=True)
+    chosen = used.tolist()
+    if len(chosen) * int(counts.max()) <= 2 * len(rows):
+        deltas = _grouped_deltas(factors, flat, rows, group, counts, chosen, training)
+    else:
+        deltas = torch.cat([_adapter_delta(factors, c, flat[r], training) for c, r in zip(chosen, rows.split(counts.tolist()), strict=True)])
     deltas = deltas * w[rows, columns].unsqueeze(-1).to(deltas.dtype)
     out = deltas.new_zeros(flat.shape[0], deltas.shape[-1]).index_add(0, rows, deltas)  # one scatter back
     return out.reshape(*z.shape[:-1], out.shape[-1])
 
 
-def _bucket_deltas(
-    factors: LowRank, inputs: Tensor, group: Tensor, slot: Tensor, chosen: list[int], size: int, training: bool
+def _adapter_delta(factors: LowRank, column: int, z: Tensor, training: bool) -> Tensor:
+    """Adapter `column`'s delta for the rows z (N, Din).  -> (N, Dout)"""
+    p = factors.dropout[column] if factors.dropout is not None else 0.0
+    if training and p > 0:
+        z = F.dropout(z, p, True)
+    bias = None if factors.down_bias is None else factors.down_bias[column].to(z.dtype)
+    h = F.linear(z, factors.down[column].to(z.dtype), bias)
+    if factors.activation is not None:
+        h = factors.activation(h)
+    delta = h @ factors.up[column].to(h.dtype)
+    return delta if factors.up_bias is None else delta + factors.up_bias[column].to(delta.dtype)
+
+
+def _grouped_deltas(
+    factors: LowRank, flat: Tensor, rows: Tensor, group: Tensor, counts: Tensor, chosen: list[int], training: bool
 ) -> Tensor:
-    """The deltas of pairs whose adapters' token groups fit `size` rows: the groups zero-padded to it and applied with
-    two batched products. inputs (P, Din) the pairs' rows; group (P,) their adapter's place in `chosen`; slot (P,)
-    their place in its group.  -> (P, Dout)"""
+    """Every pair's delta, the adapters' token groups zero-padded to the largest and applied batched.  -> (P, Dout)"""
+    starts = torch.cumsum(counts, 0) - counts
+    slot = torch.arange(len(rows), device=rows.device) - starts[group]  # each pair's place in its adapter's group
     rank = max(factors.ranks[c] for c in chosen)
-    grouped = inputs.new_zeros(len(chosen), size, inputs.shape[-1]).index_put((group, slot), inputs)  # (E, size, Din)
+    grouped = flat.new_zeros(len(chosen), int(counts.max()), flat.shape[-1]).index_put((group, slot), flat[rows])  # (E, M, Din)
     if training and factors.dropout is not None and any(factors.dropout[c] > 0 for c in chosen):
         p = torch.tensor([factors.dropout[c] for c in chosen], dtype=grouped.dtype, device=grouped.device)[:, None, None]
         grouped = grouped * (torch.rand(grouped.shape, device=grouped.device) >= p).to(grouped.dtype) / (1 - p)
-    h = torch.bmm(grouped, _padded([factors.down[c] for c in chosen], rank).to(grouped.dtype).transpose(1, 2))  # (E, size, R)
+    h = torch.bmm(grouped, _padded([factors.down[c] for c in chosen], rank).to(grouped.dtype).transpose(1, 2))  # (E, M, R)
     if factors.down_bias is not None:
         biases = [F.pad(factors.down_bias[c], (0, rank - factors.down_bias[c].shape[0])) for c in chosen]
         h = h + torch.stack(biases)[:, None, :].to(h.dtype)
