@@ -9,7 +9,8 @@ router with top_k 1 and 2, the soft router (every adapter weighted), fusion_atte
 LoRA. The router stands in for a trained one that spreads a batch over many adapters (see `spread_router`); the
 `used` column is how many distinct adapters the batch uses. Then fusion_attention over 3 bottleneck adapters
 (pfeiffer placement); the combiners that reuse a frozen library (`--section reuse`: lorahub, retrieval, phatgoose,
-cat, layer_gates); training steps at N = 5 (oracle, router top-2, fusion_attention) against one LoRA's; the
+cat, layer_gates); `layer_gates` against PEFT's X-LoRA on SmolLM2 (`--section xlora`, equal outputs checked first);
+training steps at N = 5 (oracle, router top-2, fusion_attention) against one LoRA's; the
 two exact ways to apply sparse per-sample weights at one site, which `mtkit.api.combiner.gathers` picks between; and
 each configuration's peak memory (the growth of the resident set in one forward pass or training step, measured
 in a separate process: see `benchmarks.common.track_freed_memory`).
@@ -318,6 +319,26 @@ def memory_in_subprocess(args: argparse.Namespace) -> dict[str, dict[str, int]]:
         return json.loads(out.read_text())  # type: ignore[no-any-return]
 
 
+def xlora_table(args: argparse.Namespace) -> None:
+    """layer_gates against PEFT's X-LoRA on SmolLM2 (see benchmarks.xlora_case), each size in its own interleaved run."""
+    from benchmarks.xlora_case import xlora_cases
+
+    print(f"\nlayer_gates vs PEFT X-LoRA: SmolLM2-135M-Instruct, batch {args.xlora_batch} x {args.xlora_length} tokens, LoRA rank 8 on q_proj/v_proj")
+    print(f"{'N':>4} {'configuration':<28} {'ms':>7} {'x bare':>7} {'(p25-p75)':>13} {'x 1 LoRA':>8} {'x X-LoRA':>8}")
+    for n in (int(s) for s in args.xlora_sizes.split(",")):
+        with tempfile.TemporaryDirectory() as tmp:
+            cases = xlora_cases(n, args.xlora_batch, args.xlora_length, Path(tmp))
+            with torch.inference_mode():
+                times = interleaved(cases, args.repeats, args.warmup)
+        bare, one, xlora = (times[name] for name in ("bare backbone", "mtkit 1 LoRA (unmerged)", f"N={n} peft X-LoRA"))
+        for name, t in times.items():
+            x_bare, low, high = ratios(t, bare)
+            print(
+                f"{n:>4} {name:<28} {1000 * statistics.median(t):7.0f} {x_bare:7.3f} {f'({low:.3f}-{high:.3f})':>13} "
+                f"{ratios(t, one)[0]:8.3f} {ratios(t, xlora)[0]:8.3f}"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="1,5,20,100", help="library sizes N, comma-separated")
@@ -327,8 +348,11 @@ def main() -> None:
     parser.add_argument("--length", type=int, default=128)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 gives steadier ratios on a shared machine)")
     parser.add_argument(
-        "--section", choices=["all", "inference", "reuse", "training", "switch", "memory"], default="all", help="what to run (all: every section)"
+        "--section", choices=["all", "inference", "reuse", "xlora", "training", "switch", "memory"], default="all", help="what to run (all: every section)"
     )
+    parser.add_argument("--xlora-sizes", default="5,20", help="library sizes of the X-LoRA section (SmolLM2-135M-Instruct)")
+    parser.add_argument("--xlora-batch", type=int, default=4)
+    parser.add_argument("--xlora-length", type=int, default=64)
     parser.add_argument("--memory-out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.size_list = [int(s) for s in args.sizes.split(",")]
@@ -337,8 +361,8 @@ def main() -> None:
         return
     torch.set_num_threads(args.threads)
     print(
-        f"all-MiniLM-L6-v2, batch {args.batch} x {args.length} tokens, LoRA rank 8 on query/value, {args.threads} thread(s), "
-        f"{args.repeats} interleaved repeats after {args.warmup} warm-up"
+        f"{'' if args.section == 'xlora' else f'all-MiniLM-L6-v2, batch {args.batch} x {args.length} tokens, LoRA rank 8 on query/value, '}"
+        f"{args.threads} thread(s), {args.repeats} interleaved repeats after {args.warmup} warm-up"
     )
     memory = memory_in_subprocess(args) if args.section in ("all", "memory") else None
     if args.section in ("all", "inference"):
@@ -353,6 +377,8 @@ def main() -> None:
             times = interleaved({name: case.run for name, case in cases.items()}, args.repeats, args.warmup)
         print_inference(cases, times, None)
         del cases
+    if args.section in ("all", "xlora"):
+        xlora_table(args)
     if args.section in ("all", "training"):
         steps = training_cases(Bench(), args.batch, args.length)
         print_training(interleaved(steps, args.repeats, args.warmup), None if memory is None else memory["training"])
