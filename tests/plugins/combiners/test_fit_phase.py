@@ -60,3 +60,13 @@ def test_fit_phase_is_skipped_for_a_combiner_without_a_routine(tiny_recipe: dict
     skipped = [r for r in records if r.get("event") == "combiner_fit"]
     assert [r["skipped"] for r in skipped] == ["combiner 'uniform' has no training routine"]
     assert not (tmp_path / "run" / "combiner_fit.json").exists()
+
+
+def test_fit_phase_describes_adapters_from_example_files(tiny_recipe: dict[str, Any], tmp_path: Path) -> None:
+    """Through the trainer: an adapter with an example file is described by its lines, the other by its task's data."""
+    examples = tmp_path / "topic.txt"
+    examples.write_text("shares fell on monday\n\nthe bank raised its rates\nprofits rose\n", encoding="utf-8")
+    run_recipe(_recipe(tiny_recipe, tmp_path, {"type": "retrieval", "examples": 6, "example_files": {"topic": str(examples)}}))
+    summary = json.loads((tmp_path / "run" / "combiner_fit.json").read_text())["fit"]
+    assert summary["examples"] == {"sentiment": 6, "topic": 3}
+    assert summary["example_files"] == {"topic": str(examples)}
