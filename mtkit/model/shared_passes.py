@@ -30,11 +30,12 @@ class _Pass:
 
 
 class SharedPasses:
-    """The backbone passes of one prediction call; `view(task)` is what a task's head predicts through."""
+    """The backbone passes of one prediction call; `view(task)` is what a task's head predicts through (`share=False`:
+    one pass per head)."""
 
-    def __init__(self, model: MultiTaskModel) -> None:
+    def __init__(self, model: MultiTaskModel, *, share: bool = True) -> None:
         self.model = model
-        self.shared = model.task_independent
+        self.shared = share and model.task_independent
         self.passes: list[_Pass] = []
         self.runs = 0  # backbone passes run (the rest were reused)
 

@@ -28,6 +28,9 @@ def test_predict_every_task_runs_one_backbone_pass_under_a_router(classify_run: 
         for shared, own in zip(every, alone, strict=True):
             assert shared["predictions"][task] == own["predictions"][task]
     assert all(answer["detected_task"] in tasks for answer in every)
+    calls.clear()
+    assert predict_loaded(loaded, TEXTS, [None] * len(TEXTS), share_passes=False) == every
+    assert len(calls) == len(tasks)
 
 
 def test_predict_every_task_runs_one_pass_per_task_when_routing_reads_task_ids(classify_run: Path) -> None:
