@@ -1,6 +1,7 @@
 """`mtkit serve` under load on localhost: dynamic batching against batch-size-1 serving, in one run.
 
     python -m benchmarks.bench_serve [--run-dir DIR] [--requests 2000] [--clients 16] [--max-seconds 300] [--threads 1]
+    python -m benchmarks.bench_serve --model-only    (the model alone, in this process: benchmarks/serve_model.py)
 
 Each configuration gets its own `mtkit serve` process on 127.0.0.1 and the same requests: `--clients`
 concurrent clients (one asyncio process, httpx) each send one held-out input per `POST /predict` (no task: every
@@ -142,10 +143,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=16, help="concurrent clients")
     parser.add_argument("--max-seconds", type=float, default=300, help="stop sending after this long per configuration")
     parser.add_argument("--threads", type=int, default=1, help="torch threads of both servers (mtkit serve --threads)")
+    parser.add_argument("--model-only", action="store_true", help="time the model alone in this process instead (benchmarks/serve_model.py): what bounds the batching gain")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     run = args.run_dir or ensure_run(args.cache)
     inputs = held_out_inputs(run)
+    if args.model_only:
+        from benchmarks.serve_model import model_only
+
+        model_only(run, inputs, args.clients, args.threads)
+        return 0
     print(
         f"serving {run} ({len(inputs)} held-out inputs) to {args.clients} clients, {args.requests} requests per configuration; "
         f"POST /predict, one input each; {args.threads} torch thread(s) per server"
