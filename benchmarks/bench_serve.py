@@ -1,7 +1,7 @@
 """`mtkit serve` under load on localhost: dynamic batching against batch-size-1 serving, in one run.
 
     python -m benchmarks.bench_serve [--run-dir DIR] [--requests 2000] [--clients 16] [--max-seconds 300] [--threads 1]
-    python -m benchmarks.bench_serve --model-only    (the model alone, in this process: benchmarks/serve_model.py)
+    python -m benchmarks.bench_serve --model-only [--profile]    (the model alone, in this process: benchmarks/serve_model.py)
 
 Each configuration gets its own `mtkit serve` process on 127.0.0.1 and the same requests: `--clients`
 concurrent clients (one asyncio process, httpx) each send one held-out input per `POST /predict` (no task: every
@@ -144,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-seconds", type=float, default=300, help="stop sending after this long per configuration")
     parser.add_argument("--threads", type=int, default=1, help="torch threads of both servers (mtkit serve --threads)")
     parser.add_argument("--model-only", action="store_true", help="time the model alone in this process instead (benchmarks/serve_model.py): what bounds the batching gain")
+    parser.add_argument("--profile", action="store_true", help="with --model-only: where a request's and a batch's time goes (torch.profiler)")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     run = args.run_dir or ensure_run(args.cache)
@@ -151,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.model_only:
         from benchmarks.serve_model import model_only
 
-        model_only(run, inputs, args.clients, args.threads)
+        model_only(run, inputs, args.clients, args.threads, profiled=args.profile)
         return 0
     print(
         f"serving {run} ({len(inputs)} held-out inputs) to {args.clients} clients, {args.requests} requests per configuration; "

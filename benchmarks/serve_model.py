@@ -4,7 +4,8 @@
 no task named, as the load test asks): milliseconds per input answered one at a time and in batches of
 `--clients`, with heads sharing backbone passes and with one pass per head; then the rate of MiniLM's linear
 layers (384 -> 384, 384 -> 1536, 1536 -> 384) at one request's rows and at a batch's rows, which is where most of a
-forward pass's time goes.
+forward pass's time goes. With `--profile`, also where the time goes (torch.profiler): the costliest operators, the
+rest of the torch operators, and the time outside them (tokenising, Python, post-processing), per input.
 """
 
 from __future__ import annotations
@@ -45,7 +46,22 @@ def linear_gflops(rows: int, d_in: int, d_out: int, flops: float = 2e9, rounds: 
     return 2 * rows * d_in * d_out / best / 1e9
 
 
-def model_only(run: Path, inputs: list[str], clients: int, threads: int, count: int = 48) -> None:
+def profile_table(service: object, texts: list[str], clients: int, top: int = 5) -> None:
+    """ms per input by operator, one at a time and in batches of `clients` (shared passes)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    print("\nwhere the time goes, ms per input (shared passes; torch.profiler, so a little slower than above)")
+    for batch, label in ((1, "one at a time"), (clients, f"batches of {clients}")):
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            wall = per_input_ms(service, texts, batch, True)
+        events = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+        per_input = [(e.key, e.self_cpu_time_total / 1000 / len(texts)) for e in events]
+        ops = sum(ms for _, ms in per_input)
+        parts = ", ".join(f"{key.removeprefix('aten::')} {ms:.1f}" for key, ms in per_input[:top])
+        print(f"  {label}: {wall:.1f} in all: {parts}, other operators {ops - sum(ms for _, ms in per_input[:top]):.1f}, outside torch operators {wall - ops:.1f}")
+
+
+def model_only(run: Path, inputs: list[str], clients: int, threads: int, count: int = 48, profiled: bool = False) -> None:
     from mtkit.serve.service import Service
 
     torch.set_num_threads(threads)
@@ -63,3 +79,5 @@ def model_only(run: Path, inputs: list[str], clients: int, threads: int, count: 
     for d_in, d_out in SHAPES:
         small, large = linear_gflops(request, d_in, d_out), linear_gflops(batch, d_in, d_out)
         print(f"{d_in:>5} -> {d_out:<6}{small:>10.1f}{large:>10.1f}{large / small:>7.2f}")
+    if profiled:
+        profile_table(service, texts, clients)
