@@ -37,6 +37,9 @@ class Adapter(nn.Module, ABC):
     kind: ClassVar[str] = "adapter"
     name: ClassVar[str]
     config_class: ClassVar[type[AdapterConfig]]
+    task_independent: ClassVar[bool] = False
+    """True when this adapter's deltas depend on the site input (and input representations) alone, never on the
+    samples' task ids (`ForwardContext.task_ids`, `own_adapters`): see `Combiner.task_independent`."""
 
     def __init__(self, config: AdapterConfig, *, sites: Mapping[str, Site], context_size: int) -> None:
         super().__init__()

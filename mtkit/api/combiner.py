@@ -170,6 +170,11 @@ class Combiner(nn.Module, ABC):
     kind: ClassVar[str] = "combiner"
     name: ClassVar[str]
     config_class: ClassVar[type[ComponentConfig]]
+    task_independent: ClassVar[bool] = False
+    """True when the site outputs this combiner gives depend on each sample's input alone, never on its task id
+    (`ForwardContext.task_ids`, `own_adapters`; an auxiliary loss may still read them). One backbone pass then
+    serves the heads of every task asked of an input (`mtkit predict` with no --task); the default, False, runs one
+    pass per task. The combiner contract tests check a True claim."""
 
     def __init__(self, config: ComponentConfig, *, setup: CombinerSetup) -> None:
         super().__init__()

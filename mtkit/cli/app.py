@@ -470,13 +470,14 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     max_batch_size: Annotated[int, typer.Option(help="Most inputs one model call serves (1: no batching).")] = 32,
-    max_wait_ms: Annotated[float, typer.Option(help="How long the first request of a batch waits for others to join it.")] = 10.0,
+    max_wait_ms: Annotated[float, typer.Option(help="How long a batch stays open for requests to join it, from its first request's arrival or the model's freeing, whichever is later.")] = 10.0,
     queue_size: Annotated[int, typer.Option(help="Requests that may wait; beyond them the server answers 503 with Retry-After.")] = 256,
     timeout: Annotated[float, typer.Option(help="Seconds a request may take before it is answered 504.")] = 30.0,
     max_inputs: Annotated[int, typer.Option(help="Most inputs (or prompts) in one request.")] = 64,
     max_input_chars: Annotated[int, typer.Option(help="Most characters in one input.")] = 100_000,
     max_body_bytes: Annotated[int, typer.Option(help="Largest request body, in bytes.")] = 1_000_000,
     max_tokens: Annotated[int, typer.Option(help="Largest max_tokens a completion request may ask for.")] = 256,
+    threads: Annotated[int | None, typer.Option(help="Threads torch runs the model with (default: torch's choice, one per core).")] = None,
     ray: Annotated[bool, typer.Option("--ray", help="Serve as a Ray Serve deployment (pip install 'mtkit[ray-serve]').")] = False,
     replicas: Annotated[int, typer.Option(help="Replicas of the Ray Serve deployment (with --ray).")] = 1,
     no_verify: Annotated[bool, typer.Option("--no-verify", help="Skip checking the run's files against its manifest.json (for files edited on purpose).")] = False,
@@ -485,14 +486,17 @@ def serve(
     from mtkit.serve import ServeSettings
     from mtkit.serve.run import build_app, require, serve_local, serve_ray
 
-    settings = ServeSettings(max_batch_size, max_wait_ms, queue_size, timeout, max_inputs, max_input_chars, max_body_bytes, max_tokens)
+    settings = ServeSettings(max_batch_size, max_wait_ms, queue_size, timeout, max_inputs, max_input_chars, max_body_bytes, max_tokens, threads)
     guarded(lambda: require(ray=ray))
     _quiet()
     if ray:
         guarded(lambda: serve_ray(run_dir, settings, host=host, port=port, replicas=replicas, verify=not no_verify))
         return
     server = guarded(lambda: build_app(run_dir, settings, verify=not no_verify))
-    err.print(f"serving {run_dir} on http://{host}:{port} (batches of up to {max_batch_size} inputs, {max_wait_ms:g} ms wait)", highlight=False, soft_wrap=True)
+    err.print(
+        f"serving {run_dir} on http://{host}:{port} (batches of up to {max_batch_size} inputs, {max_wait_ms:g} ms wait, {settings.torch_threads()} torch threads)",
+        highlight=False, soft_wrap=True,
+    )
     serve_local(server, host, port)
 
 

@@ -284,6 +284,14 @@ class MultiTaskModel(nn.Module):
         finally:
             self.active = previous
 
+    @property
+    def task_independent(self) -> bool:
+        """Whether a forward pass's outputs depend on the samples' inputs alone, not on their task ids: no adapter
+        runs, or the running combiner and every adapter say so (`task_independent`)."""
+        if not self.adapters_enabled or not self._sites:
+            return True
+        return self.running_combiner.task_independent and all(a.task_independent for a in self.adapters.values())
+
     def recording_routing(self) -> AbstractContextManager[list[Tensor]]:
         """Record the running combiner's per-sample adapter weights, one (B, K) tensor per forward pass."""
         return self.running_combiner.recording()
@@ -379,15 +387,16 @@ class TaskView:
     def __init__(self, model: MultiTaskModel, task: str) -> None:
         self.model, self.task = model, task
 
-    def _task_ids(self, batch: Mapping[str, Any]) -> Tensor:
+    def task_ids(self, batch: Mapping[str, Any]) -> Tensor:
+        """The view's task id for every row of `batch`."""
         ids = batch["input_ids"]
         return torch.full((ids.shape[0],), self.model.task_names.index(self.task), dtype=torch.long, device=ids.device)
 
     def backbone_output(self, batch: Mapping[str, Any]) -> BackboneOutput:
-        return self.model.run_backbone(batch["input_ids"], batch["attention_mask"], self._task_ids(batch))
+        return self.model.run_backbone(batch["input_ids"], batch["attention_mask"], self.task_ids(batch))
 
     def generate(self, batch: Mapping[str, Any], **kwargs: Any) -> Tensor:
-        return self.model.generate(batch["input_ids"], batch["attention_mask"], self._task_ids(batch), **kwargs)
+        return self.model.generate(batch["input_ids"], batch["attention_mask"], self.task_ids(batch), **kwargs)
 
 
 class _StopPass(Exception):

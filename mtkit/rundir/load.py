@@ -145,17 +145,20 @@ def predict_texts(
 
 
 def predict_loaded(
-    loaded_run: LoadedRun, texts: Sequence[str], tasks: Sequence[str | None], *, routing: str | None = None
+    loaded_run: LoadedRun, texts: Sequence[str], tasks: Sequence[str | None], *, routing: str | None = None, share_passes: bool = True
 ) -> list[dict[str, Any]]:
     """What `mtkit predict --json` answers for each input, on a run loaded once: `tasks[i]` names the task whose head
     predicts input i (None: every task's head, and the task whose adapter the router chose); `routing` (oracle or
     learned) defaults to the run's last phase's.
 
     The inputs may ask for different tasks: each task's head runs once over every input that asks for it, each
-    sample routed on its own, so a server can batch requests of different tasks into one call.
+    sample routed on its own, so a server can batch requests of different tasks into one call. Where the model's
+    outputs depend on the input alone (a learned router), heads whose batches hold the same tokens share one
+    backbone pass (mtkit.model.shared_passes); `share_passes=False` runs one pass per head (the same answers).
     """
     import torch
 
+    from mtkit.model.shared_passes import SharedPasses
     from mtkit.rundir.evaluate import move
 
     model, recipe = loaded_run.model, loaded_run.recipe
@@ -165,6 +168,7 @@ def predict_loaded(
     combiner = routing_path(routing) if routing is not None else loaded_run.resolved.phases[-1].combiner.path
     decides = not isinstance(model.combiners[combiner], RoutesByTask)  # routing weights worth showing: a combiner's decision
     with torch.no_grad(), model.use_combiner(combiner):
+        passes = SharedPasses(model, share=share_passes)
         for name in recipe.tasks:
             rows = [i for i, t in enumerate(tasks) if t is None or t == name]
             if not rows:
@@ -174,9 +178,9 @@ def predict_loaded(
             columns = {key: [e[key] for e in examples] for key in examples[0]}
             encoded = head.encode(columns, tokenizer, recipe.tasks[name].max_length or recipe.run.max_length)
             batch = move(head.collate(encoded, tokenizer), torch.device("cpu"))
-            with model.recording_routing() as log:
-                predictions = head.predict(model.for_task(name), batch)
-            weights = torch.cat(log) if log else None
+            view = passes.view(name)
+            predictions = head.predict(view, batch)
+            weights = torch.cat(view.routing) if view.routing else None
             labels = head.task.label_names
             for j, (i, prediction) in enumerate(zip(rows, predictions, strict=True)):
                 shown = labels[prediction] if labels and isinstance(prediction, int) else prediction

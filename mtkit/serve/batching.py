@@ -1,8 +1,12 @@
 """Dynamic batching: requests that arrive within a short window share one model call.
 
 Requests wait in a bounded queue. The batching loop takes the first, then keeps taking requests until the batch
-holds `max_batch_size` inputs or `max_wait_ms` has passed since the first arrived, and runs the batch in one
+holds `max_batch_size` inputs or `max_wait_ms` has passed since the window opened, and runs the batch in one
 worker thread (the model runs one batch at a time; the event loop stays free to accept and answer requests).
+The window opens when the first request arrives or when the model frees, whichever is later (continuous
+batching): requests that queued while the model ran go into the next batch at once, together with those
+that arrive within `max_wait_ms` of its freeing (the clients just answered, sending their next requests),
+rather than the batch closing on whatever had queued by then.
 A request whose client left or whose time ran out before its batch ran is dropped from the batch.
 """
 
@@ -53,6 +57,7 @@ class Batcher:
         self._task: asyncio.Task[None] | None = None
         self._held: Job | None = None
         self._arrived = asyncio.Event()
+        self._freed = 0.0  # when the model last finished a batch (time.monotonic)
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="mtkit-batcher")
@@ -81,7 +86,7 @@ class Batcher:
         first = self._held if self._held is not None else await self.queue.get()
         self._held = None
         batch, size = [first], len(first.texts)
-        deadline = first.arrived + self.max_wait
+        deadline = max(first.arrived, self._freed) + self.max_wait
         while size < self.max_batch_size:
             if self.queue.empty():
                 left = deadline - time.monotonic()
@@ -128,3 +133,4 @@ class Batcher:
                     if not job.future.done():
                         job.future.set_result(answers[start : start + len(job.texts)])
                     start += len(job.texts)
+            self._freed = time.monotonic()

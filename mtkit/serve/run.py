@@ -34,6 +34,7 @@ def build_app(run_dir: str | Path, settings: ServeSettings, verify: bool = True)
     from mtkit.serve.app import create_app
 
     settings.check()
+    settings.apply_threads()
     return create_app(Service.open(run_dir, verify=verify), settings)
 
 

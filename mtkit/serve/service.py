@@ -36,6 +36,19 @@ class ServeSettings:
     max_input_chars: int = 100_000
     max_body_bytes: int = 1_000_000
     max_tokens: int = 256
+    threads: int | None = None  # torch threads for the model (None: torch's default)
+
+    def torch_threads(self) -> int:
+        """The threads torch runs the model with: `threads`, else torch's default (set with `apply_threads`)."""
+        import torch
+
+        return self.threads if self.threads is not None else torch.get_num_threads()
+
+    def apply_threads(self) -> None:
+        import torch
+
+        if self.threads is not None:
+            torch.set_num_threads(self.threads)
 
     def check(self) -> None:
         """An MtkitError naming the first option out of range."""
@@ -45,6 +58,8 @@ class ServeSettings:
         ):
             if value < low:
                 raise MtkitError(f"{option} {value}: must be at least {low}")
+        if self.threads is not None and self.threads < 1:
+            raise MtkitError(f"--threads {self.threads}: must be at least 1")
         if self.max_wait_ms < 0 or self.timeout_s <= 0:
             raise MtkitError(f"--max-wait-ms {self.max_wait_ms} / --timeout {self.timeout_s}: the wait must be >= 0 and the timeout > 0 seconds")
 
@@ -121,6 +136,8 @@ class Service:
     def _length_groups(self, texts: Sequence[str]) -> list[list[int]]:
         """Indices of `texts` by token count (as the heads cut them), in groups whose longest pads the shortest by at
         most half its length (or 8 tokens)."""
+        if len(texts) == 1:
+            return [[0]]
         encoded = self.tokenizer(list(texts), add_special_tokens=True, truncation=True, max_length=self.longest)["input_ids"]
         order = sorted(range(len(texts)), key=lambda i: len(encoded[i]))
         groups: list[list[int]] = []

@@ -132,6 +132,9 @@ def check_combiner(cls: type, params: Mapping[str, Any]) -> None:
         losses, _ = model(batches)
     assert all(torch.isfinite(v) for v in losses.values())
 
+    if cls.task_independent:
+        _check_task_independent(model, batches)
+
     from mtkit.api.fitting import FitsItself
 
     if isinstance(combiner, FitsItself):
@@ -143,6 +146,32 @@ def check_combiner(cls: type, params: Mapping[str, Any]) -> None:
             return sum(m(batches)[0].values())
 
     check_state_dict_round_trip(lambda seed: _model(cls, config, seed=seed), run)
+
+
+def _check_task_independent(model: Any, batches: list[tuple[str, dict[str, Any]]]) -> None:
+    """A combiner that claims `task_independent` gives the same outputs (and routing) for the same inputs whatever
+    task ids its samples carry, in evaluation and in training."""
+    import torch
+
+    inputs = torch.cat([b["input_ids"] for _, b in batches if b["input_ids"].shape[1] == batches[0][1]["input_ids"].shape[1]])
+    mask = torch.ones_like(inputs)
+    rows = inputs.shape[0]
+    tasks = [torch.full((rows,), t, dtype=torch.long) for t in range(len(TASKS))] + [torch.arange(rows) % len(TASKS)]
+    for training in (False, True):
+        model.train(training)
+        outputs, routing = [], []
+        for task_ids in tasks:
+            torch.manual_seed(0)  # the same draws for a combiner that samples (Gumbel noise in training)
+            with torch.no_grad(), model.use_combiner(COMBINER_PATH), model.recording_routing() as log:
+                outputs.append(model.run_backbone(inputs, mask, task_ids).hidden)
+            routing.append(log)
+        for task_ids, hidden, log in zip(tasks[1:], outputs[1:], routing[1:], strict=True):
+            assert torch.equal(hidden, outputs[0]), (
+                f"{'training' if training else 'evaluation'}: the combiner claims task_independent, but the same inputs under task "
+                f"ids {task_ids.tolist()} give other outputs than under {tasks[0].tolist()}"
+            )
+            assert len(log) == len(routing[0]) and all(torch.equal(a, b) for a, b in zip(log, routing[0], strict=True)), "routing differs by task id"
+    model.eval()
 
 
 def _check_fit(model: Any, batches: list[tuple[str, dict[str, Any]]]) -> None:

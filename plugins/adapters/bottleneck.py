@@ -23,6 +23,7 @@ class BottleneckAdapter(Adapter):
     """
 
     name = "bottleneck"
+    task_independent = True  # its deltas read the site input (and input representations), never task ids
     config_class = BottleneckAdapterConfig
     config: BottleneckAdapterConfig
 

@@ -25,6 +25,7 @@ class HydraLoraAdapter(Adapter):
     """A shared A and N B heads per site, mixed per token by a learned router (HydraLoRA)."""
 
     name = "hydra_lora"
+    task_independent = True  # its deltas read the site input (and input representations), never task ids
     config_class = HydraLoraAdapterConfig
     config: HydraLoraAdapterConfig
 

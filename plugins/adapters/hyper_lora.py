@@ -36,6 +36,7 @@ class HyperLoraAdapter(Adapter):
     """
 
     name = "hyper_lora"
+    task_independent = True  # its deltas read the site input (and input representations), never task ids
     config_class = HyperLoraAdapterConfig
     config: HyperLoraAdapterConfig
 

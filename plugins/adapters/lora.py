@@ -20,6 +20,7 @@ class LoraAdapter(Adapter):
     """Low-rank adaptation: delta = B A x * alpha / rank, B zero-initialised (PEFT's conventions)."""
 
     name = "lora"
+    task_independent = True  # its deltas read the site input (and input representations), never task ids
     config_class = LoraAdapterConfig
     config: LoraAdapterConfig
     export_formats = ("peft",)

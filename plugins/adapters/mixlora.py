@@ -26,6 +26,7 @@ class MixLoraAdapter(Adapter):
     """N LoRA experts per site, the top k of them chosen per token by a learned router (MixLoRA)."""
 
     name = "mixlora"
+    task_independent = True  # its deltas read the site input (and input representations), never task ids
     config_class = MixLoraAdapterConfig
     config: MixLoraAdapterConfig
 

@@ -75,6 +75,7 @@ class RouterCombiner(Combiner):
     """DYNAMO-style router: an MLP on a pooled input representation outputs adapter probabilities."""
 
     name = "router"
+    task_independent = True  # routes from an input representation; task ids feed only the task_supervision loss
     config_class = RouterCombinerConfig
     config: RouterCombinerConfig
 

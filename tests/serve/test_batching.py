@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Hashable, Sequence
 
 import pytest
@@ -55,3 +56,55 @@ def test_batcher_skips_dropped_jobs_and_refuses_beyond_the_queue() -> None:
 
     asyncio.run(scenario())
     assert calls == [["kept"]]
+
+
+def test_batcher_opens_the_window_when_the_model_frees() -> None:
+    """A request that queued while the model ran and one that arrives just after it frees share the next batch: the
+    window opens when the model frees, not when the first of them arrived (whose window had closed by then)."""
+    calls: list[list[str]] = []
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        freed = asyncio.Event()
+
+        def run(key: Hashable, texts: Sequence[str], tasks: Sequence[str | None]) -> list[str]:
+            calls.append(list(texts))
+            if texts == ["first"]:
+                time.sleep(0.6)  # the model busy well past the window of a request arriving meanwhile
+                loop.call_soon_threadsafe(freed.set)
+            return list(texts)
+
+        batcher = Batcher(run, max_batch_size=8, max_wait_ms=100, queue_size=10, metrics=Metrics())
+        batcher.start()
+        first, queued, late = Job(["first"], [None]), Job(["queued"], [None]), Job(["late"], [None])
+        batcher.submit(first)
+        await asyncio.sleep(0.3)  # the first batch has closed (100 ms) and runs
+        batcher.submit(queued)  # its own window would close 100 ms from now, before the model frees
+        await freed.wait()
+        await asyncio.sleep(0.03)  # the client answered by the first batch comes back
+        batcher.submit(late)
+        assert await asyncio.gather(first.future, queued.future, late.future) == [["first"], ["queued"], ["late"]]
+        await batcher.stop()
+
+    asyncio.run(scenario())
+    assert calls == [["first"], ["queued", "late"]]
+
+
+def test_batcher_with_batches_of_one_never_waits() -> None:
+    """--max-batch-size 1 runs each request as soon as the model frees (no window at all)."""
+    calls: list[list[str]] = []
+
+    async def scenario() -> float:
+        batcher = Batcher(echo_batches(calls), max_batch_size=1, max_wait_ms=1000, queue_size=10, metrics=Metrics())  # type: ignore[arg-type]
+        batcher.start()
+        jobs = [Job([f"j{i}"], [None]) for i in range(3)]
+        start = time.monotonic()
+        for job in jobs:
+            batcher.submit(job)
+        await asyncio.gather(*(job.future for job in jobs))
+        took = time.monotonic() - start
+        await batcher.stop()
+        return took
+
+    assert asyncio.run(scenario()) < 0.5
+    assert calls == [["j0"], ["j1"], ["j2"]]

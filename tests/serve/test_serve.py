@@ -182,6 +182,8 @@ def test_serve_cli_errors_exit_2_without_traceback(tmp_path: Path) -> None:
     assert missing.exit_code == 2 and "nope" in missing.output and "Traceback" not in missing.output, missing.output
     bad = CliRunner().invoke(app, ["serve", str(tmp_path), "--max-batch-size", "0"])
     assert bad.exit_code == 2 and "--max-batch-size 0: must be at least 1" in bad.output, bad.output
+    threads = CliRunner().invoke(app, ["serve", str(tmp_path), "--threads", "0"])
+    assert threads.exit_code == 2 and "--threads 0: must be at least 1" in threads.output, threads.output
 
 
 def test_serve_checks_the_manifest_before_serving(classify_run: Path, tmp_path: Path) -> None:

@@ -155,6 +155,30 @@ def test_contract_suites_check_combiner_gradients_and_weight_shapes() -> None:
         check_combiner(GateCombiner, {"extra_column": True})
 
 
+class InputGateCombiner(GateCombiner):
+    """The gate, claiming (rightly) that it reads the input alone."""
+
+    name = "input_gate"
+    task_independent = True
+
+
+class TaskBiasedGateCombiner(InputGateCombiner):
+    """The gate plus a bias by task id, claiming (wrongly) that it reads the input alone."""
+
+    name = "task_biased_gate"
+
+    def weights(self, site: str, x: Tensor, y: Tensor, ctx: ForwardContext) -> Tensor | None:
+        assert ctx.task_ids is not None
+        logits = self.gate(ctx.representation("embeddings")) + 3.0 * nn.functional.one_hot(ctx.task_ids, self.num_adapters)
+        return torch.softmax(logits, dim=-1)
+
+
+def test_contract_suites_check_a_task_independent_claim() -> None:
+    check_combiner(InputGateCombiner, {})
+    with pytest.raises(AssertionError, match="claims task_independent, but the same inputs under task ids"):
+        check_combiner(TaskBiasedGateCombiner, {})
+
+
 def test_contract_suites_catch_a_head_whose_loss_is_not_a_scalar() -> None:
     cls = load_registry().component_class("head", "classification")
 
