@@ -61,7 +61,7 @@ def plot_cost(comparison: Comparison, path: Path) -> None:
     plt = _pyplot()
     columns = min(3, len(metrics))
     lines = math.ceil(len(metrics) / columns)
-    fig, axes = plt.subplots(lines, columns, figsize=(4.6 * columns, 3.8 * lines), squeeze=False)
+    fig, axes = plt.subplots(lines, columns, figsize=(max(8.0, 4.6 * columns), 3.8 * lines + 1.0), squeeze=False)
     colours = plt.get_cmap("tab20")
     for panel, metric in enumerate(metrics):
         ax = axes[panel // columns][panel % columns]
