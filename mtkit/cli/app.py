@@ -337,7 +337,7 @@ def ablate(
         out.print(line, highlight=False, soft_wrap=True)
     trained = sum(not r.skipped for r in comparison.runs)
     out.print(f"{trained} of {len(comparison.runs)} runs trained in {comparison.seconds:.1f} s (the others had finished before)", highlight=False)
-    out.print(f"comparison: {comparison.root}/comparison.csv, comparison.md, comparison.png, runs.csv", highlight=False, soft_wrap=True)
+    out.print(f"comparison: {comparison.root}/comparison.csv, comparison.md, comparison.png, comparison_cost.png, runs.csv, provenance.json", highlight=False, soft_wrap=True)
 
 
 def _sweep_event(event: str, spec: JobSpec, outcome: Outcome | None) -> None:

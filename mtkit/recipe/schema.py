@@ -23,6 +23,7 @@ __all__ = [
     "ROUTINGS",
     "TABLES",
     "ComponentTable",
+    "FewShotSection",
     "PhaseSection",
     "ProbeSection",
     "Recipe",
@@ -146,6 +147,12 @@ class TaskSection(_Section):
         description="Extra evaluation sets by name, scored with the task's metrics and, under learned routing, routing "
         "accuracy against the task's own adapter (at the end of the run, and by `mtkit eval --probe NAME`).",
     )
+    held_out: bool = Field(
+        default=False,
+        description="Held out of the library: phases without `few_shot` never draw its examples (its adapter, if it has one, "
+        "is never trained there) nor score it; phases with `few_shot` draw only held-out tasks, k examples each, and "
+        "score only them (a library benchmark: what a library of adapters gives a task it was not trained on).",
+    )
 
     @field_validator("metrics")
     @classmethod
@@ -190,6 +197,19 @@ class TemperatureSchedule(_Section):
     def at(self, step: int, steps: int) -> float:
         """The temperature at `step` (0-based) of a phase of `steps` steps."""
         return float(self.start * (self.end / self.start) ** (step / max(1, steps - 1)))
+
+
+class FewShotSection(_Section):
+    """What a composition phase may see of the held-out tasks: k training examples each, drawn with a seed."""
+
+    examples: int = Field(
+        gt=0,
+        description="k: training examples drawn from each held-out task's training split (never its test or validation "
+        "split); all of them where the split has fewer. The drawn rows are recorded in data.json.",
+    )
+    seed: int | None = Field(
+        default=None, ge=0, description="Seed of the draw (default: the run seed, so `mtkit ablate --seeds` varies it)."
+    )
 
 
 class PhaseSection(_Section):
@@ -242,7 +262,18 @@ class PhaseSection(_Section):
         "gradient-free search, phatgoose's gates, retrieval's adapter descriptions; see `mtkit show combiner NAME`), "
         "before any optimiser steps; what it learns is saved with the run's weights and its summary in report.md.",
     )
-    evaluate: bool = Field(default=True, description="Evaluate every task at the end of the phase.")
+    few_shot: FewShotSection | None = Field(
+        default=None,
+        description="Make this a composition phase for the held-out tasks (`tasks.X.held_out`): it draws only from them, "
+        "k training examples each (`{examples = 8}`), and its evaluation scores only them. Combiners whose routine "
+        "reads each adapter's own tasks (`fit_combiner`) still read the library tasks' data; no phase ever sees a "
+        "held-out task's test split.",
+    )
+    evaluate: bool = Field(
+        default=True,
+        description="Evaluate at the end of the phase (the tasks it scores: every task, or with held-out tasks the "
+        "library tasks, or in a `few_shot` phase the held-out ones).",
+    )
     eval_every: int | None = Field(
         default=None,
         gt=0,
@@ -281,6 +312,11 @@ class PhaseSection(_Section):
             raise ValueError("keep_best needs eval_every (how often to score the validation split)")
         if self.trains and not self.train:
             raise ValueError("a phase with steps > 0 needs `train` selectors (use steps = 0 for an evaluation-only phase)")
+        if self.few_shot is not None and self.eval_every is not None:
+            raise ValueError(
+                "eval_every scores validation splits, which in a few_shot phase are the held-out tasks' examples beyond the k "
+                "drawn; remove eval_every (and keep_best) from this phase"
+            )
         return self
 
     @property
@@ -351,9 +387,36 @@ class Recipe(_Section):
                     "outside `freeze`), so new heads would stay untrained"
                 )
         problems += [f"freeze: {msg}" for msg in selector_problems(self.freeze, self.adapters, self.tasks)]
+        problems += self._held_out_problems()
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def _held_out_problems(self) -> list[str]:
+        held_out = self.held_out_tasks()
+        few_shot = [i for i, phase in enumerate(self.phases) if phase.few_shot is not None]
+        problems = []
+        if few_shot and not held_out:
+            problems += [
+                f"phases.{i}.few_shot: the recipe holds no task out, so the phase would draw nothing; set "
+                "tasks.TASK.held_out = true on the tasks the library is tested on, or remove few_shot"
+                for i in few_shot
+            ]
+        for i, phase in enumerate(self.phases):
+            if phase.trains and held_out and not self.phase_tasks(phase):
+                problems.append(
+                    f"phases.{i}: the phase trains but draws from no task (every task it could draw is held out); give "
+                    f"it few_shot = {{examples = K}} to train on the held-out tasks, or set phases.{i}.steps = 0"
+                )
+        return problems
+
+    def held_out_tasks(self) -> list[str]:
+        """The tasks held out of the library (`tasks.X.held_out`), in recipe order."""
+        return [name for name, task in self.tasks.items() if task.held_out]
+
+    def scored_tasks(self, phase: PhaseSection) -> list[str]:
+        """The tasks `phase`'s evaluation scores: the held-out tasks in a few_shot phase, else the others."""
+        return [name for name, task in self.tasks.items() if task.held_out == (phase.few_shot is not None)]
 
     def trained_heads(self, phase: PhaseSection) -> list[str]:
         """The tasks whose heads `phase` trains (its `heads` selectors, less those `freeze` names)."""
@@ -361,11 +424,14 @@ class Recipe(_Section):
         return [task for task in self.tasks if task in trained]
 
     def phase_tasks(self, phase: PhaseSection) -> list[str]:
-        """The tasks `phase` draws training batches from: every task, unless it trains heads only, then
-        the tasks of those heads (another task's loss would reach no parameter the phase trains)."""
+        """The tasks `phase` draws training batches from: every task it scores (the held-out tasks in a few_shot phase,
+        else the others), unless it trains heads only, then the tasks of those heads (another task's loss would reach
+        no parameter the phase trains)."""
+        tasks = self.scored_tasks(phase)
         if phase.train and heads_only(phase.train):
-            return self.trained_heads(phase)
-        return list(self.tasks)
+            heads = self.trained_heads(phase)
+            return [task for task in tasks if task in heads]
+        return tasks
 
     def adapter_for_task(self, task: str, phase: PhaseSection | None = None) -> str | None:
         """The adapter that serves `task` under oracle routing (in `phase`, if it routes the task elsewhere)."""

@@ -8,7 +8,9 @@
     ray_tasks    runs as Ray tasks (`pip install 'mtkit[ray]'`)
     stats        mean, standard error and paired differences with t intervals (scipy)
     comparison   scores read from the run directories, per variant over seeds
-    write        comparison.csv, runs.csv, comparison.md, comparison.png
+    write        comparison.csv, runs.csv, comparison.md, provenance.json
+    plots        comparison.png (scores), comparison_cost.png (scores against inference cost)
+    provenance   what produced a comparison: mtkit version and commit, packages, hardware
 
 The entry point is mtkit.sweep.ablate.run_ablation.
 """

@@ -2,8 +2,8 @@
 
 The sweep directory holds one run directory per variant and seed (`<variant>/seed-<n>/`), shared
 leading phases under `_shared/`, and the comparison (comparison.csv, runs.csv, comparison.md,
-comparison.png). Rerunning the same command skips finished runs, resumes interrupted ones from their
-checkpoints and writes the comparison again.
+comparison.png, comparison_cost.png, provenance.json). Rerunning the same command skips finished runs,
+resumes interrupted ones from their checkpoints and writes the comparison again.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from mtkit.sweep.comparison import Comparison, compare
 from mtkit.sweep.executors import Event, Execution, Executor, InProcessExecutor, SubprocessExecutor, run_specs
 from mtkit.sweep.job import Outcome, is_finished
 from mtkit.sweep.plan import JobSpec, Plan, make_plan
+from mtkit.sweep.provenance import collect_provenance
 from mtkit.sweep.resolve import resolve_jobs
 from mtkit.sweep.variants import Variant, parse_seeds, parse_swap, parse_variant
 from mtkit.sweep.write import write_comparison
@@ -120,5 +121,6 @@ def run_ablation(
     outcomes = run_specs(todo, _executor(execution, root, threads, callbacks), done, on_event) if todo else done
     comparison = compare(root, plan, outcomes, names, reference, seeds)
     comparison.seconds = time.perf_counter() - tic
+    comparison.provenance = collect_provenance()
     write_comparison(comparison)
     return comparison

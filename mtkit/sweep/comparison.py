@@ -74,6 +74,7 @@ class Comparison:
         runs: One row per run.
         shared: One line per shared run: the phases it trained once, and for which runs.
         seconds: Wall-clock seconds of this sweep (runs skipped as finished cost nothing).
+        provenance: What produced it (mtkit version and commit, packages, hardware; mtkit.sweep.provenance).
     """
 
     root: Path
@@ -84,6 +85,7 @@ class Comparison:
     runs: list[RunRow]
     shared: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    provenance: dict[str, Any] = field(default_factory=dict)
 
 
 def _read(path: Path) -> Any:

@@ -1,13 +1,18 @@
-"""The comparison's files: comparison.csv (one row per variant), runs.csv (one row per run),
-comparison.md (tables and notes) and comparison.png (mean scores with standard-error bars)."""
+"""The comparison's files: comparison.csv (one row per variant), runs.csv (one row per run), comparison.md (tables,
+notes and what produced them), comparison.png (mean scores with standard-error bars), comparison_cost.png (each
+score against inference cost) and provenance.json."""
 
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 from typing import Any
 
 from mtkit.sweep.comparison import Comparison, VariantRow
+from mtkit.sweep.plots import plot_cost, plot_scores
+from mtkit.sweep.provenance import FILE as PROVENANCE_FILE
+from mtkit.sweep.provenance import provenance_lines
 from mtkit.sweep.stats import CONFIDENCE, Paired, Summary
 
 __all__ = ["format_ci", "format_cost", "format_diff", "format_summary", "method_note", "write_comparison"]
@@ -107,37 +112,13 @@ def _markdown(comparison: Comparison) -> str:
     if comparison.shared:
         lines += ["", "Shared phases (trained once, then each run continued from their last checkpoint):", ""]
         lines += [f"- {line}" for line in comparison.shared]
+    if comparison.provenance:
+        lines += ["", f"Produced by (`{PROVENANCE_FILE}`):", "", *provenance_lines(comparison.provenance)]
     return "\n".join(lines) + "\n"
 
 
-def _plot(comparison: Comparison, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    metrics, rows = comparison.metrics, comparison.variants
-    if not metrics:
-        return
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * len(metrics) * len(rows)), 4))
-    width = 0.8 / len(rows)
-    for i, row in enumerate(rows):
-        summaries = [row.scores.get(m) for m in metrics]
-        means = [s.mean if s else 0.0 for s in summaries]
-        errors = [s.se if s and s.se is not None else 0.0 for s in summaries]
-        ax.bar([m + i * width for m in range(len(metrics))], means, width, yerr=errors, capsize=3, label=row.variant)
-    ax.set_xticks([m + 0.4 - width / 2 for m in range(len(metrics))], metrics, rotation=30, ha="right")
-    if all(s.mean + (s.se or 0.0) <= 1.0 for row in rows for s in row.scores.values()):
-        ax.set_ylim(0, 1.05)  # shares (accuracy, F1): the full scale; other scores keep matplotlib's
-    ax.set_ylabel("mean over seeds (bars: ± s.e.)" if comparison.seeds and len(comparison.seeds) > 1 else "score")
-    ax.legend(fontsize=8, ncols=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
 def write_comparison(comparison: Comparison) -> None:
-    """Write comparison.csv, runs.csv, comparison.md and comparison.png into the sweep directory."""
+    """Write comparison.csv, runs.csv, comparison.md, the plots and provenance.json into the sweep directory."""
     root = comparison.root
     root.mkdir(parents=True, exist_ok=True)
     _write_csv(root / "comparison.csv", [_variant_csv_row(comparison, row) for row in comparison.variants])
@@ -148,5 +129,8 @@ def write_comparison(comparison: Comparison) -> None:
         for r in comparison.runs
     ]
     _write_csv(root / "runs.csv", runs)
+    if comparison.provenance:
+        (root / PROVENANCE_FILE).write_text(json.dumps(comparison.provenance, indent=2) + "\n", encoding="utf-8")
     (root / "comparison.md").write_text(_markdown(comparison), encoding="utf-8")
-    _plot(comparison, root / "comparison.png")
+    plot_scores(comparison, root / "comparison.png")
+    plot_cost(comparison, root / "comparison_cost.png")

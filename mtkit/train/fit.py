@@ -43,8 +43,8 @@ def fit_combiner(
     max_length: int,
     log: Callable[[dict[str, Any]], None],
 ) -> FitOutcome:
-    """Run the recipe's combiner's routine for `phase` with the training data of `tasks` (a combiner without one does
-    nothing: an ablation that swaps the combiner keeps its phases)."""
+    """Run the recipe's combiner's routine for `phase` with the training data of `tasks`, the data the phase may read
+    (a combiner without one does nothing: an ablation that swaps the combiner keeps its phases)."""
     combiner = model.combiners[COMBINER_PATH]
     name = type(combiner).name
     if not isinstance(combiner, FitsItself):
@@ -66,7 +66,7 @@ def fit_combiner(
 
     served: dict[str, list[str]] = {adapter: [] for adapter in model.adapter_names}
     for task, adapter in phase.task_adapters.items():
-        if adapter is not None:
+        if adapter is not None and task in tasks:  # a held-out task only as far as the phase may read it
             served[adapter].append(task)
     data = FitData(
         phase=phase.name,

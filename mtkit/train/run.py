@@ -83,7 +83,8 @@ def run_recipe(
                 for warning in cut_warnings(name, data.split, recipe.tasks[name].max_length or recipe.run.max_length):
                     _notice(callbacks, warning)
             splits = {n: d.split for n, d in built.tasks.items()}
-            run_dir.write_json("data.json", {"seed": recipe.run.seed, "tasks": splits, "phases": trainer.phase_steps})
+            few_shot = {"few_shot": trainer.few_shot} if trainer.few_shot else {}
+            run_dir.write_json("data.json", {"seed": recipe.run.seed, "tasks": splits, "phases": trainer.phase_steps, **few_shot})
             run_dir.write_json("tasks.json", {n: {"labels": list(i.label_names) if i.label_names else None} for n, i in built.task_infos.items()})
         results = trainer.run(resume=resume)
         accelerator.wait_for_everyone()
@@ -103,7 +104,9 @@ def run_recipe(
             from mtkit.rundir.cost import FILE as COST_FILE
             from mtkit.rundir.cost import measure_inference
 
-            run_dir.write_json(COST_FILE, measure_inference(built.model, built.tasks, resolved.phases[-1].combiner.path))
+            scored = recipe.scored_tasks(recipe.phases[-1])  # the inputs the final scores are on
+            cost = measure_inference(built.model, {n: built.tasks[n] for n in scored}, resolved.phases[-1].combiner.path)
+            run_dir.write_json(COST_FILE, cost)
         extra = _after_run(run_dir, built, trainer)
         from mtkit.rundir.report import write_report
 

@@ -20,7 +20,8 @@ from torch import Tensor
 
 from mtkit.api.errors import MtkitError
 from mtkit.api.interfaces import Balancer
-from mtkit.data.tasks import BatchPlan, micro_batches, plan_batches
+from mtkit.data.few_shot import draw_few_shot
+from mtkit.data.tasks import BatchPlan, TaskData, micro_batches, plan_batches
 from mtkit.data.views import sentence_end_ids, span_views
 from mtkit.model.build import BuiltRun, build_head, build_scheduler
 from mtkit.model.param_groups import select_parameters
@@ -120,6 +121,8 @@ class Trainer:
         self.callbacks = (callbacks or _Silent()) if self.main else _Silent()
         self.model = built.model.to(accelerator.device)
         self.recipe = built.recipe
+        self.few_shot: dict[str, dict[str, Any]] = {}  # phase -> task -> the few-shot draw (data.json)
+        self.phase_data = [self._phase_data(phase) for phase in self.recipe.phases]
         self.phase_steps = self._resolve_steps()
         self.saved_keys = self._saved_keys()
         self.results: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
@@ -133,15 +136,26 @@ class Trainer:
         self._resumed_best: dict[str, Any] | None = None  # the best-weights record of the checkpoint resumed from
         self.balancers = balancing.build_balancers(built.resolved, accelerator.device)
 
+    def _phase_data(self, phase: PhaseSection) -> dict[str, TaskData]:
+        """The data `phase` may read, by task: the tasks it draws from, a few_shot phase's held-out tasks cut to their
+        draw; a few_shot phase's routine also reads the library tasks (an adapter's own tasks), never a held-out one whole."""
+        tasks = self.built.tasks
+        if phase.few_shot is None:
+            return {name: tasks[name] for name in self.recipe.scored_tasks(phase)}
+        seed = self.recipe.run.seed if phase.few_shot.seed is None else phase.few_shot.seed
+        drawn, self.few_shot[phase.name] = draw_few_shot(tasks, self.recipe.phase_tasks(phase), phase.few_shot.examples, seed)
+        library = {name: data for name, data in tasks.items() if not self.recipe.tasks[name].held_out}
+        return {**library, **drawn}
+
     def _resolve_steps(self) -> dict[str, dict[str, Any]]:
         """Each phase's optimiser steps, set on the phase: its `steps`, or its `epochs` over the training examples of the
         tasks it draws from, divided by the effective batch (rounded up). Returns what data.json records."""
         run, processes = self.recipe.run, self.accelerator.num_processes
         record: dict[str, dict[str, Any]] = {}
-        for phase in self.recipe.phases:
+        for phase, data in zip(self.recipe.phases, self.phase_data, strict=True):
             batch = (phase.batch_size or run.batch_size) * (phase.grad_accumulation or run.grad_accumulation) * processes
             if phase.epochs is not None:
-                examples = sum(len(self.built.tasks[task].train) for task in self.recipe.phase_tasks(phase))
+                examples = sum(len(data[task].train) for task in self.recipe.phase_tasks(phase))
                 phase.steps = math.ceil(phase.epochs * examples / batch)
             record[phase.name] = {"steps": phase.steps, "effective_batch": batch} | ({"epochs": phase.epochs} if phase.epochs else {})
         return record
@@ -234,7 +248,7 @@ class Trainer:
             self._log({"event": "combiner_fit", "phase": phase.name, **record}, global_step)
 
         outcome = fit_combiner(
-            self.model, self.built.tasks, phase, self.recipe.phase_tasks(phase.section),
+            self.model, self.phase_data[phase.index], phase, self.recipe.phase_tasks(phase.section),
             seed=_seed(self.recipe.run.seed, phase.index, 0, 2), device=self.accelerator.device,
             batch_size=phase.section.batch_size or self.recipe.run.batch_size, max_length=self.recipe.run.max_length, log=log,
         )
@@ -298,7 +312,7 @@ class Trainer:
             schedule._last_lr = [group["lr"] for group in optimizer.param_groups]  # type: ignore[attr-defined]
         train_model, optimizer = acc.prepare(model, optimizer)
         names = recipe.phase_tasks(phase)
-        sizes = [len(self.built.tasks[n].train) for n in names]
+        sizes = [len(self.phase_data[index][n].train) for n in names]
         scheduler = build_scheduler(self.built.resolved, resolved, sizes)
         accumulation = phase.grad_accumulation or recipe.run.grad_accumulation
         plan = plan_batches(
@@ -333,7 +347,7 @@ class Trainer:
         )
         split = None
         if balancing.needs_task_gradients(balancer, every):
-            split = balancing.split_parameters(named, balancing.parameter_owners(named, self._probe_losses(names)))
+            split = balancing.split_parameters(named, balancing.parameter_owners(named, self._probe_losses(index, names)))
         weights = {task: section.loss_weight for task, section in self.recipe.tasks.items()}
         return Balancing(balancer, weights, split, acc.backward, diagnostics_every=every, always_backward=acc.num_processes > 1)
 
@@ -374,7 +388,7 @@ class Trainer:
         batches = []
         for task_index, rows in pieces:
             task = run.names[task_index]
-            features = self.built.tasks[task].train[rows]
+            features = self.phase_data[run.index][task].train[rows]
             if run.phase.views is not None and views is not None:
                 features = span_views(features, run.phase.views, views, set(tokenizer.all_special_ids), self._sentence_ends)
             batches.append((task, move(model.heads[task].collate(features, tokenizer), device)))
@@ -441,12 +455,12 @@ class Trainer:
             new = build_head(built.resolved, task, self.model.backbone, built.task_infos[task], seed_path=f"phases.{index}.fresh_heads.{task}")
             self.model.heads[task].load_state_dict(new.state_dict())
 
-    def _probe_losses(self, tasks: Sequence[str]) -> dict[str, Callable[[], Tensor]]:
-        """For each task, its loss on two of its training examples alone (which parameters it reaches)."""
+    def _probe_losses(self, index: int, tasks: Sequence[str]) -> dict[str, Callable[[], Tensor]]:
+        """For each task, its loss on two of the training examples phase `index` may read (which parameters it reaches)."""
         model, tokenizer = self.model, self.model.backbone.tokenizer
 
         def loss(task: str) -> Callable[[], Tensor]:
-            features = self.built.tasks[task].train[:2]
+            features = self.phase_data[index][task].train[:2]
             batch = move(model.heads[task].collate(features, tokenizer), self.accelerator.device)
             return lambda: sum(model([(task, batch)])[0].values())
 
@@ -455,13 +469,14 @@ class Trainer:
     def _task_groups(self, index: int, named: Sequence[tuple[str, Tensor]]) -> dict[str, list[tuple[str, Tensor]]]:
         """The trained parameters each task's loss alone reaches (probed on two of its training examples)."""
         # Under oracle routing a task's loss reaches its own adapter only (the others are not computed).
-        return parameters_by_task(named, self._probe_losses(list(self.built.tasks)), f"{self.built.source}: phases.{index}.keep_best")
+        tasks = self.recipe.phase_tasks(self.recipe.phases[index])
+        return parameters_by_task(named, self._probe_losses(index, tasks), f"{self.built.source}: phases.{index}.keep_best")
 
     def _validate(self, phase: PhaseSection, step: int, global_step: int, best: BestWeights) -> float:
         """Score every task's validation split; offer the weights to `best`; return the mean primary score."""
         evaluations = evaluate(
             self.model,
-            self.built.tasks,
+            self._scored(phase.name),
             self.built.metrics,
             combiner=routing_path(phase.routing),
             batch_size=self.recipe.run.eval_batch_size,
@@ -518,11 +533,16 @@ class Trainer:
 
         return {"shard": (acc.process_index, acc.num_processes), "gather": gather_object}
 
+    def _scored(self, phase: str) -> dict[str, TaskData]:
+        """The tasks phase `phase` scores (with held-out tasks: the library's, or in a few_shot phase the held-out ones)."""
+        section = next(p for p in self.recipe.phases if p.name == phase)
+        return {name: self.built.tasks[name] for name in self.recipe.scored_tasks(section)}
+
     def _evaluate(self, phase: str, routing: str, global_step: int, *, comparison: bool = False) -> dict[str, TaskEvaluation]:
         """Score every task's held-out split under `routing`; a comparison's predictions go to predictions/<phase>/<routing>/."""
         run = self.recipe.run
         evaluations = evaluate(
-            self.model, self.built.tasks, self.built.metrics, combiner=evaluation_path(routing), batch_size=run.eval_batch_size,
+            self.model, self._scored(phase), self.built.metrics, combiner=evaluation_path(routing), batch_size=run.eval_batch_size,
             device=self.accelerator.device, resamples=run.bootstrap_resamples, run_seed=run.seed, **self._sharding,
         )
         if self.main:
@@ -542,12 +562,14 @@ class Trainer:
 
     def _final_evaluation(self) -> None:
         """When the last phase runs the recipe's combiner, also score oracle routing so the two can be compared; on a
-        generative backbone, also the backbone alone (`base`: no adapter, same prompts and metrics)."""
+        generative backbone, also the backbone alone (`base`: no adapter, same prompts and metrics). Not after a few_shot
+        phase: it scores held-out tasks, whose oracle routing is the backbone alone (the base model is a variant of the
+        sweep there, scored once rather than in every run)."""
         last = self.built.resolved.phases[-1]
         total = sum(p.steps for p in self.recipe.phases)
         if not self.final:
             self.final = self._evaluate(last.name, last.label, total)
-        has_adapters = bool(self.model.adapter_names)
+        has_adapters = bool(self.model.adapter_names) and last.section.few_shot is None
         done = self.results.get(last.name, {})
         compare = not last.routes_by_task and has_adapters
         if compare and ORACLE_ROUTING not in done:
