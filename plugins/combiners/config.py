@@ -228,15 +228,11 @@ class RetrievalCombinerConfig(CombinerConfig):
     top_k: int = Field(default=1, gt=0, description="Adapters each sample is routed to.")
     temperature: float = Field(default=0.1, gt=0, description="Softmax temperature over the kept cosines, until a phase's schedule sets it.")
 
-    @model_validator(mode="after")
-    def _files_have_inputs(self) -> RetrievalCombinerConfig:
-        for adapter, path in self.example_files.items():
-            example_inputs(path, f"example_files.{adapter}")
-        return self
-
 
 def example_inputs(path: str, key: str) -> list[str]:
-    """The non-blank lines of an example file, or a ValueError naming `key` and the fix."""
+    """The non-blank lines of an example file, or a ValueError naming `key` and the fix. Read when the adapters are
+    described (the fit phase), not when the recipe is validated: a finished run keeps its descriptions in its weights
+    and reloads without the files."""
     file = Path(path).expanduser()
     if not file.is_file():
         raise ValueError(f"{key}: {path!r} is not a file (relative paths start at the working directory {Path.cwd()}); give a text file with one example input per line")

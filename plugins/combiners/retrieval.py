@@ -94,9 +94,10 @@ class RetrievalCombiner(Combiner):
             try:
                 if path:
                     try:
-                        data.forward_texts(example_inputs(path, f"combiner.example_files.{name}"))
-                    except ValueError as error:  # the file changed since the recipe was checked
+                        inputs = example_inputs(path, f"combiner.example_files.{name}")
+                    except ValueError as error:
                         raise MtkitError(str(error)) from None
+                    data.forward_texts(inputs)
                 else:
                     data.loss(pieces)
                 embedded[column] = torch.cat(self._collected)

@@ -63,10 +63,14 @@ def test_fit_phase_is_skipped_for_a_combiner_without_a_routine(tiny_recipe: dict
 
 
 def test_fit_phase_describes_adapters_from_example_files(tiny_recipe: dict[str, Any], tmp_path: Path) -> None:
-    """Through the trainer: an adapter with an example file is described by its lines, the other by its task's data."""
+    """Through the trainer: an adapter with an example file is described by its lines, the other by its task's data;
+    the run reloads once the file is gone."""
     examples = tmp_path / "topic.txt"
     examples.write_text("shares fell on monday\n\nthe bank raised its rates\nprofits rose\n", encoding="utf-8")
     run_recipe(_recipe(tiny_recipe, tmp_path, {"type": "retrieval", "examples": 6, "example_files": {"topic": str(examples)}}))
     summary = json.loads((tmp_path / "run" / "combiner_fit.json").read_text())["fit"]
     assert summary["examples"] == {"sentiment": 6, "topic": 3}
     assert summary["example_files"] == {"topic": str(examples)}
+    saved = load_file(tmp_path / "run" / "model.safetensors")["combiner.descriptions"]
+    examples.unlink()  # the descriptions live in the weights: the finished run reloads without the file
+    assert torch.equal(load_run(tmp_path / "run").model.state_dict()["combiner.descriptions"], saved)

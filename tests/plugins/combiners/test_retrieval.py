@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mtkit import FitData, MtkitError, load_registry
+from mtkit import FitData, MtkitError
 from mtkit.train.fit import forward_texts
 
 from .conftest import Builder, encode, hidden, recorded, reference_hidden
@@ -130,15 +130,17 @@ def test_retrieval_mixes_example_files_and_task_data(build: Builder, tmp_path: P
     ("content", "message"),
     [(None, "is not a file"), ("\n  \n", "has no example input"), (b"caf\xe9\n", "is not UTF-8 text")],
 )
-def test_retrieval_example_file_problems_name_the_key(tmp_path: Path, content: str | bytes | None, message: str) -> None:
+def test_retrieval_example_file_problems_name_the_key(build: Builder, tmp_path: Path, content: str | bytes | None, message: str) -> None:
+    """Read when the adapters are described: the error names the key and says what to fix (a run that finished keeps
+    its descriptions and reloads without the files)."""
     path = tmp_path / "examples.txt"
     if isinstance(content, bytes):
         path.write_bytes(content)
     elif content is not None:
         path.write_text(content, encoding="utf-8")
-    config_class = load_registry().component_class("combiner", "retrieval").config_class
-    with pytest.raises(ValueError, match=rf"example_files\.topic: .*{message}"):
-        config_class.model_validate({"example_files": {"topic": str(path)}})
+    model = build({"type": "retrieval", "source": "embeddings", "example_files": {"topic": str(path)}})
+    with pytest.raises(MtkitError, match=rf"combiner\.example_files\.topic: .*{message}"):
+        model.combiner.fit(_fit_data(model, {"sentiment": _texts(WORDS["sentiment"], 4, seed=0)}))
 
 
 def test_retrieval_example_file_for_an_unknown_adapter_is_refused(build: Builder, tmp_path: Path) -> None:
