@@ -11,7 +11,6 @@ backbone and one unmerged mtkit LoRA.
 from __future__ import annotations
 
 import copy
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -76,13 +75,13 @@ def xlora_cases(n: int, batch: int, length: int, workdir: Path) -> dict[str, Cal
         with gates.use_combiner("combiner"):
             return gates.run_backbone(ids, mask, zeros).hidden
 
-    # Every timed call ends in logits over the vocabulary, as PEFT's causal-LM forward does.
 
     # Outputs agree before anything is timed: the comparison is between two implementations of one computation.
     theirs = xlora(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[-1]
     mine = ours_gates()
     if not torch.allclose(mine, theirs, atol=1e-4, rtol=0):
         raise AssertionError(f"layer_gates and X-LoRA disagree by {float((mine - theirs).abs().max()):.2e}")
+    # Every timed call ends in logits over the vocabulary, as PEFT's causal-LM forward does.
     return {
         "bare backbone": lambda: base(input_ids=ids, attention_mask=mask, use_cache=False),
         "mtkit 1 LoRA (unmerged)": lambda: base.lm_head(one.run_backbone(ids, mask, zeros).hidden),
@@ -90,7 +89,3 @@ def xlora_cases(n: int, batch: int, length: int, workdir: Path) -> dict[str, Cal
         f"N={n} mtkit layer_gates": lambda: base.lm_head(ours_gates()),
     }
 
-
-def with_workdir(fn: Callable[[Path], object]) -> object:
-    with tempfile.TemporaryDirectory() as tmp:
-        return fn(Path(tmp))
