@@ -6,27 +6,21 @@ task's training split (after any validation split was carved from it), so they n
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
 import torch
 
+from mtkit.api.seeding import component_seed
 from mtkit.data.tasks import ROW_COLUMN, TaskData
 
 __all__ = ["draw_few_shot", "few_shot_rows"]
 
 
-def _task_seed(seed: int, task: str) -> int:
-    """A seed per (draw seed, task): tasks drawn with one seed still get independent draws."""
-    digest = hashlib.sha256(f"{seed}/{task}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") % (2**63 - 1)
-
-
 def few_shot_rows(size: int, examples: int, seed: int, task: str) -> list[int]:
     """Positions (in the training split) of the `examples` rows drawn for `task` with `seed`; all rows if fewer."""
-    generator = torch.Generator().manual_seed(_task_seed(seed, task))
+    generator = torch.Generator().manual_seed(component_seed(seed, f"tasks.{task}.few_shot"))  # independent per task
     return sorted(torch.randperm(size, generator=generator)[: min(examples, size)].tolist())
 
 

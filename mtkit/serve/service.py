@@ -55,11 +55,10 @@ class ServeSettings:
         for option, value, low in (
             ("--max-batch-size", self.max_batch_size, 1), ("--queue-size", self.queue_size, 1), ("--max-inputs", self.max_inputs, 1),
             ("--max-input-chars", self.max_input_chars, 1), ("--max-body-bytes", self.max_body_bytes, 64), ("--max-tokens", self.max_tokens, 1),
+            ("--threads", 1 if self.threads is None else self.threads, 1),
         ):
             if value < low:
                 raise MtkitError(f"{option} {value}: must be at least {low}")
-        if self.threads is not None and self.threads < 1:
-            raise MtkitError(f"--threads {self.threads}: must be at least 1")
         if self.max_wait_ms < 0 or self.timeout_s <= 0:
             raise MtkitError(f"--max-wait-ms {self.max_wait_ms} / --timeout {self.timeout_s}: the wait must be >= 0 and the timeout > 0 seconds")
 
