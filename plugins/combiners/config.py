@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import ClassVar, Literal, get_args
 
 from pydantic import Field, model_validator
@@ -227,23 +226,6 @@ class RetrievalCombinerConfig(CombinerConfig):
     )
     top_k: int = Field(default=1, gt=0, description="Adapters each sample is routed to.")
     temperature: float = Field(default=0.1, gt=0, description="Softmax temperature over the kept cosines, until a phase's schedule sets it.")
-
-
-def example_inputs(path: str, key: str) -> list[str]:
-    """The non-blank lines of an example file, or a ValueError naming `key` and the fix. Read when the adapters are
-    described (the fit phase), not when the recipe is validated: a finished run keeps its descriptions in its weights
-    and reloads without the files."""
-    file = Path(path).expanduser()
-    if not file.is_file():
-        raise ValueError(f"{key}: {path!r} is not a file (relative paths start at the working directory {Path.cwd()}); give a text file with one example input per line")
-    try:
-        lines = [line.strip() for line in file.read_text(encoding="utf-8-sig").splitlines()]
-    except UnicodeDecodeError as error:
-        raise ValueError(f"{key}: {path!r} is not UTF-8 text (byte {error.start}); save it as UTF-8, one example input per line") from None
-    inputs = [line for line in lines if line]
-    if not inputs:
-        raise ValueError(f"{key}: {path!r} has no example input; write one input per line")
-    return inputs
 
 
 class CatCombinerConfig(CombinerConfig):

@@ -10,6 +10,7 @@ weights are sparse, so with a large library each sample's k adapters are gathere
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -19,7 +20,7 @@ from torch import Tensor
 from mtkit import Combiner, CombinerSetup, FitData, ForwardContext, MtkitError
 
 from ._routing import softmax_top_k
-from .config import RetrievalCombinerConfig, example_inputs
+from .config import RetrievalCombinerConfig
 
 
 class RetrievalCombiner(Combiner):
@@ -93,11 +94,7 @@ class RetrievalCombiner(Combiner):
             self._collected = []
             try:
                 if path:
-                    try:
-                        inputs = example_inputs(path, f"combiner.example_files.{name}")
-                    except ValueError as error:
-                        raise MtkitError(str(error)) from None
-                    data.forward_texts(inputs)
+                    data.forward_texts(example_inputs(path, f"combiner.example_files.{name}"))
                 else:
                     data.loss(pieces)
                 embedded[column] = torch.cat(self._collected)
@@ -127,3 +124,21 @@ class RetrievalCombiner(Combiner):
             "own_examples_routed_home": accuracy,
             **({"undescribed": ", ".join(undescribed)} if undescribed else {}),
         }
+
+
+def example_inputs(path: str, key: str) -> list[str]:
+    """The non-blank lines of an example file, or an MtkitError naming `key` and the fix. Read when the adapters are
+    described (the fit phase), not when the recipe is validated: a finished run keeps its descriptions in its weights
+    and reloads without the files."""
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise MtkitError(f"{key}: {path!r} is not a file (relative paths start at the working directory {Path.cwd()}); give a text file with one example input per line")
+    try:
+        lines = [line.strip() for line in file.read_text(encoding="utf-8-sig").splitlines()]
+    except UnicodeDecodeError as error:
+        raise MtkitError(f"{key}: {path!r} is not UTF-8 text (byte {error.start}); save it as UTF-8, one example input per line") from None
+    inputs = [line for line in lines if line]
+    if not inputs:
+        raise MtkitError(f"{key}: {path!r} has no example input; write one input per line")
+    return inputs
+

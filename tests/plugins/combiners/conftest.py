@@ -93,3 +93,8 @@ def reference_hidden(model: MultiTaskModel, ids: torch.Tensor, mask: torch.Tenso
     finally:
         for handle in handles:
             handle.remove()
+
+
+def texts_unread(texts: object) -> None:
+    """`FitData.forward_texts` for routines that must read their adapters' task data only: calling it fails."""
+    raise AssertionError("this routine reads its adapters' task data, never raw texts")

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 from mtkit import FitData, MtkitError
 
-from .conftest import Builder, encode, hidden
+from .conftest import Builder, encode, hidden, texts_unread
 
 TASKS = torch.tensor([0, 1, 0, 1])
 
@@ -107,7 +107,3 @@ def test_lorahub_search_runs_as_a_phase_and_saves_its_weights(tiny_recipe: dict[
     assert "## Combiner routine in phase `search` (`lorahub`)" in report and "| sentiment |" in report
     reloaded = load_run(tmp_path / "run").model.combiner
     assert reloaded.lorahub_weights.tolist() == pytest.approx(saved.tolist())
-
-
-def texts_unread(texts: object) -> None:
-    raise AssertionError("this routine reads its adapters' task data, never raw texts")

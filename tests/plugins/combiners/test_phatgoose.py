@@ -10,7 +10,7 @@ import torch
 
 from mtkit import FitData, MtkitError, site_key
 
-from .conftest import Builder, encode, reference_hidden
+from .conftest import Builder, encode, reference_hidden, texts_unread
 
 TASKS = torch.zeros(4, dtype=torch.long)
 
@@ -110,7 +110,3 @@ def test_phatgoose_needs_an_adapter_with_task_data(build: Builder) -> None:
     )
     with pytest.raises(MtkitError, match="no adapter serves a task with training examples"):
         model.combiner.fit(data)
-
-
-def texts_unread(texts: object) -> None:
-    raise AssertionError("this routine reads its adapters' task data, never raw texts")
