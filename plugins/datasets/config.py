@@ -203,6 +203,12 @@ class BibleTranslationDatasetConfig(DatasetConfig):
         description="Language to translate from: name, ISO code or bbName code (english/en/k, french/fr/l, spanish/es/v, italian/it/d, portuguese/pt/a).",
     )
     target_language: str = Field(default="french", description="Language to translate into (same forms as source_language).")
+    max_words: int | None = Field(
+        default=None,
+        gt=0,
+        description="Keep only verses whose source and target each have at most this many words (whitespace-separated): "
+        "shorter sequences and generations, for runs sized to a CPU. Applied before the train/test split.",
+    )
 
     @field_validator("source_language", "target_language")
     @classmethod

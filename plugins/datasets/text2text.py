@@ -94,6 +94,9 @@ class BibleTranslationDataset(DatasetSource):
             rows = datasets.Dataset.from_sql(query, connection)
         finally:
             connection.close()
+        if self.config.max_words is not None:
+            limit = self.config.max_words
+            rows = rows.filter(lambda row: len(row["source"].split()) <= limit and len(row["target"].split()) <= limit)
         rows = rows.map(lambda _: {"source_language": names[source], "target_language": names[target]})
         return datasets.DatasetDict({"train": rows})
 

@@ -70,6 +70,18 @@ def test_bible_translation_other_pair() -> None:
     assert rows[0]["source"].startswith("EN el principio") and rows[0]["target"].startswith("NO princípio")
 
 
+def test_bible_translation_max_words_keeps_short_verses_of_both_languages() -> None:
+    config = BibleTranslationDatasetConfig(source_language="fr", target_language="es", max_words=16)
+    rows = BibleTranslationDataset(config).load()["train"]
+    assert 5000 < len(rows) < 31102
+    assert all(len(r["source"].split()) <= 16 and len(r["target"].split()) <= 16 for r in rows)
+    every = BibleTranslationDataset(config.model_copy(update={"max_words": None})).load()["train"]
+    short = [r["verse"] for r in every if len(r["source"].split()) <= 16 and len(r["target"].split()) <= 16]
+    assert rows["verse"] == short  # the same verses in the same order: a filter, nothing else
+    with pytest.raises(ValidationError, match="max_words"):
+        BibleTranslationDatasetConfig(max_words=0)
+
+
 def test_humaneval_has_164_problems_with_tests() -> None:
     rows = HumanEvalDataset(HumanEvalDatasetConfig()).load()["train"]
     assert len(rows) == 164
