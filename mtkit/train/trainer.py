@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from accelerate import Accelerator
@@ -25,63 +25,21 @@ from mtkit.data.tasks import BatchPlan, TaskData, micro_batches, plan_batches
 from mtkit.data.views import sentence_end_ids, span_views
 from mtkit.model.build import BuiltRun, build_head, build_scheduler
 from mtkit.model.param_groups import select_parameters
-from mtkit.recipe.resolve import ResolvedPhase, evaluation_path, routing_path
-from mtkit.recipe.schema import BASE_ROUTING, ORACLE_ROUTING, PhaseSection
+from mtkit.recipe.resolve import ResolvedPhase
+from mtkit.recipe.schema import PhaseSection
 from mtkit.rundir import checkpoint as ckpt
-from mtkit.rundir.evaluate import TaskEvaluation, evaluate, evaluate_examples, move
+from mtkit.rundir.evaluate import TaskEvaluation, move
 from mtkit.rundir.layout import RunDir
-from mtkit.rundir.predictions import prediction_rows, write_predictions
 from mtkit.rundir.report import COMBINER_FIT
 from mtkit.train import balancing
 from mtkit.train.balancing import Balancing, task_loss
+from mtkit.train.callbacks import Callbacks, SilentCallbacks
 from mtkit.train.keep_best import FILE as BEST_FILE
-from mtkit.train.keep_best import MEAN, BestWeights, group_scores, parameters_by_task
+from mtkit.train.keep_best import MEAN, BestWeights, parameters_by_task
+from mtkit.train.lr_schedule import lr_lambda
+from mtkit.train.scoring import Scoring
 
 __all__ = ["Callbacks", "Trainer", "lr_lambda", "task_loss"]
-
-
-class Callbacks(Protocol):
-    def phase_started(self, name: str, steps: int, start: int) -> None: ...
-
-    def step_done(self, step: int, logs: Mapping[str, float]) -> None: ...
-
-    def evaluated(
-        self, phase: str, routing: str, scores: Mapping[str, Mapping[str, float]], intervals: Mapping[str, Mapping[str, list[float]]]
-    ) -> None: ...
-
-    def probes_evaluated(self, routing: str, scores: Mapping[str, Mapping[str, Mapping[str, float]]]) -> None: ...
-
-
-class _Silent:
-    def phase_started(self, name: str, steps: int, start: int) -> None:
-        pass
-
-    def step_done(self, step: int, logs: Mapping[str, float]) -> None:
-        pass
-
-    def evaluated(
-        self, phase: str, routing: str, scores: Mapping[str, Mapping[str, float]], intervals: Mapping[str, Mapping[str, list[float]]]
-    ) -> None:
-        pass
-
-    def probes_evaluated(self, routing: str, scores: Mapping[str, Mapping[str, Mapping[str, float]]]) -> None:
-        pass
-
-
-def lr_lambda(phase: PhaseSection) -> Any:
-    warmup = int(phase.warmup_ratio * phase.steps)
-
-    def scale(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = (step - warmup) / max(1, phase.steps - warmup)
-        if phase.lr_schedule == "linear":
-            return max(0.0, 1.0 - progress)
-        if phase.lr_schedule == "cosine":
-            return 0.5 * (1.0 + math.cos(math.pi * progress))
-        return 1.0
-
-    return scale
 
 
 @dataclass
@@ -110,7 +68,7 @@ def _seed(*parts: int) -> int:
     return value
 
 
-class Trainer:
+class Trainer(Scoring):
     """Runs a built run's phases, writing logs, checkpoints and evaluations into the run directory."""
 
     def __init__(self, built: BuiltRun, run_dir: RunDir, accelerator: Accelerator, callbacks: Callbacks | None = None) -> None:
@@ -118,7 +76,7 @@ class Trainer:
         self.run_dir = run_dir
         self.accelerator = accelerator
         self.main = accelerator.is_main_process  # only the main process writes (accelerate launch)
-        self.callbacks = (callbacks or _Silent()) if self.main else _Silent()
+        self.callbacks = (callbacks or SilentCallbacks()) if self.main else SilentCallbacks()
         self.model = built.model.to(accelerator.device)
         self.recipe = built.recipe
         self.few_shot: dict[str, dict[str, Any]] = {}  # phase -> task -> the few-shot draw (data.json)
@@ -472,25 +430,6 @@ class Trainer:
         tasks = self.recipe.phase_tasks(self.recipe.phases[index])
         return parameters_by_task(named, self._probe_losses(index, tasks), f"{self.built.source}: phases.{index}.keep_best")
 
-    def _validate(self, phase: PhaseSection, step: int, global_step: int, best: BestWeights) -> float:
-        """Score every task's validation split; offer the weights to `best`; return the mean primary score."""
-        evaluations = evaluate(
-            self.model,
-            self._scored(phase.name),
-            self.built.metrics,
-            combiner=routing_path(phase.routing),
-            batch_size=self.recipe.run.eval_batch_size,
-            device=self.accelerator.device,
-            split="validation",
-            **self._sharding,
-        )
-        scores = {task: e.scores for task, e in evaluations.items()}
-        score = group_scores(MEAN, scores)[MEAN]
-        improved = best.offer(step, group_scores(phase.keep_best or MEAN, scores))
-        record = {"event": "validation", "phase": phase.name, "step": step, "global_step": global_step, "score": score}
-        self._log({**record, "improved": improved, "scores": scores}, global_step)
-        return score
-
     def _note_trained(self, named: Sequence[tuple[str, Tensor]]) -> None:
         """Record parameters whose gradient is non-zero: those the loss really reaches (an adapter
         that routing never picks gets zero gradients, and is not counted as trained)."""
@@ -523,79 +462,3 @@ class Trainer:
             if isinstance(value, int | float) and key not in {"step", "global_step"}:
                 self.writer.add_scalar(f"{record.get('phase', 'eval')}/{key}", value, global_step)
 
-    @property
-    def _sharding(self) -> dict[str, Any]:
-        """Evaluation options: each process predicts its share, and every process gets all predictions, each once."""
-        acc = self.accelerator
-        if acc.num_processes == 1:
-            return {}
-        from accelerate.utils import gather_object
-
-        return {"shard": (acc.process_index, acc.num_processes), "gather": gather_object}
-
-    def _scored(self, phase: str) -> dict[str, TaskData]:
-        """The tasks phase `phase` scores (with held-out tasks: the library's, or in a few_shot phase the held-out ones)."""
-        section = next(p for p in self.recipe.phases if p.name == phase)
-        return {name: self.built.tasks[name] for name in self.recipe.scored_tasks(section)}
-
-    def _evaluate(self, phase: str, routing: str, global_step: int, *, comparison: bool = False) -> dict[str, TaskEvaluation]:
-        """Score every task's held-out split under `routing`; a comparison's predictions go to predictions/<phase>/<routing>/."""
-        run = self.recipe.run
-        evaluations = evaluate(
-            self.model, self._scored(phase), self.built.metrics, combiner=evaluation_path(routing), batch_size=run.eval_batch_size,
-            device=self.accelerator.device, resamples=run.bootstrap_resamples, run_seed=run.seed, **self._sharding,
-        )
-        if self.main:
-            folder = self.run_dir.path / "predictions" / phase / (routing if comparison else "")
-            for task, evaluation in evaluations.items():
-                labels = self.built.task_infos[task].label_names
-                examples = self.built.tasks[task].eval
-                rows = prediction_rows(examples, evaluation, labels, self.model.adapter_names, self.model.backbone.tokenizer)
-                write_predictions(folder, task, rows)
-        scores = {task: e.scores for task, e in evaluations.items()}
-        self.results.setdefault(phase, {})[routing] = scores
-        self.intervals.setdefault(phase, {})[routing] = {task: e.intervals for task, e in evaluations.items()}
-        for task, values in scores.items():
-            self._log({"event": "eval", "phase": phase, "routing": routing, "task": task, "global_step": global_step, **values}, global_step)
-        self.callbacks.evaluated(phase, routing, scores, self.intervals[phase][routing])
-        return evaluations
-
-    def _final_evaluation(self) -> None:
-        """When the last phase runs the recipe's combiner, also score oracle routing so the two can be compared; on a
-        generative backbone, also the backbone alone (`base`: no adapter, same prompts and metrics). Not after a few_shot
-        phase: it scores held-out tasks, whose oracle routing is the backbone alone (the base model is a variant of the
-        sweep there, scored once rather than in every run)."""
-        last = self.built.resolved.phases[-1]
-        total = sum(p.steps for p in self.recipe.phases)
-        if not self.final:
-            self.final = self._evaluate(last.name, last.label, total)
-        has_adapters = bool(self.model.adapter_names) and last.section.few_shot is None
-        done = self.results.get(last.name, {})
-        compare = not last.routes_by_task and has_adapters
-        if compare and ORACLE_ROUTING not in done:
-            self._evaluate(last.name, ORACLE_ROUTING, total, comparison=True)
-        if self.model.backbone.generative and has_adapters and BASE_ROUTING not in done:
-            self._evaluate(last.name, BASE_ROUTING, total, comparison=True)
-        self._evaluate_probes(last.name, last.label, total, compare)
-
-    def _evaluate_probes(self, phase: str, routing: str, global_step: int, compare: bool) -> None:
-        """Score every task's probes under the last phase's routing (and oracle routing, to compare, with `compare`)."""
-        modes = [routing, ORACLE_ROUTING] if compare else [routing]
-        for mode in modes:
-            for task, probes in self.built.probes.items():
-                for name, examples in probes.items():
-                    evaluation = evaluate_examples(
-                        self.model, task, examples, self.built.metrics[task], combiner=routing_path(mode),
-                        batch_size=self.recipe.run.eval_batch_size, device=self.accelerator.device, **self._sharding,
-                    )
-                    self.probe_results.setdefault(mode, {}).setdefault(task, {})[name] = evaluation.scores
-                    self._log({"event": "probe", "phase": phase, "routing": mode, "task": task, "probe": name,
-                               "global_step": global_step, **evaluation.scores}, global_step)
-                    if mode == routing:
-                        self.probe_final[f"{task}/{name}"] = evaluation
-                        if self.main:
-                            labels = self.built.task_infos[task].label_names
-                            rows = prediction_rows(examples, evaluation, labels, self.model.adapter_names, self.model.backbone.tokenizer)
-                            write_predictions(self.run_dir.path / "predictions" / phase, f"{task}.{name}", rows)
-            if mode in self.probe_results:
-                self.callbacks.probes_evaluated(mode, self.probe_results[mode])
