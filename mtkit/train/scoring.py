@@ -58,6 +58,7 @@ class Scoring:
         record = {"event": "validation", "phase": phase.name, "step": step, "global_step": global_step, "score": score}
         self._log({**record, "improved": improved, "scores": scores}, global_step)
         return score
+
     @property
     def _sharding(self) -> dict[str, Any]:
         """Evaluation options: each process predicts its share, and every process gets all predictions, each once."""
