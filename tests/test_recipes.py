@@ -9,8 +9,8 @@ import pytest
 
 from mtkit import Registry
 from mtkit.recipe.resolve import load_recipe
+from tests.conftest import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 RECIPES = sorted((ROOT / "recipes").glob("*.toml"))
 # Recipes another slow test already runs whole (or through their header's command), by the test file that does: the
 # few-step run below would repeat a subset of it, so it leaves them out.

@@ -3,6 +3,7 @@ comparisons (oracle routing, the backbone alone) and probes, kept in the run's r
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from accelerate import Accelerator
@@ -81,13 +82,9 @@ class Scoring:
             self.model, self._scored(phase), self.built.metrics, combiner=evaluation_path(routing), batch_size=run.eval_batch_size,
             device=self.accelerator.device, resamples=run.bootstrap_resamples, run_seed=run.seed, **self._sharding,
         )
-        if self.main:
-            folder = self.run_dir.path / "predictions" / phase / (routing if comparison else "")
-            for task, evaluation in evaluations.items():
-                labels = self.built.task_infos[task].label_names
-                examples = self.built.tasks[task].eval
-                rows = prediction_rows(examples, evaluation, labels, self.model.adapter_names, self.model.backbone.tokenizer)
-                write_predictions(folder, task, rows)
+        folder = self.run_dir.path / "predictions" / phase / (routing if comparison else "")
+        for task, evaluation in evaluations.items():
+            self._write_predictions(folder, task, task, self.built.tasks[task].eval, evaluation)
         scores = {task: e.scores for task, e in evaluations.items()}
         self.results.setdefault(phase, {})[routing] = scores
         self.intervals.setdefault(phase, {})[routing] = {task: e.intervals for task, e in evaluations.items()}
@@ -114,6 +111,13 @@ class Scoring:
             self._evaluate(last.name, BASE_ROUTING, total, comparison=True)
         self._evaluate_probes(last.name, last.label, total, compare)
 
+    def _write_predictions(self, folder: Path, name: str, task: str, examples: Any, evaluation: TaskEvaluation) -> None:
+        """Input, prediction and reference of every scored example of `task`, as `folder/<name>.jsonl` (main process only)."""
+        if self.main:
+            labels = self.built.task_infos[task].label_names
+            rows = prediction_rows(examples, evaluation, labels, self.model.adapter_names, self.model.backbone.tokenizer)
+            write_predictions(folder, name, rows)
+
     def _evaluate_probes(self, phase: str, routing: str, global_step: int, compare: bool) -> None:
         """Score every task's probes under the last phase's routing (and oracle routing, to compare, with `compare`)."""
         modes = [routing, ORACLE_ROUTING] if compare else [routing]
@@ -129,9 +133,7 @@ class Scoring:
                                "global_step": global_step, **evaluation.scores}, global_step)
                     if mode == routing:
                         self.probe_final[f"{task}/{name}"] = evaluation
-                        if self.main:
-                            labels = self.built.task_infos[task].label_names
-                            rows = prediction_rows(examples, evaluation, labels, self.model.adapter_names, self.model.backbone.tokenizer)
-                            write_predictions(self.run_dir.path / "predictions" / phase, f"{task}.{name}", rows)
+                        folder = self.run_dir.path / "predictions" / phase
+                        self._write_predictions(folder, f"{task}.{name}", task, examples, evaluation)
             if mode in self.probe_results:
                 self.callbacks.probes_evaluated(mode, self.probe_results[mode])
