@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # for type checkers: the same names as _LAZY_NAMES below
     from mtkit.api.context import FROZEN_TOKENS, ForwardContext, masked_mean
     from mtkit.api.fitting import FitData, FitsItself
     from mtkit.api.interfaces import (
+        ROUTING_MASK,
         TRUNCATED,
         Backbone,
         BackboneOutput,
@@ -60,6 +61,7 @@ _LAZY_NAMES: dict[str, tuple[str, ...]] = {
     "mtkit.api.context": ("FROZEN_TOKENS", "ForwardContext", "masked_mean"),
     "mtkit.api.fitting": ("FitData", "FitsItself"),
     "mtkit.api.interfaces": (
+        "ROUTING_MASK",
         "TRUNCATED",
         "Backbone",
         "BackboneOutput",

@@ -37,6 +37,9 @@ class ForwardContext:
     own_adapters: Tensor | None = None
     """(B,) the column of each sample's own adapter (the one its task uses under oracle routing), -1 for none."""
     attention_mask: Tensor | None = None  # (B, T)
+    pool_mask: Tensor | None = None
+    """(B, T) the tokens pooled into `representations`: the attention mask's, or fewer where the batch marks them
+    (`ROUTING_MASK`: an LM's prompt without its answer in training, as at generation)."""
     num_adapters: int = 0
     representations: dict[str, Tensor] = field(default_factory=dict)
     """Pooled input representations by source (`embeddings`, `layer:N`, `frozen_pass`), each (B, D), filled by the

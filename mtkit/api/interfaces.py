@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from datasets.dataset_dict import DatasetDict
 
 __all__ = [
+    "ROUTING_MASK",
     "TRUNCATED",
     "Backbone",
     "BackboneOutput",
@@ -148,6 +149,11 @@ def pad_batch(features: Mapping[str, list[Any]], pad_id: int, label_pad: int = -
 
 TRUNCATED = "truncated"
 """An optional column of `Head.encode`'s output: True where the input was cut to max_length (mtkit counts them per task)."""
+
+ROUTING_MASK = "routing_mask"
+"""An optional key of `Head.collate`'s batch: (B, T) the tokens a pooled input representation reads, where they are
+fewer than the attention mask's. An LM head marks the prompt without its answer, what the model has seen when it
+routes a prompt at generation, so that routers learn from the representation they are evaluated on."""
 
 
 class Head(nn.Module, ABC):

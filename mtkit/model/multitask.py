@@ -19,7 +19,7 @@ from mtkit.api.adapter import Adapter, Mergeable
 from mtkit.api.combiner import Combiner, MergedLora, RoutesByTask, SiteAdapters
 from mtkit.api.context import FROZEN_TOKENS, ForwardContext, masked_mean
 from mtkit.api.errors import MtkitError
-from mtkit.api.interfaces import Backbone, BackboneOutput, Head, HeadOutput
+from mtkit.api.interfaces import ROUTING_MASK, Backbone, BackboneOutput, Head, HeadOutput
 
 __all__ = ["MultiTaskModel", "TaskBatch"]
 
@@ -138,7 +138,7 @@ class MultiTaskModel(nn.Module):
         if source not in self._needed or source in self.ctx.representations or not self.adapters_enabled:
             return
         hidden = output[0] if isinstance(output, tuple) else output
-        self.ctx.representations[source] = masked_mean(hidden, self.ctx.attention_mask)
+        self.ctx.representations[source] = masked_mean(hidden, self.ctx.pool_mask)
 
     def _site_hook(self, site: str, module: nn.Module, args: tuple[Tensor, ...], output: Tensor) -> Tensor:
         if not self.adapters_enabled:
@@ -149,10 +149,15 @@ class MultiTaskModel(nn.Module):
 
     # --- forward --------------------------------------------------------------------------
 
-    def _begin(self, input_ids: Tensor, attention_mask: Tensor, task_ids: Tensor) -> None:
+    def _begin(self, input_ids: Tensor, attention_mask: Tensor, task_ids: Tensor, pool_mask: Tensor | None = None) -> None:
         index = self.own_adapter_index.to(task_ids.device)
+        pool_mask = attention_mask if pool_mask is None else pool_mask
         self.ctx = ForwardContext(
-            task_ids=task_ids, own_adapters=index[task_ids], attention_mask=attention_mask, num_adapters=len(self.adapter_names)
+            task_ids=task_ids,
+            own_adapters=index[task_ids],
+            attention_mask=attention_mask,
+            pool_mask=pool_mask,
+            num_adapters=len(self.adapter_names),
         )
         self._last_active = self.active
         combiner = self.running_combiner
@@ -161,31 +166,31 @@ class MultiTaskModel(nn.Module):
         # decisions in begin(), outside the layers that activation checkpointing recomputes.
         for source in sorted(self._needed):
             if source == "embeddings":
-                self.ctx.representations[source] = self._embedded(input_ids, attention_mask)
+                self.ctx.representations[source] = self._embedded(input_ids, pool_mask)
             elif source.startswith("frozen_"):  # frozen_pass, frozen_layer:N, frozen_tokens
-                self.ctx.representations[source] = self._frozen_representation(source, input_ids, attention_mask)
+                self.ctx.representations[source] = self._frozen_representation(source, input_ids, attention_mask, pool_mask)
         combiner.start_forward(self.ctx)
         for adapter in self.adapters.values():
             adapter.start_forward(self.ctx)
 
     @torch.no_grad()
-    def _embedded(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+    def _embedded(self, input_ids: Tensor, pool_mask: Tensor) -> Tensor:
         """Mean-pooled input embeddings (the embeddings module in evaluation mode: no dropout, no random draw)."""
         module = self.backbone.embeddings()
         was_training = module.training
         module.eval()
         try:
-            return masked_mean(module(input_ids), attention_mask)
+            return masked_mean(module(input_ids), pool_mask)
         finally:
             module.train(was_training)
 
     @torch.no_grad()
-    def _frozen_representation(self, source: str, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+    def _frozen_representation(self, source: str, input_ids: Tensor, attention_mask: Tensor, pool_mask: Tensor) -> Tensor:
         """Mean-pooled hidden state of the frozen backbone (no adapters): its last layer (`frozen_pass`), or layer N,
         stopping the pass there (`frozen_layer:N`); or its last layer unpooled, (B, T, D) (`frozen_tokens`)."""
         with self.adapters_disabled():
             if source == "frozen_pass":
-                return masked_mean(self.backbone(input_ids, attention_mask).hidden, attention_mask)
+                return masked_mean(self.backbone(input_ids, attention_mask).hidden, pool_mask)
             if source == FROZEN_TOKENS:
                 return self.backbone(input_ids, attention_mask).hidden
             captured: list[Tensor] = []
@@ -201,10 +206,14 @@ class MultiTaskModel(nn.Module):
                 pass
             finally:
                 handle.remove()
-        return masked_mean(captured[0], attention_mask)
+        return masked_mean(captured[0], pool_mask)
 
-    def run_backbone(self, input_ids: Tensor, attention_mask: Tensor, task_ids: Tensor) -> BackboneOutput:
-        self._begin(input_ids, attention_mask, task_ids)
+    def run_backbone(
+        self, input_ids: Tensor, attention_mask: Tensor, task_ids: Tensor, pool_mask: Tensor | None = None
+    ) -> BackboneOutput:
+        """One backbone pass; `pool_mask` (default: the attention mask) marks the tokens the pooled input
+        representations read (a batch's `ROUTING_MASK`)."""
+        self._begin(input_ids, attention_mask, task_ids, pool_mask)
         output = self.backbone(input_ids, attention_mask)
         self._last_combiner.finish_forward()
         return output
@@ -214,8 +223,8 @@ class MultiTaskModel(nn.Module):
 
         Tasks whose head gives no loss (no labels) have no entry in the losses.
         """
-        input_ids, attention_mask, task_ids = self._concat(batches)
-        output = self.run_backbone(input_ids, attention_mask, task_ids)
+        input_ids, attention_mask, task_ids, pool_mask = self._concat(batches)
+        output = self.run_backbone(input_ids, attention_mask, task_ids, pool_mask)
         losses: dict[str, Tensor] = {}
         outputs: dict[str, HeadOutput] = {}
         start = 0
@@ -248,17 +257,20 @@ class MultiTaskModel(nn.Module):
                 losses[name] = losses[name] + value if name in losses else value
         return losses
 
-    def _concat(self, batches: Sequence[TaskBatch]) -> tuple[Tensor, Tensor, Tensor]:
+    def _concat(self, batches: Sequence[TaskBatch]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Input ids, attention mask, task ids and pooling mask (each batch's `ROUTING_MASK`, else its attention mask)
+        of the task batches, right-padded to one width."""
         width = max(b["input_ids"].shape[1] for _, b in batches)
         pad_id = self.pad_token_id
-        ids, masks, tasks = [], [], []
+        ids, masks, tasks, pools = [], [], [], []
         for task, batch in batches:
             pad = width - batch["input_ids"].shape[1]
             ids.append(F.pad(batch["input_ids"], (0, pad), value=pad_id))
             masks.append(F.pad(batch["attention_mask"], (0, pad), value=0))
+            pools.append(F.pad(batch.get(ROUTING_MASK, batch["attention_mask"]), (0, pad), value=0))
             tasks.append(torch.full((batch["input_ids"].shape[0],), self.task_names.index(task), dtype=torch.long))
         device = ids[0].device
-        return torch.cat(ids), torch.cat(masks), torch.cat(tasks).to(device)
+        return torch.cat(ids), torch.cat(masks), torch.cat(tasks).to(device), torch.cat(pools)
 
     @property
     def pad_token_id(self) -> int:
@@ -393,7 +405,7 @@ class TaskView:
         return torch.full((ids.shape[0],), self.model.task_names.index(self.task), dtype=torch.long, device=ids.device)
 
     def backbone_output(self, batch: Mapping[str, Any]) -> BackboneOutput:
-        return self.model.run_backbone(batch["input_ids"], batch["attention_mask"], self.task_ids(batch))
+        return self.model.run_backbone(batch["input_ids"], batch["attention_mask"], self.task_ids(batch), batch.get(ROUTING_MASK))
 
     def generate(self, batch: Mapping[str, Any], **kwargs: Any) -> Tensor:
         return self.model.generate(batch["input_ids"], batch["attention_mask"], self.task_ids(batch), **kwargs)

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from mtkit.api.interfaces import BackboneOutput
+from mtkit.api.interfaces import ROUTING_MASK, BackboneOutput
 from mtkit.model.multitask import MultiTaskModel, TaskView
 
 __all__ = ["SharedPasses"]
@@ -25,6 +25,7 @@ __all__ = ["SharedPasses"]
 class _Pass:
     input_ids: Tensor
     attention_mask: Tensor
+    pool_mask: Tensor
     output: BackboneOutput
     routing: list[Tensor]  # what the running combiner recorded for the pass, (B, K) per forward
 
@@ -45,15 +46,18 @@ class SharedPasses:
     def output(self, view: SharingView, batch: Mapping[str, Any]) -> tuple[BackboneOutput, list[Tensor]]:
         """The backbone output for `batch` under `view`'s task, and the routing recorded for it."""
         ids, mask = batch["input_ids"], batch["attention_mask"]
+        pool = batch.get(ROUTING_MASK, mask)
         if self.shared:
             for done in self.passes:
-                if done.input_ids.shape == ids.shape and torch.equal(done.input_ids, ids) and torch.equal(done.attention_mask, mask):
+                if done.input_ids.shape == ids.shape and all(
+                    torch.equal(a, b) for a, b in ((done.input_ids, ids), (done.attention_mask, mask), (done.pool_mask, pool))
+                ):
                     return done.output, done.routing
         with self.model.recording_routing() as log:
-            output = self.model.run_backbone(ids, mask, view.task_ids(batch))
+            output = self.model.run_backbone(ids, mask, view.task_ids(batch), pool)
         self.runs += 1
         if self.shared:
-            self.passes.append(_Pass(ids, mask, output, list(log)))
+            self.passes.append(_Pass(ids, mask, pool, output, list(log)))
         return output, list(log)
 
 

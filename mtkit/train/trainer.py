@@ -6,7 +6,6 @@ a run resumed from a checkpoint continues exactly as an uninterrupted one would.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -18,7 +17,6 @@ import torch
 from accelerate import Accelerator
 from torch import Tensor
 
-from mtkit.api.errors import MtkitError
 from mtkit.api.interfaces import Balancer
 from mtkit.data.few_shot import draw_few_shot
 from mtkit.data.tasks import BatchPlan, TaskData, micro_batches, plan_batches
@@ -27,14 +25,13 @@ from mtkit.model.build import BuiltRun, build_head, build_scheduler
 from mtkit.model.param_groups import select_parameters
 from mtkit.recipe.resolve import ResolvedPhase
 from mtkit.recipe.schema import PhaseSection
-from mtkit.rundir import checkpoint as ckpt
 from mtkit.rundir.evaluate import TaskEvaluation, move
 from mtkit.rundir.layout import RunDir
 from mtkit.rundir.report import COMBINER_FIT
 from mtkit.train import balancing
 from mtkit.train.balancing import Balancing, task_loss
 from mtkit.train.callbacks import Callbacks, SilentCallbacks
-from mtkit.train.keep_best import FILE as BEST_FILE
+from mtkit.train.checkpointing import Checkpointing, Resumed
 from mtkit.train.keep_best import MEAN, BestWeights, parameters_by_task
 from mtkit.train.lr_schedule import lr_lambda
 from mtkit.train.scoring import Scoring
@@ -68,7 +65,7 @@ def _seed(*parts: int) -> int:
     return value
 
 
-class Trainer(Scoring):
+class Trainer(Scoring, Checkpointing):
     """Runs a built run's phases, writing logs, checkpoints and evaluations into the run directory."""
 
     def __init__(self, built: BuiltRun, run_dir: RunDir, accelerator: Accelerator, callbacks: Callbacks | None = None) -> None:
@@ -132,10 +129,6 @@ class Trainer(Scoring):
         """Parameters that received gradients in some phase."""
         return sum(p.numel() for n, p in self.model.named_parameters() if n in self.trained)
 
-    def model_state(self) -> dict[str, Tensor]:
-        state = self.model.state_dict()
-        return {k: state[k] for k in self.saved_keys}
-
     @property
     def writer(self) -> Any:
         if self._writer is None:
@@ -147,30 +140,8 @@ class Trainer(Scoring):
     # --- the loop --------------------------------------------------------------------------
 
     def run(self, *, resume: bool = False) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
-        start_phase, start_step, optimizer_files = 0, 0, None
-        if resume:
-            found = ckpt.load_latest(self.run_dir.path)
-            assert found is not None, "RunDir.create checks that a checkpoint exists"
-            folder, state = found
-            self.model.load_state_dict(ckpt.load_tensors(folder / "model.safetensors"), strict=False)
-            if "balancers" in state:
-                tensors = ckpt.load_tensors(folder / balancing.FILE) if any(r["keys"] for r in state["balancers"].values()) else {}
-                balancing.load_balancer_state(self.balancers, tensors, state["balancers"], str(folder))
-            start_phase, start_step = state["phase"], state["step"]
-            self.results = state["results"]
-            self.intervals = state.get("intervals", {})
-            self.trained = set(state.get("trained", []))
-            self._resumed_best = state.get("best")
-            optimizer_files = folder if start_step > 0 else None
-            if self.main:
-                # Records up to the checkpoint stay; a phase resumed from its start scores its step-0 validation again.
-                phases = self.recipe.phases
-                restarted = phases[start_phase].name if start_step == 0 and start_phase < len(phases) else None
-
-                def replayed(record: dict[str, Any]) -> bool:
-                    return record.get("event") == "validation" and record.get("phase") == restarted and record.get("step") == 0
-
-                self.run_dir.truncate_logs(state["global_step"], drop=replayed)
+        resumed = self._restore() if resume else Resumed()
+        start_phase, start_step, optimizer_files = resumed.phase, resumed.step, resumed.optimizer_files
         global_step = sum(p.steps for p in self.recipe.phases[:start_phase]) + start_step
         for index in range(start_phase, len(self.recipe.phases)):
             phase = self.recipe.phases[index]
@@ -259,15 +230,7 @@ class Trainer(Scoring):
         )
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(phase))
         if optimizer_files is not None:
-            ckpt.load_optimizer_state(
-                optimizer,
-                ckpt.load_tensors(optimizer_files / "optimizer.safetensors"),
-                json.loads((optimizer_files / "optimizer.json").read_text()),
-            )
-            # The saved param groups hold the learning rates of step `first`; the schedule continues from there
-            # (stepping it `first` times before any optimiser step would warn and do the same).
-            schedule.last_epoch = first
-            schedule._last_lr = [group["lr"] for group in optimizer.param_groups]  # type: ignore[attr-defined]
+            self._load_optimizer(optimizer, schedule, optimizer_files, first)
         train_model, optimizer = acc.prepare(model, optimizer)
         names = recipe.phase_tasks(phase)
         sizes = [len(self.phase_data[index][n].train) for n in names]
@@ -329,7 +292,7 @@ class Trainer(Scoring):
         self._note_trained(run.named)
         grad_norm = acc.clip_grad_norm_(run.params, phase.max_grad_norm) if phase.max_grad_norm else None
         if grad_norm is not None and not torch.isfinite(grad_norm):
-            raise self._diverged(run, step, "the gradient norm is not finite")
+            raise self._diverged(run.index, run.phase, step, "the gradient norm is not finite")
         run.optimizer.step()
         run.schedule.step()
         run.optimizer.zero_grad(set_to_none=True)
@@ -378,15 +341,7 @@ class Trainer(Scoring):
             return
         bad = [task for task, value in losses.items() if not bool(torch.isfinite(value))]
         what = f"the loss of task {', '.join(map(repr, bad))}" if bad else "an auxiliary loss"
-        raise self._diverged(run, step, f"{what} is not finite")
-
-    def _diverged(self, run: _PhaseRun, step: int, what: str) -> MtkitError:
-        latest = ckpt.load_latest(self.run_dir.path) if self.main else None
-        kept = f"the last checkpoint ({latest[0].name}) is kept" if latest else "no checkpoint was written before it"
-        return MtkitError(
-            f"{self.built.source}: phases.{run.index} ({run.phase.name!r}), step {step + 1}: {what}, so training diverged; {kept}. "
-            f"Lower phases.{run.index}.lr, check the adapters' alpha and scale, and run again (--overwrite)"
-        )
+        raise self._diverged(run.index, run.phase, step, f"{what} is not finite")
 
     def _bookkeeping(self, run: _PhaseRun, done: int, global_step: int, logs: dict[str, float], tic: float) -> float:
         """Validation checks, progress, log lines and checkpoints after step `done`; returns the log timer."""
@@ -437,22 +392,6 @@ class Trainer(Scoring):
         if pending:
             nonzero = torch.stack([g.detach().abs().amax().float() for _, g in pending]) > 0
             self.trained |= {n for (n, _), hit in zip(pending, nonzero.tolist(), strict=True) if hit}
-
-    def _checkpoint(self, global_step: int, optimizer: Any, phase: int, step: int, best: BestWeights | None = None) -> None:
-        if not self.main:
-            return
-        state = {
-            "phase": phase, "step": step, "global_step": global_step, "results": self.results, "intervals": self.intervals,
-            "trained": sorted(self.trained),
-        }
-        extra = {}
-        if best is not None:
-            state["best"] = best.kept()
-            extra = {BEST_FILE: best.tensors} if best.tensors else {}  # copies of the best weights so far
-        tensors, state["balancers"] = balancing.save_balancer_state(self.balancers)
-        if tensors:
-            extra[balancing.FILE] = tensors
-        ckpt.save_checkpoint(self.run_dir.path, global_step, self.model_state(), optimizer, state, extra)
 
     def _log(self, record: dict[str, Any], global_step: int) -> None:
         if not self.main:

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mtkit import TRUNCATED, Backbone, BackboneOutput, Head, HeadOutput, ModelAccess, MtkitError, TaskInfo, pad_batch, peft_format
+from mtkit import ROUTING_MASK, TRUNCATED, Backbone, BackboneOutput, Head, HeadOutput, ModelAccess, MtkitError, TaskInfo, pad_batch, peft_format
 
 from .config import LmHeadConfig
 
@@ -123,6 +123,9 @@ class LmHead(Head):
         )
         # Generation continues the last position of every row, so prompts are padded on the left.
         prompts = features["prompt_ids"]
+        if "input_ids" in batch:  # routing reads the prompt alone, as it does when the prompt is generated from
+            full = batch["input_ids"].shape[1]
+            batch[ROUTING_MASK] = torch.tensor([[1] * len(p) + [0] * (full - len(p)) for p in prompts])
         width = max(len(p) for p in prompts)
         batch["prompt_input_ids"] = torch.tensor([[pad_id] * (width - len(p)) + list(p) for p in prompts])
         batch["prompt_attention_mask"] = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])

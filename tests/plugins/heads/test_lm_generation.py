@@ -166,3 +166,22 @@ def test_evaluate_base_scores_the_backbone_without_adapters(registry: Registry) 
                 if "lora_b" in name:
                     param.zero_()
     assert run("oracle").predictions == base.predictions
+
+
+@pytest.mark.parametrize("source", ["embeddings", "layer:0", "frozen_pass"])
+def test_training_forward_routes_from_the_prompt_as_generation_does(registry: Registry, source: str) -> None:
+    """A training batch holds prompt + answer; the router pools the prompt alone (the batch's routing mask), so the
+    routing it learns from is the routing it gives when the same prompts are generated from."""
+    model = _model(registry, source=source)
+    tokenizer = model.backbone.tokenizer
+    rows = [("news", PROMPTS[0][1], "Carmaker shares fall"), ("news", PROMPTS[3][1], "A wet day across the country")]
+    encoded = model.heads["news"].encode({"text": [r[1] for r in rows], "target": [r[2] for r in rows]}, tokenizer, 48)
+    batch = model.heads["news"].collate(encoded, tokenizer)
+    assert batch["routing_mask"].sum(1).tolist() == [len(p) for p in encoded["prompt_ids"]]
+    assert batch["routing_mask"].sum() < batch["attention_mask"].sum()  # the answers are left out
+    options = _options(model, max_new_tokens=2)
+    with model.use_combiner("combiner"), model.recording_routing() as log:
+        losses, _ = model([("news", batch)])
+        model.generate(batch["prompt_input_ids"], batch["prompt_attention_mask"], torch.zeros(2, dtype=torch.long), **options)
+    assert "news" in losses
+    torch.testing.assert_close(log[0], log[1], atol=1e-4, rtol=0)
