@@ -10,7 +10,7 @@ either states weights over the adapters, (B, K) or (B, T, K), and leaves applyin
 from __future__ import annotations
 
 from abc import ABC
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import ClassVar, Protocol, runtime_checkable
@@ -93,34 +93,53 @@ class SiteAdapters:
 
         With `sparse`, adapters that no sample (or token) weights are not computed at all. That is exact whenever the
         weights carry no gradient, the default; a combiner whose zero weights come from a mask (top-k) may pass
-        True with weights that do, since a masked weight gets no gradient either.
+        True with weights that do, since a masked weight gets no gradient either. Without autograd, what the weights
+        decide (which adapters run, each sample's gathered factors) is prepared once and reused while the same weights
+        tensor comes back in the same pass: the decoding steps of a generate call, whose routing is the prompt's.
         """
         if sparse is None:
             sparse = not weights.requires_grad
-        used = weights.detach().ne(0).flatten(0, -2).any(0).tolist() if sparse else None
+        reuse = not torch.is_grad_enabled()
+        planned = ctx.site_plans.get(self.site) if reuse else None
+        if planned is not None and planned[0] is weights and planned[1:3] == (weights._version, sparse):
+            parts = planned[3]
+        else:
+            parts = self._plan(weights, ctx, sparse)
+            if reuse:
+                ctx.site_plans[self.site] = (weights, weights._version, sparse, parts)
         out = y
+        for part in parts:
+            out = out + part(x, y)
+        return out
+
+    def _plan(self, weights: Tensor, ctx: ForwardContext, sparse: bool) -> list[Callable[[Tensor, Tensor], Tensor]]:
+        """For each family with an adapter to run, the function (x, y) -> its weighted deltas' sum."""
+        used = weights.detach().ne(0).flatten(0, -2).any(0).tolist() if sparse else None
+        parts = []
         for family, members in self.families:
             chosen = [(c, a) for c, a in members if used is None or used[c]]
             if chosen:
-                out = out + self._mix(family, chosen, x, y, weights, ctx, sparse)
-        return out
+                parts.append(self._mix(family, chosen, weights, ctx, sparse))
+        return parts
 
     def _mix(
-        self, family: type[Adapter], chosen: list[tuple[int, Adapter]], x: Tensor, y: Tensor, weights: Tensor, ctx: ForwardContext, sparse: bool
-    ) -> Tensor:
+        self, family: type[Adapter], chosen: list[tuple[int, Adapter]], weights: Tensor, ctx: ForwardContext, sparse: bool
+    ) -> Callable[[Tensor, Tensor], Tensor]:
         from mtkit.api import lowrank
 
         columns = [c for c, _ in chosen]
         adapters = [a for _, a in chosen]
         w = weights[..., columns]
+        training = adapters[0].training
         if sparse and len(columns) >= GATHER_MIN_ADAPTERS:
             per_row = int(w.detach().ne(0).sum(-1).max())  # adapters per sample (B, K) or per token (B, T, K)
             factored = family.low_rank(adapters, self.site) if gathers(len(columns), per_row) else None
             if factored is not None and w.dim() == 2:
-                return lowrank.gathered_mix(factored, x, y, w, per_row, training=adapters[0].training)
+                gathered = lowrank.gather(factored, w, per_row)
+                return lambda x, y: lowrank.apply_gathered(gathered, x, y, training=training)
             if factored is not None:
-                return lowrank.dispatched_mix(factored, x, y, w, training=adapters[0].training)
-        return family.mix(adapters, self.site, x, y, w, ctx)
+                return lambda x, y: lowrank.dispatched_mix(factored, x, y, w, training=training)
+        return lambda x, y: family.mix(adapters, self.site, x, y, w, ctx)
 
     def stack(self, x: Tensor, y: Tensor, ctx: ForwardContext) -> Tensor:
         """Every attached adapter's delta, in `columns` order.  -> (B, T, K_site, Dout)"""

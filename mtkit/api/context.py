@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -45,6 +46,11 @@ class ForwardContext:
     """Pooled input representations by source (`embeddings`, `layer:N`, `frozen_pass`), each (B, D), filled by the
     model as the pass reaches them, and only for the sources a running component reads; `frozen_tokens` is unpooled,
     (B, T, D)."""
+
+    site_plans: dict[str, Any] = field(default_factory=dict, repr=False)
+    """Core bookkeeping, not for components: what `SiteAdapters.apply` prepared at each site for the weights it was
+    given (which adapters run, each sample's gathered factors), reused while the same weights come back within this
+    pass: every decoding step of a generate call."""
 
     def representation(self, source: str) -> Tensor | None:
         """The pooled input representation from `source`, or None if the pass has not reached it yet."""

@@ -27,8 +27,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = [
-    "LowRank", "block_sums", "dispatched_mix", "dots", "gathered_mix", "inner", "mix", "project", "rank_weights", "stack",
-    "stack_inner", "weighted_sum",
+    "Gathered", "LowRank", "apply_gathered", "block_sums", "dispatched_mix", "dots", "gather", "gathered_mix", "inner", "mix",
+    "project", "rank_weights", "stack", "stack_inner", "weighted_sum",
 ]
 
 
@@ -191,25 +191,50 @@ def _padded(matrices: Sequence[Tensor], rank: int) -> Tensor:
     return torch.stack([m if m.shape[0] == rank else F.pad(m, (0, 0, 0, rank - m.shape[0])) for m in matrices])
 
 
-def gathered_mix(factors: LowRank, x: Tensor, y: Tensor, weights: Tensor, per_sample: int, *, training: bool = False) -> Tensor:
-    """sum_k w_k delta_k for per-sample weights (B, K) with at most `per_sample` non-zero entries a row.
+@dataclass(frozen=True)
+class Gathered:
+    """Each sample's adapters of a `LowRank`, gathered for per-sample weights (B, K) with at most k non-zero entries a
+    row (zero-padded to one rank R; padded units stay zero since act(0) = 0). Made once per forward, or once per
+    generate call: its decoding steps reuse it (`SiteAdapters.apply`)."""
 
-    Each sample's adapters are gathered (zero-padded to one rank; padded units stay zero since act(0) = 0) and
-    applied with batched products, so the work grows with `per_sample`, not with K. Equal to `mix` with the same
-    weights; the gradient reaches the adapters and the non-zero weights (a zero weight is taken as masked). While
-    training, each (sample, adapter) pair draws its own dropout mask over z, as `mix` does per adapter.
-    -> (B, T, Dout)
-    """
-    z = _source(factors, x, y)
+    factors: LowRank
+    columns: list[int]  # the library's adapters some sample uses
+    slot: Tensor  # (B, k) each sample's adapters, as positions in `columns`
+    weights: Tensor  # (B, k) their weights
+    rank: int
+    down: Tensor  # (B, k, R, Din)
+    up: Tensor  # (B, k R, Dout)
+
+
+def gather(factors: LowRank, weights: Tensor, per_sample: int) -> Gathered:
+    """The adapters of each sample with a non-zero weight in `weights` (B, K), at most `per_sample` a row."""
     # Each row's non-zero columns first (any sign); rows with fewer fill up with zero-weight columns, which add nothing.
     index = weights.detach().ne(0).to(torch.float32).topk(per_sample, dim=-1).indices  # (B, k)
-    top_w = weights.gather(-1, index)
     used, slot = index.unique(return_inverse=True)  # only the library's adapters some sample uses are stacked
     columns = used.tolist()
     rank = max(factors.ranks[c] for c in columns)
-    batch, k = index.shape
-    down = _padded([factors.down[c] for c in columns], rank)[slot].to(z.dtype)  # (B, k, R, Din)
-    up = _padded([factors.up[c] for c in columns], rank)[slot]  # (B, k, R, Dout)
+    down = _padded([factors.down[c] for c in columns], rank)[slot]  # (B, k, R, Din)
+    up = _padded([factors.up[c] for c in columns], rank)[slot].flatten(1, 2)  # (B, k R, Dout)
+    return Gathered(factors, columns, slot, weights.gather(-1, index), rank, down, up)
+
+
+def gathered_mix(factors: LowRank, x: Tensor, y: Tensor, weights: Tensor, per_sample: int, *, training: bool = False) -> Tensor:
+    """sum_k w_k delta_k for per-sample weights (B, K) with at most `per_sample` non-zero entries a row.
+
+    Each sample's adapters are gathered (`gather`) and applied with batched products (`apply_gathered`), so the work
+    grows with `per_sample`, not with K. Equal to `mix` with the same weights; the gradient reaches the adapters and
+    the non-zero weights (a zero weight is taken as masked). While training, each (sample, adapter) pair draws its own
+    dropout mask over z, as `mix` does per adapter.  -> (B, T, Dout)
+    """
+    return apply_gathered(gather(factors, weights, per_sample), x, y, training=training)
+
+
+def apply_gathered(gathered: Gathered, x: Tensor, y: Tensor, *, training: bool = False) -> Tensor:
+    """sum_k w_k delta_k of the gathered adapters for the site input x / output y.  -> (B, T, Dout)"""
+    factors, columns, slot, rank = gathered.factors, gathered.columns, gathered.slot, gathered.rank
+    z = _source(factors, x, y)
+    down = gathered.down.to(z.dtype)
+    batch, k = slot.shape
     drops = [factors.dropout[c] for c in columns] if factors.dropout is not None else []
     if training and any(p > 0 for p in drops):
         p = torch.tensor(drops, dtype=z.dtype, device=z.device)[slot][..., None, None]  # (B, k, 1, 1)
@@ -223,8 +248,9 @@ def gathered_mix(factors: LowRank, x: Tensor, y: Tensor, weights: Tensor, per_sa
         h = h + bias.flatten(1, 2).unsqueeze(1).to(h.dtype)
     if factors.activation is not None:
         h = factors.activation(h)
+    top_w = gathered.weights
     h = h * top_w.to(h.dtype).repeat_interleave(rank, dim=-1).unsqueeze(1)
-    out = torch.bmm(h, up.flatten(1, 2).to(h.dtype))  # (B, T, Dout)
+    out = torch.bmm(h, gathered.up.to(h.dtype))  # (B, T, Dout)
     if factors.up_bias is not None:
         up_bias = torch.stack([factors.up_bias[c] for c in columns])[slot]  # (B, k, Dout)
         out = out + torch.einsum("bk,bko->bo", top_w.to(out.dtype), up_bias.to(out.dtype)).unsqueeze(1)

@@ -185,3 +185,48 @@ def test_training_forward_routes_from_the_prompt_as_generation_does(registry: Re
         model.generate(batch["prompt_input_ids"], batch["prompt_attention_mask"], torch.zeros(2, dtype=torch.long), **options)
     assert "news" in losses
     torch.testing.assert_close(log[0], log[1], atol=1e-4, rtol=0)
+
+
+def test_generate_gathers_each_sites_adapters_once_per_call(registry: Registry, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Five LoRAs in a mixed batch under oracle routing take the gathered path; its per-sample factors are gathered
+    once per site for the whole generate call (the routing is the prompt's), and the tokens equal a greedy loop of
+    whole-sequence passes, each gathering anew."""
+    from mtkit.api import lowrank
+
+    backbone = copy.deepcopy(TINY_LLAMA)
+    backbone["config_overrides"]["initializer_range"] = 0.2
+    lora = {"type": "lora", "rank": 4, "alpha": 16, "init": "random", "target_modules": ["q_proj", "v_proj"]}
+    names = [f"t{i}" for i in range(5)]
+    head = _head("Text: {text}\nSummary:")
+    recipe = {
+        "run": {"name": "gen", "seed": 3, "max_length": 48},
+        "backbone": backbone,
+        "adapters": {name: dict(lora) for name in names},
+        "tasks": {name: {"dataset": {"type": "bbc_headlines"}, "head": head, "metrics": ["rouge"]} for name in names},
+        "phases": [{"name": "train", "steps": 1, "train": ["adapters"]}],
+    }
+    model = build_model(resolve(recipe, registry, "test"), {name: TaskInfo(name, 0) for name in names}).eval()
+    rows = [(names[i % 5], text) for i, (_, text) in enumerate(PROMPTS * 2)][:6]
+    ids, mask, task_ids = _prompts(model, rows)
+    calls = [0]
+    real = lowrank.gather
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr("mtkit.api.lowrank.gather", counted)
+    steps = 5
+    options = model.heads["t0"].generation_options() | {"max_new_tokens": steps, "min_new_tokens": steps}
+    with torch.no_grad(), model.use_combiner("oracle"):
+        generated = model.generate(ids, mask, task_ids, **options)
+        assert calls[0] == len(model._sites)
+        sequence, attention = ids, mask
+        for _ in range(steps):  # each pass a forward of its own (a new ForwardContext), as Hugging Face positions them
+            positions = (attention.cumsum(-1) - 1).masked_fill(attention == 0, 1)
+            model._begin(sequence, attention, task_ids)
+            logits = model.backbone.model(input_ids=sequence, attention_mask=attention, position_ids=positions).logits
+            nxt = logits[:, -1].argmax(-1, keepdim=True)
+            sequence, attention = torch.cat([sequence, nxt], 1), torch.cat([attention, torch.ones_like(nxt)], 1)
+    assert calls[0] > len(model._sites)
+    assert torch.equal(generated, sequence[:, ids.shape[1] :])
