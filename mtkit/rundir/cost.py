@@ -1,13 +1,13 @@
 """Inference cost: the run's model against its bare backbone on one fixed batch (time and operation count), recorded in
 the run directory.
 
-The batch is the first examples of every task's held-out split (the same in every variant of a sweep). Each
+The batch is the first examples of every task's held-out split, at most 128 tokens each (the same in every variant of
+a sweep). Each
 configuration runs the backbone pass with its adapters (heads excluded: they are the same everywhere) under the
 combiner of the run's last phase; rounds alternate between the configurations so that a machine slowing down or
 speeding up in between weighs on all alike, and a ratio is the median over rounds of the per-round ratio. On a CPU
 the clock is this process's CPU time, which other processes on a shared machine barely disturb. As deployed, the
-model is merged into the
-base weights where that is possible (one adapter for every task, or a merging combiner), which costs exactly the
+model is merged into the base weights where that is possible (one adapter for every task, or a merging combiner), which costs exactly the
 bare backbone; otherwise it runs unmerged.
 """
 
@@ -28,10 +28,12 @@ from mtkit.model.multitask import MultiTaskModel
 __all__ = ["FILE", "measure_inference"]
 
 FILE = "inference.json"
+MAX_TOKENS = 128  # the timed batch's width: a ratio against the bare backbone barely moves with length, the minutes do
 
 
 def _batch(model: MultiTaskModel, tasks: Mapping[str, TaskData], per_task: int, device: torch.device) -> tuple[torch.Tensor, ...]:
-    """The first `per_task` held-out examples of every task, padded into one mixed batch."""
+    """The first `per_task` held-out examples of every task, right-padded into one mixed batch and cut to its first
+    `MAX_TOKENS` positions."""
     tokenizer = model.backbone.tokenizer
     heads: Mapping[str, Any] = model.heads  # type: ignore[assignment]
     parts = [(name, heads[name].collate(data.eval[:per_task], tokenizer)) for name, data in tasks.items() if len(data.eval)]
@@ -39,6 +41,7 @@ def _batch(model: MultiTaskModel, tasks: Mapping[str, TaskData], per_task: int, 
     ids = torch.cat([F.pad(b["input_ids"], (0, width - b["input_ids"].shape[1]), value=model.pad_token_id) for _, b in parts])
     mask = torch.cat([F.pad(b["attention_mask"], (0, width - b["attention_mask"].shape[1]), value=0) for _, b in parts])
     task_ids = torch.cat([torch.full((b["input_ids"].shape[0],), model.task_names.index(n), dtype=torch.long) for n, b in parts])
+    ids, mask = ids[:, :MAX_TOKENS], mask[:, :MAX_TOKENS]
     return ids.to(device), mask.to(device), task_ids.to(device)
 
 
