@@ -89,6 +89,16 @@ def _check_generative_run(run: Path, recipe: Any) -> None:
             assert len(rows) == 6 and all({"prompt", "prediction", "reference"} <= set(row) for row in rows)
     if recipe.phases[-1].few_shot is None:
         assert "base" in results and "| task | metric | base |" in (run / "report.md").read_text()
+        # Every routing against base, paired on the same examples: the difference is that of the two scores.
+        differences = intervals["differences"][last]
+        for routing in set(results) - {"base"}:
+            for task, by_metric in differences[f"{routing} - base"].items():
+                assert set(by_metric) == set(results[routing][task])
+                for metric, entry in by_metric.items():
+                    assert entry["difference"] == pytest.approx(results[routing][task][metric] - results["base"][task][metric], abs=1e-9)
+                    low, high = entry["interval"]
+                    assert low <= high
+        assert "| task | metric | " + " | ".join(differences) + " |" in (run / "report.md").read_text()
     else:
         held_out = {name for name, task in recipe.tasks.items() if task.held_out}
         assert set(results) == {recipe.phases[-1].routing} and set(results[recipe.phases[-1].routing]) == held_out

@@ -76,7 +76,7 @@ class RunSection(Section):
     log_every: int = Field(default=10, gt=0, description="Steps between metric log lines.")
     bootstrap_resamples: int = Field(
         default=1000, ge=0, description="Resamples of the held-out examples for each score's bootstrap 95% interval "
-        "(intervals.json); drawn from the run seed; 0: no intervals."
+        "and the end of the run's paired differences (intervals.json); drawn from the run seed; 0: no intervals."
     )
     threads: int | None = Field(default=None, gt=0, description="CPU threads for torch (default: torch's choice).")
     inference_cost: bool = Field(

@@ -17,7 +17,7 @@ import numpy as np
 from mtkit.api.interfaces import Metric
 from mtkit.api.seeding import component_seed
 
-__all__ = ["FILE", "LEVEL", "describe", "resample_indices", "scores_and_intervals", "task_seed"]
+__all__ = ["FILE", "LEVEL", "describe", "paired_differences", "resample_indices", "scores_and_intervals", "task_seed"]
 
 FILE = "intervals.json"
 LEVEL = 0.95
@@ -48,17 +48,48 @@ def scores_and_intervals(
     index = resample_indices(len(predictions), resamples, seed).tolist() if bootstrap else []
     tails = [100 * (1 - level) / 2, 100 * (1 + level) / 2]
     for metric in metrics:
-        resampler = metric.resampler(predictions, references)
-        if resampler is not None:
-            scores.update(resampler(range(len(predictions))))
-            rows = [resampler(row) for row in index]
-        else:
-            scores.update(metric.compute(predictions, references))
-            rows = [metric.compute([predictions[i] for i in row], [references[i] for i in row]) for row in index]
-        for name in rows[0] if rows else ():
+        whole, *rows = _per_resample(metric, predictions, references, index)
+        scores.update(whole)
+        for name in whole if rows else ():
             low, high = np.percentile([r[name] for r in rows], tails)
             intervals[name] = [float(low), float(high)]
     return scores, intervals
+
+
+def _per_resample(metric: Metric, predictions: Sequence[Any], references: Sequence[Any], index: list[list[int]]) -> list[dict[str, float]]:
+    """The metric's scores on all examples, then on each resample in `index`."""
+    resampler = metric.resampler(predictions, references)
+    if resampler is not None:
+        return [resampler(range(len(predictions)))] + [resampler(row) for row in index]
+    rows = [metric.compute(predictions, references)]
+    return rows + [metric.compute([predictions[i] for i in row], [references[i] for i in row]) for row in index]
+
+
+def paired_differences(
+    metrics: Sequence[Metric],
+    first: Sequence[Any],
+    second: Sequence[Any],
+    references: Sequence[Any],
+    *,
+    resamples: int,
+    seed: int = 0,
+    level: float = LEVEL,
+) -> dict[str, dict[str, Any]]:
+    """Per score, `first`'s minus `second`'s (two predictions of the same examples, e.g. oracle routing and the
+    base model) and its paired percentile bootstrap interval: both scored on the same resamples, so what the examples
+    share cancels. `seed` draws the resamples (the task's, as for its intervals).  -> {score: {difference, interval}}
+    """
+    if resamples <= 0 or len(references) < 2:
+        return {}
+    index = resample_indices(len(references), resamples, seed).tolist()
+    tails = [100 * (1 - level) / 2, 100 * (1 + level) / 2]
+    out: dict[str, dict[str, Any]] = {}
+    for metric in metrics:
+        a, b = _per_resample(metric, first, references, index), _per_resample(metric, second, references, index)
+        for name in a[0]:
+            low, high = np.percentile([x[name] - y[name] for x, y in zip(a[1:], b[1:], strict=True)], tails)
+            out[name] = {"difference": float(a[0][name] - b[0][name]), "interval": [float(low), float(high)]}
+    return out
 
 
 def describe(resamples: int, run_seed: int) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from mtkit.rundir.intervals import FILE as INTERVALS_FILE
 from mtkit.rundir.layout import RunDir
 from mtkit.rundir.tables import comparison_columns, format_interval, format_score, score_rows
 
-__all__ = ["COMBINER_FIT", "comparison_table", "plot_training_curves", "write_report"]
+__all__ = ["COMBINER_FIT", "comparison_table", "difference_table", "plot_training_curves", "write_report"]
 
 COMBINER_FIT = "combiner_fit.json"
 """What the combiner's own training routine found in each phase that ran it (`fit_combiner`), by phase name."""
@@ -101,6 +101,22 @@ def comparison_table(by_routing: Mapping[str, Mapping[str, Mapping[str, float]]]
     return lines
 
 
+def difference_table(differences: Mapping[str, Mapping[str, Mapping[str, Mapping[str, Any]]]]) -> list[str]:
+    """Paired differences of one phase ("oracle - base", ...): one row per task and metric, each cell the difference
+    and its paired bootstrap 95% interval (an interval that excludes 0 separates the two)."""
+    columns = list(differences)
+    values = {pair: {task: {m: d["difference"] for m, d in by_metric.items()} for task, by_metric in tasks.items()}
+              for pair, tasks in differences.items()}
+    lines = ["| task | metric | " + " | ".join(columns) + " |", "|---" * (len(columns) + 2) + "|"]
+    for task, metric in score_rows(values):
+        cells = []
+        for pair in columns:
+            entry = differences[pair].get(task, {}).get(metric)
+            cells.append("" if entry is None else f"{entry['difference']:+.4f} {format_interval(entry['interval'])}".strip())
+        lines.append(f"| {task} | {metric} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def _validation_checks(run_dir: RunDir) -> list[str]:
     """Each phase's validation scores by step, and the step whose weights `keep_best` restored."""
     records = run_dir.logs()
@@ -166,11 +182,15 @@ def write_report(run_dir: RunDir, recipe: Mapping[str, Any], results: Mapping[st
         lines.append(f"| {task} | " + " | ".join(str(cells.get(c, "")) for c in columns) + " |")
     warnings = [w for task, info in data["tasks"].items() for w in cut_warnings(task, info, _max_length(recipe, task))]
     lines += ["", *(f"Warning: {w}." for w in warnings)] if warnings else []
-    intervals = run_dir.read_json(INTERVALS_FILE)["intervals"] if (run_dir.path / INTERVALS_FILE).is_file() else {}
+    recorded = run_dir.read_json(INTERVALS_FILE) if (run_dir.path / INTERVALS_FILE).is_file() else {}
+    intervals, differences = recorded.get("intervals", {}), recorded.get("differences", {})
     for phase, by_routing in results.items():
         if len(by_routing) > 1:
             lines += ["", f"## Phase `{phase}`: {', '.join(comparison_columns(by_routing))} (95% bootstrap intervals)", ""]
             lines += comparison_table(by_routing, intervals.get(phase, {}))
+            if any(differences.get(phase, {}).values()):
+                lines += ["", "Paired differences on the same held-out examples (95% bootstrap intervals):", ""]
+                lines += difference_table(differences[phase])
             continue
         for routing, scores in by_routing.items():
             lines += ["", f"## Phase `{phase}` ({routing} routing)", ""] + _table(scores, intervals.get(phase, {}).get(routing))

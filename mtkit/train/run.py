@@ -95,7 +95,9 @@ def run_recipe(
         from mtkit.rundir.intervals import FILE as INTERVALS_FILE
         from mtkit.rundir.intervals import describe
 
-        run_dir.write_json(INTERVALS_FILE, {**describe(recipe.run.bootstrap_resamples, recipe.run.seed), "intervals": trainer.intervals})
+        run_dir.write_json(INTERVALS_FILE, {
+            **describe(recipe.run.bootstrap_resamples, recipe.run.seed), "intervals": trainer.intervals, "differences": trainer.differences,
+        })
         if trainer.probe_results:
             run_dir.write_json("probes.json", trainer.probe_results)
         total = sum(p.numel() for p in built.model.parameters())

@@ -14,6 +14,7 @@ from mtkit.model.multitask import MultiTaskModel
 from mtkit.recipe.resolve import evaluation_path, routing_path
 from mtkit.recipe.schema import BASE_ROUTING, ORACLE_ROUTING, PhaseSection, Recipe
 from mtkit.rundir.evaluate import TaskEvaluation, evaluate, evaluate_examples
+from mtkit.rundir.intervals import paired_differences, task_seed
 from mtkit.rundir.layout import RunDir
 from mtkit.rundir.predictions import prediction_rows, write_predictions
 from mtkit.train.callbacks import Callbacks
@@ -34,6 +35,7 @@ class Scoring:
     callbacks: Callbacks
     results: dict[str, dict[str, dict[str, dict[str, float]]]]
     intervals: dict[str, dict[str, dict[str, dict[str, list[float]]]]]
+    differences: dict[str, dict[str, dict[str, dict[str, dict[str, Any]]]]]
     final: dict[str, TaskEvaluation]
     probe_results: dict[str, dict[str, dict[str, dict[str, float]]]]
     probe_final: dict[str, TaskEvaluation]
@@ -105,11 +107,31 @@ class Scoring:
         has_adapters = bool(self.model.adapter_names) and last.section.few_shot is None
         done = self.results.get(last.name, {})
         compare = not last.routes_by_task and has_adapters
+        compared = {last.label: self.final}
         if compare and ORACLE_ROUTING not in done:
-            self._evaluate(last.name, ORACLE_ROUTING, total, comparison=True)
+            compared[ORACLE_ROUTING] = self._evaluate(last.name, ORACLE_ROUTING, total, comparison=True)
         if self.model.backbone.generative and has_adapters and BASE_ROUTING not in done:
-            self._evaluate(last.name, BASE_ROUTING, total, comparison=True)
+            compared[BASE_ROUTING] = self._evaluate(last.name, BASE_ROUTING, total, comparison=True)
+        self._compare(last.name, last.label, compared)
         self._evaluate_probes(last.name, last.label, total, compare)
+
+    def _compare(self, phase: str, label: str, compared: dict[str, dict[str, TaskEvaluation]]) -> None:
+        """Paired differences between the end of the run's scorings on the same examples, each with its bootstrap
+        interval: every routing against `base`, and the recipe's own routing (`label`) against `oracle`."""
+        pairs = [(r, BASE_ROUTING) for r in compared if r != BASE_ROUTING and BASE_ROUTING in compared]
+        if label != ORACLE_ROUTING and ORACLE_ROUTING in compared:
+            pairs.append((label, ORACLE_ROUTING))
+        run = self.recipe.run
+        for first, second in pairs:
+            by_task = {
+                task: paired_differences(
+                    self.built.metrics[task], evaluation.predictions, compared[second][task].predictions, evaluation.references,
+                    resamples=run.bootstrap_resamples, seed=task_seed(run.seed, task),
+                )
+                for task, evaluation in compared[first].items()
+                if task in compared[second]
+            }
+            self.differences.setdefault(phase, {})[f"{first} - {second}"] = by_task
 
     def _write_predictions(self, folder: Path, name: str, task: str, examples: Any, evaluation: TaskEvaluation) -> None:
         """Input, prediction and reference of every scored example of `task`, as `folder/<name>.jsonl` (main process only)."""

@@ -82,6 +82,7 @@ class Trainer(Scoring, Checkpointing):
         self.saved_keys = self._saved_keys()
         self.results: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
         self.intervals: dict[str, dict[str, dict[str, dict[str, list[float]]]]] = {}  # like results: [low, high] per score
+        self.differences: dict[str, dict[str, dict[str, dict[str, dict[str, Any]]]]] = {}  # phase -> "a - b" -> task -> score
         self.trained: set[str] = set()
         self.final: dict[str, TaskEvaluation] = {}
         self.probe_results: dict[str, dict[str, dict[str, dict[str, float]]]] = {}  # routing -> task -> probe -> scores

@@ -12,7 +12,7 @@ from mtkit_metrics.config import AccuracyMetricConfig, BleuMetricConfig, ChrfMet
 from mtkit_metrics.text import BleuMetric, ChrfMetric, RougeMetric
 from rich.console import Console
 
-from mtkit.rundir.intervals import resample_indices, scores_and_intervals
+from mtkit.rundir.intervals import paired_differences, resample_indices, scores_and_intervals
 
 REFERENCES = [
     "In the beginning God created the heaven and the earth.",
@@ -65,6 +65,32 @@ def test_intervals_of_a_metric_without_resampler_recompute_it() -> None:
     assert set(intervals) == {"macro_f1", "accuracy"} and scores["accuracy"] == pytest.approx(4 / 6)
     assert all(low <= scores[name] <= high for name, (low, high) in intervals.items())
     assert scores_and_intervals([AccuracyMetric(AccuracyMetricConfig())], ["a"], ["a"], resamples=100)[1] == {}  # one example
+
+
+def test_paired_differences_resample_both_predictions_with_the_same_examples() -> None:
+    rouge = RougeMetric(RougeMetricConfig())
+    worse = ["the"] * 6
+    paired = paired_differences([rouge], PREDICTIONS, worse, REFERENCES, resamples=200, seed=7)
+    # The reference computation: per-example F-measures of both, their difference averaged over the same resamples.
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+
+    def per_example(predictions: list[str]) -> np.ndarray:
+        return np.array([scorer.score(r, p)["rougeL"].fmeasure for p, r in zip(predictions, REFERENCES, strict=True)])
+
+    gap = per_example(PREDICTIONS) - per_example(worse)
+    assert paired["rougeL"]["difference"] == pytest.approx(gap.mean())
+    draws = gap[resample_indices(6, 200, 7)].mean(axis=1)
+    assert paired["rougeL"]["interval"] == pytest.approx(list(np.percentile(draws, [2.5, 97.5])))
+    assert paired["rougeL"]["interval"][0] > 0  # better on every example: the interval excludes 0
+    # The same predictions on both sides differ by exactly 0 in every resample.
+    same = paired_differences([rouge], PREDICTIONS, PREDICTIONS, REFERENCES, resamples=50, seed=0)
+    assert all(d["difference"] == 0 and d["interval"] == [0.0, 0.0] for d in same.values())
+    # A metric without a resampler (macro F1) is computed on each resample for both; one example gives no interval.
+    f1 = paired_differences([MacroF1Metric(MacroF1MetricConfig())], ["a", "b", "c"], ["a", "a", "a"], ["a", "b", "c"], resamples=100)
+    assert f1["macro_f1"]["difference"] == pytest.approx(1 - 1 / 6) and f1["macro_f1"]["interval"][1] <= 1
+    assert paired_differences([rouge], ["a"], ["b"], ["a"], resamples=100) == {}
 
 
 def _width(renderable: object) -> int:
