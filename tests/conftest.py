@@ -62,6 +62,20 @@ def tiny_recipe_table() -> dict[str, Any]:
     }
 
 
+def count_calls(monkeypatch: pytest.MonkeyPatch, target: str) -> list[int]:
+    """Wrap the function at dotted path `target` (e.g. "mtkit.api.lowrank.gather") to count its calls; -> [count]."""
+    module, name = target.rsplit(".", 1)
+    real = getattr(__import__(module, fromlist=[name]), name)
+    calls = [0]
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(target, counted)
+    return calls
+
+
 def write_toml(path: Path, data: dict[str, Any]) -> Path:
     """A minimal TOML writer for the nested dicts tests build (tables, arrays of tables, scalars)."""
 

@@ -10,7 +10,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mtkit import ROUTING_MASK, TRUNCATED, Backbone, BackboneOutput, Head, HeadOutput, ModelAccess, MtkitError, TaskInfo, pad_batch, peft_format
+from mtkit import (
+    ROUTING_MASK,
+    TRUNCATED,
+    Backbone,
+    BackboneOutput,
+    Head,
+    HeadOutput,
+    ModelAccess,
+    MtkitError,
+    TaskInfo,
+    pad_batch,
+    peft_format,
+)
 
 from .config import LmHeadConfig
 

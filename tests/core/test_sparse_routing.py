@@ -15,6 +15,7 @@ from mtkit.api.combiner import GATHER_MIN_ADAPTERS, gathers
 from mtkit.model.build import build_model
 from mtkit.model.multitask import MultiTaskModel
 from mtkit.recipe.resolve import resolve
+from tests.conftest import count_calls
 
 LIBRARY = 12
 LORA = {"type": "lora", "init": "random", "target_modules": ["query", "value"]}
@@ -75,15 +76,7 @@ def apply_and_grads(
     logits = torch.randn(batch, *((5,) if per_token else ()), LIBRARY, requires_grad=True)
     make, k = ROUTINGS[routing]
     weights = make(logits, k)
-    calls = [0]
-    path = "dispatched_mix" if per_token else "gather"
-    real = getattr(lowrank, path)
-
-    def counted(*args: Any, **kwargs: Any) -> Any:
-        calls[0] += 1
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(f"mtkit.api.lowrank.{path}", counted)
+    calls = count_calls(monkeypatch, "mtkit.api.lowrank." + ("dispatched_mix" if per_token else "gather"))
     monkeypatch.setattr("mtkit.api.combiner.gathers", (lambda used, per_sample: False) if dense else gathers)
     model.zero_grad(set_to_none=True)
     out = site.apply(x, y, weights, ForwardContext(num_adapters=LIBRARY), sparse=True)
@@ -179,14 +172,7 @@ def test_router_top2_over_a_library_trains_alike_gathered_or_dense(
     enc = {"input_ids": torch.randint(1000, 20000, (16, 6)), "attention_mask": torch.ones(16, 6, dtype=torch.long)}
     tasks = torch.arange(16) % 2
     results = []
-    calls = [0]
-    real = lowrank.gather
-
-    def counted(*args: Any, **kwargs: Any) -> Any:
-        calls[0] += 1
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr("mtkit.api.lowrank.gather", counted)
+    calls = count_calls(monkeypatch, "mtkit.api.lowrank.gather")
     for dense in (False, True):
         monkeypatch.setattr("mtkit.api.combiner.gathers", (lambda used, per_sample: False) if dense else gathers)
         model.train()

@@ -13,7 +13,7 @@ from mtkit import Registry, TaskInfo
 from mtkit.model.build import build_model
 from mtkit.model.multitask import MultiTaskModel
 from mtkit.recipe.resolve import evaluation_path, resolve, routing_path
-from tests.conftest import TINY_LLAMA
+from tests.conftest import TINY_LLAMA, count_calls
 
 PROMPTS = [
     ("news", "Shares in the carmaker fell sharply after a profit warning on Monday."),
@@ -191,8 +191,6 @@ def test_generate_gathers_each_sites_adapters_once_per_call(registry: Registry, 
     """Five LoRAs in a mixed batch under oracle routing take the gathered path; its per-sample factors are gathered
     once per site for the whole generate call (the routing is the prompt's), and the tokens equal a greedy loop of
     whole-sequence passes, each gathering anew."""
-    from mtkit.api import lowrank
-
     backbone = copy.deepcopy(TINY_LLAMA)
     backbone["config_overrides"]["initializer_range"] = 0.2
     lora = {"type": "lora", "rank": 4, "alpha": 16, "init": "random", "target_modules": ["q_proj", "v_proj"]}
@@ -208,14 +206,7 @@ def test_generate_gathers_each_sites_adapters_once_per_call(registry: Registry, 
     model = build_model(resolve(recipe, registry, "test"), {name: TaskInfo(name, 0) for name in names}).eval()
     rows = [(names[i % 5], text) for i, (_, text) in enumerate(PROMPTS * 2)][:6]
     ids, mask, task_ids = _prompts(model, rows)
-    calls = [0]
-    real = lowrank.gather
-
-    def counted(*args: Any, **kwargs: Any) -> Any:
-        calls[0] += 1
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr("mtkit.api.lowrank.gather", counted)
+    calls = count_calls(monkeypatch, "mtkit.api.lowrank.gather")
     steps = 5
     options = model.heads["t0"].generation_options() | {"max_new_tokens": steps, "min_new_tokens": steps}
     with torch.no_grad(), model.use_combiner("oracle"):
