@@ -86,35 +86,35 @@ def _table(scores: Mapping[str, Mapping[str, float]], intervals: Mapping[str, Ma
     return lines
 
 
+def _side_by_side(columns: list[str], rows: list[tuple[str, str]], cell: Any) -> list[str]:
+    """A markdown table with one row per (task, metric) and one column per name, each cell `cell(column, task, metric)`."""
+    lines = ["| task | metric | " + " | ".join(columns) + " |", "|---" * (len(columns) + 2) + "|"]
+    lines += [f"| {task} | {metric} | " + " | ".join(cell(c, task, metric) for c in columns) + " |" for task, metric in rows]
+    return lines
+
+
 def comparison_table(by_routing: Mapping[str, Mapping[str, Mapping[str, float]]], intervals: Mapping[str, Any]) -> list[str]:
     """One phase's evaluations side by side (base, oracle, learned): one row per task and metric, each cell the
     score and its bootstrap 95% interval."""
-    columns = comparison_columns(by_routing)
-    lines = ["| task | metric | " + " | ".join(columns) + " |", "|---" * (len(columns) + 2) + "|"]
-    for task, metric in score_rows(by_routing):
-        cells = []
-        for routing in columns:
-            value = by_routing[routing].get(task, {}).get(metric)
-            bounds = intervals.get(routing, {}).get(task, {}).get(metric)
-            cells.append("" if value is None else f"{format_score(value)} {format_interval(bounds)}".strip())
-        lines.append(f"| {task} | {metric} | " + " | ".join(cells) + " |")
-    return lines
+
+    def cell(routing: str, task: str, metric: str) -> str:
+        value = by_routing[routing].get(task, {}).get(metric)
+        bounds = intervals.get(routing, {}).get(task, {}).get(metric)
+        return "" if value is None else f"{format_score(value)} {format_interval(bounds)}".strip()
+
+    return _side_by_side(comparison_columns(by_routing), score_rows(by_routing), cell)
 
 
 def difference_table(differences: Mapping[str, Mapping[str, Mapping[str, Mapping[str, Any]]]]) -> list[str]:
     """Paired differences of one phase ("oracle - base", ...): one row per task and metric, each cell the difference
     and its paired bootstrap 95% interval (an interval that excludes 0 separates the two)."""
-    columns = list(differences)
-    values = {pair: {task: {m: d["difference"] for m, d in by_metric.items()} for task, by_metric in tasks.items()}
-              for pair, tasks in differences.items()}
-    lines = ["| task | metric | " + " | ".join(columns) + " |", "|---" * (len(columns) + 2) + "|"]
-    for task, metric in score_rows(values):
-        cells = []
-        for pair in columns:
-            entry = differences[pair].get(task, {}).get(metric)
-            cells.append("" if entry is None else f"{entry['difference']:+.4f} {format_interval(entry['interval'])}".strip())
-        lines.append(f"| {task} | {metric} | " + " | ".join(cells) + " |")
-    return lines
+    values = {pair: {task: dict(by_metric) for task, by_metric in tasks.items()} for pair, tasks in differences.items()}
+
+    def cell(pair: str, task: str, metric: str) -> str:
+        entry = differences[pair].get(task, {}).get(metric)
+        return "" if entry is None else f"{entry['difference']:+.4f} {format_interval(entry['interval'])}".strip()
+
+    return _side_by_side(list(differences), score_rows(values), cell)
 
 
 def _validation_checks(run_dir: RunDir) -> list[str]:
